@@ -1,0 +1,23 @@
+"""Database errors, wrapping SQLAlchemy/psycopg2 ones at the adapter."""
+
+from __future__ import annotations
+
+from pagestream.errors import PagestreamError, TransientError
+
+
+class DatabaseError(PagestreamError):
+    """A database operation failed."""
+
+    reason = "database"
+
+
+class DatabaseUnavailableError(DatabaseError, TransientError):
+    """The database cannot be reached or the transaction was aborted by a conflict; retry."""
+
+    reason = "database_unavailable"
+
+
+class DocumentNotFoundError(DatabaseError):
+    """No document with that id."""
+
+    reason = "document_not_found"

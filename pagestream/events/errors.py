@@ -1,0 +1,17 @@
+"""Errors decoding events."""
+
+from __future__ import annotations
+
+from pagestream.errors import InputError
+
+
+class EventDecodeError(InputError):
+    """A record is not a valid event of a known type and version (poison: dead-letter it)."""
+
+    reason = "undecodable_event"
+
+
+class UnknownEventTypeError(EventDecodeError):
+    """The record's ``ce_type`` names no event this build knows."""
+
+    reason = "unknown_event_type"

@@ -1,0 +1,1 @@
+"""Kafka I/O: the only package that imports confluent_kafka."""

@@ -1,0 +1,172 @@
+"""The one place pagestream consumes from Kafka.
+
+Semantics: ``enable.auto.commit`` is off; callers commit a record's offset only after its
+effect is durable (``commit``). Records are handed out as plain ``ConsumedRecord`` objects
+so services never see confluent_kafka types.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from confluent_kafka import Consumer, KafkaException, TopicPartition
+from confluent_kafka import KafkaError as _RdKafkaError
+
+from pagestream.events.envelope import Headers
+from pagestream.kafka.errors import BrokerUnavailableError, KafkaError
+from pagestream.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ConsumedRecord:
+    """One record as read from a partition."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    headers: Headers
+    timestamp_ms: int | None
+
+
+class EventConsumer:
+    """A consumer-group member with manual, after-the-effect offset commits."""
+
+    def __init__(self, settings: Settings, group_id: str, topics: Iterable[str], *,
+                 client_id: str = "pagestream", extra: dict[str, Any] | None = None):
+        self._topics = list(topics)
+        self._conf: dict[str, Any] = {
+            **settings.kafka_client_config(),
+            "group.id": group_id,
+            "client.id": client_id,
+            "enable.auto.commit": False,
+            "enable.auto.offset.store": False,
+            "auto.offset.reset": "earliest",
+            "session.timeout.ms": 10_000,
+            "heartbeat.interval.ms": 1_000,
+            "max.poll.interval.ms": 300_000,
+            "topic.metadata.refresh.interval.ms": 5_000,
+            **(extra or {}),
+        }
+        self._consumer: Consumer | None = None
+        self._assignment: set[tuple[str, int]] = set()
+
+    def start(self) -> None:
+        if self._consumer is not None:
+            return
+        self._consumer = Consumer(self._conf)
+        self._consumer.subscribe(self._topics, on_assign=self._on_assign, on_revoke=self._on_revoke)
+
+    def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self._assignment |= {(p.topic, p.partition) for p in partitions}
+        log.info("partitions assigned", extra={"partitions": [f"{p.topic}[{p.partition}]" for p in partitions]})
+
+    def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self._assignment -= {(p.topic, p.partition) for p in partitions}
+
+    @property
+    def assigned(self) -> bool:
+        """True once the group gave this member at least one partition."""
+        return bool(self._assignment)
+
+    @property
+    def consumer(self) -> Consumer:
+        if self._consumer is None:
+            self.start()
+        assert self._consumer is not None
+        return self._consumer
+
+    def poll(self, timeout: float = 1.0) -> ConsumedRecord | None:
+        """The next record, or None. Partition EOF and transient errors are logged, not raised."""
+        try:
+            msg = self.consumer.poll(timeout)
+        except KafkaException as e:
+            raise BrokerUnavailableError(f"poll failed: {e}") from e
+        if msg is None:
+            return None
+        err = msg.error()
+        if err is not None:
+            if err.code() == _RdKafkaError._PARTITION_EOF:
+                return None
+            if err.fatal():
+                raise KafkaError(f"fatal consumer error: {err.str()}", code=err.name())
+            log.warning("consumer error", extra={"error": err.str()})
+            return None
+        return ConsumedRecord(
+            topic=msg.topic(), partition=msg.partition(), offset=msg.offset(), key=msg.key(),
+            value=msg.value(), headers=list(msg.headers() or []), timestamp_ms=msg.timestamp()[1],
+        )
+
+    def consume(self, max_records: int, timeout: float) -> list[ConsumedRecord]:
+        """Up to ``max_records`` records, waiting at most ``timeout`` for the first."""
+        try:
+            msgs = self.consumer.consume(max_records, timeout)
+        except KafkaException as e:
+            raise BrokerUnavailableError(f"consume failed: {e}") from e
+        out = []
+        for msg in msgs:
+            err = msg.error()
+            if err is not None:
+                if err.code() != _RdKafkaError._PARTITION_EOF:
+                    log.warning("consumer error", extra={"error": err.str()})
+                continue
+            out.append(ConsumedRecord(
+                topic=msg.topic(), partition=msg.partition(), offset=msg.offset(), key=msg.key(),
+                value=msg.value(), headers=list(msg.headers() or []), timestamp_ms=msg.timestamp()[1],
+            ))
+        return out
+
+    def commit(self, records: Iterable[ConsumedRecord]) -> None:
+        """Synchronously commit past the highest offset of each record's partition."""
+        highest: dict[tuple[str, int], int] = {}
+        for r in records:
+            k = (r.topic, r.partition)
+            highest[k] = max(highest.get(k, -1), r.offset)
+        if not highest:
+            return
+        offsets = [TopicPartition(t, p, o + 1) for (t, p), o in highest.items()]
+        try:
+            self.consumer.commit(offsets=offsets, asynchronous=False)
+        except KafkaException as e:
+            err = e.args[0] if e.args else None
+            # A rebalance took the partition away: the new owner will redo the work (idempotent).
+            if err is not None and getattr(err, "code", lambda: None)() in (
+                _RdKafkaError._NO_OFFSET, _RdKafkaError.REBALANCE_IN_PROGRESS,
+                _RdKafkaError.ILLEGAL_GENERATION, _RdKafkaError.UNKNOWN_MEMBER_ID,
+            ):
+                log.warning("commit lost to a rebalance", extra={"error": str(e)})
+                return
+            raise BrokerUnavailableError(f"commit failed: {e}") from e
+
+    def pause(self, record: ConsumedRecord) -> None:
+        self.consumer.pause([TopicPartition(record.topic, record.partition)])
+
+    def resume(self, record: ConsumedRecord) -> None:
+        self.consumer.resume([TopicPartition(record.topic, record.partition)])
+
+    def pause_all(self) -> None:
+        parts = self.consumer.assignment()
+        if parts:
+            self.consumer.pause(parts)
+
+    def resume_all(self) -> None:
+        parts = self.consumer.assignment()
+        if parts:
+            self.consumer.resume(parts)
+
+    def seek(self, record: ConsumedRecord) -> None:
+        """Rewind the record's partition so the record is delivered again."""
+        self.consumer.seek(TopicPartition(record.topic, record.partition, record.offset))
+
+    def close(self) -> None:
+        if self._consumer is not None:
+            try:
+                self._consumer.close()
+            finally:
+                self._consumer = None

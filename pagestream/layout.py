@@ -1,0 +1,86 @@
+"""The structure of one recognized page: blocks → lines → words with boxes.
+
+A leaf module shared by the OCR engines (which produce it) and the events (which
+carry it), so neither depends on the other.
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class Box(BaseModel):
+    """An axis-aligned box in pixels of the analysed image, plus the same box normalized 0–1."""
+
+    model_config = ConfigDict(frozen=True)
+
+    x0: float
+    y0: float
+    x1: float
+    y1: float
+    nx0: float = Field(ge=0.0, le=1.0)
+    ny0: float = Field(ge=0.0, le=1.0)
+    nx1: float = Field(ge=0.0, le=1.0)
+    ny1: float = Field(ge=0.0, le=1.0)
+
+    @classmethod
+    def from_pixels(cls, x0: float, y0: float, x1: float, y1: float, width: float, height: float) -> Box:
+        """Build a box from pixel coordinates, clamping the normalized copy into 0–1."""
+
+        def clamp(v: float) -> float:
+            return min(1.0, max(0.0, v))
+
+        w = width or 1.0
+        h = height or 1.0
+        return cls(
+            x0=x0, y0=y0, x1=x1, y1=y1,
+            nx0=clamp(x0 / w), ny0=clamp(y0 / h), nx1=clamp(x1 / w), ny1=clamp(y1 / h),
+        )
+
+
+class Word(BaseModel):
+    text: str
+    box: Box
+    confidence: float = Field(ge=0.0, le=100.0, description="0–100; 100 for text-layer words")
+
+
+class Line(BaseModel):
+    text: str
+    box: Box
+    words: list[Word] = Field(default_factory=list)
+
+
+class Block(BaseModel):
+    text: str
+    box: Box
+    lines: list[Line] = Field(default_factory=list)
+
+
+class TitleBlock(BaseModel):
+    """Fields read from a construction drawing's title block; ``None`` when absent."""
+
+    sheet_number: str | None = None
+    sheet_title: str | None = None
+    scale: str | None = None
+
+
+class PageLayout(BaseModel):
+    """Everything recognized on one page."""
+
+    text: str = Field(description="full text in reading order; lines joined by newlines")
+    width: int = Field(description="width in pixels of the analysed image (or points for text layers)")
+    height: int
+    dpi: float | None = None
+    rotation: int = Field(0, description="clockwise degrees applied before recognition: 0/90/180/270")
+    skew_degrees: float = 0.0
+    source: str = Field(description="'ocr' or 'text-layer'")
+    engine: str
+    engine_version: str
+    mean_confidence: float | None = None
+    blocks: list[Block] = Field(default_factory=list)
+    title_block: TitleBlock | None = None
+    render_seconds: float = 0.0
+    ocr_seconds: float = 0.0
+
+    def words(self) -> list[Word]:
+        return [w for b in self.blocks for ln in b.lines for w in ln.words]

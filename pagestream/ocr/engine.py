@@ -1,0 +1,48 @@
+"""The OCR engine contract. Engines see images and return layouts: never Kafka, events or SQL."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import ClassVar
+
+from PIL import Image
+
+from pagestream.layout import PageLayout
+
+
+class OcrEngine(ABC):
+    """Recognizes text on one page image.
+
+    Contract:
+    - ``start()`` acquires expensive resources (a Tesseract API, a cloud client) once;
+      nothing connects in ``__init__``.
+    - ``recognize()`` is called many times on the same engine, one page at a time, from
+      one thread; it returns a ``PageLayout`` whose boxes are in the pixels of ``image``
+      and whose ``source`` is ``"ocr"``.
+    - Errors are ``pagestream.ocr.errors.OcrError`` subclasses; ``retryable`` on the class
+      says whether the same page may succeed later (throttling, timeouts) or not.
+    - ``close()`` releases resources; the engine may not be used afterwards.
+    """
+
+    name: ClassVar[str]
+
+    def start(self) -> None:  # noqa: B027 - optional hook
+        """Acquire resources. Default: nothing to do."""
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release resources. Default: nothing to do."""
+
+    @abstractmethod
+    def version(self) -> str:
+        """Engine name and version as reported by the engine, e.g. ``tesseract 5.5.4``."""
+
+    @abstractmethod
+    def recognize(self, image: Image.Image, *, languages: str = "eng", dpi: float | None = None) -> PageLayout:
+        """Recognize ``image`` (already upright) and return its layout."""
+
+    def __enter__(self) -> OcrEngine:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

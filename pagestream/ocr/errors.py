@@ -1,0 +1,35 @@
+"""Errors of the OCR layer (rendering, engines)."""
+
+from __future__ import annotations
+
+from pagestream.errors import InputError, PagestreamError, TransientError
+
+
+class OcrError(PagestreamError):
+    """OCR of a page failed."""
+
+    reason = "ocr_error"
+
+
+class EngineUnavailableError(OcrError, TransientError):
+    """The engine cannot be reached or is throttling; retry later with backoff."""
+
+    reason = "engine_unavailable"
+
+
+class PageTimeoutError(OcrError, TransientError):
+    """OCR of one page exceeded its time budget."""
+
+    reason = "page_timeout"
+
+
+class UnreadablePageError(OcrError, InputError):
+    """The page cannot be rendered or decoded; retrying will not help."""
+
+    reason = "unreadable_page"
+
+
+class EngineConfigurationError(OcrError):
+    """The engine is misconfigured (missing language data, missing credentials)."""
+
+    reason = "engine_configuration"

@@ -1,0 +1,131 @@
+"""Configuration, read from the environment once at each entry point and passed down.
+
+Every variable any pagestream process reads is declared here (and documented in
+README.md); nothing deeper in the code touches ``os.environ``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import urlsplit, urlunsplit
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def redact_url(url: str) -> str:
+    """Return ``url`` with any password replaced by ``***`` (safe for logs and errors)."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "<unparseable url>"
+    if parts.password is None:
+        return url
+    user = parts.username or ""
+    host = parts.hostname or ""
+    if parts.port:
+        host = f"{host}:{parts.port}"
+    netloc = f"{user}:***@{host}"
+    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+
+
+class Settings(BaseSettings):
+    """All pagestream settings. Frozen: build once, pass down."""
+
+    model_config = SettingsConfigDict(frozen=True, extra="ignore", populate_by_name=True)
+
+    # --- infrastructure (unset = the embedded stack provides it) ---
+    kafka_bootstrap_servers: str = Field("127.0.0.1:9092", alias="KAFKA_BOOTSTRAP_SERVERS")
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
+        "PLAINTEXT", alias="KAFKA_SECURITY_PROTOCOL"
+    )
+    kafka_sasl_mechanism: str | None = Field(None, alias="KAFKA_SASL_MECHANISM")
+    kafka_sasl_username: str | None = Field(None, alias="KAFKA_SASL_USERNAME")
+    kafka_sasl_password: SecretStr | None = Field(None, alias="KAFKA_SASL_PASSWORD")
+    kafka_ssl_ca_location: str | None = Field(None, alias="KAFKA_SSL_CA_LOCATION")
+    kafka_topic_partitions: int = Field(4, alias="PAGESTREAM_TOPIC_PARTITIONS")
+    kafka_replication_factor: int = Field(1, alias="PAGESTREAM_TOPIC_REPLICATION_FACTOR")
+
+    database_url: SecretStr = Field(
+        SecretStr("postgresql://pagestream@127.0.0.1:5432/pagestream"), alias="DATABASE_URL"
+    )
+    storage_url: str = Field("file://./.pagestream/objects", alias="STORAGE_URL")
+    s3_endpoint_url: str | None = Field(None, alias="S3_ENDPOINT_URL")
+
+    # --- this process ---
+    state_dir: Path = Field(Path(".pagestream"), alias="PAGESTREAM_STATE_DIR")
+    http_host: str = Field("127.0.0.1", alias="PAGESTREAM_HTTP_HOST")
+    http_port: int = Field(0, alias="PAGESTREAM_HTTP_PORT")
+    api_url: str = Field("http://127.0.0.1:8000", alias="PAGESTREAM_API_URL")
+    api_key: SecretStr | None = Field(None, alias="PAGESTREAM_API_KEY")
+    auth: Literal["enabled", "disabled"] = Field("enabled", alias="PAGESTREAM_AUTH")
+    log_level: str = Field("INFO", alias="PAGESTREAM_LOG_LEVEL")
+
+    # --- ingest limits ---
+    max_upload_bytes: int = Field(100 * 1024 * 1024, alias="PAGESTREAM_MAX_UPLOAD_BYTES")
+    max_pages: int = Field(2000, alias="PAGESTREAM_MAX_PAGES")
+    max_image_pixels: int = Field(200_000_000, alias="PAGESTREAM_MAX_IMAGE_PIXELS")
+
+    # --- cdc ---
+    cdc_slot: str = Field("pagestream_outbox", alias="PAGESTREAM_CDC_SLOT")
+    cdc_publication: str = Field("pagestream_outbox", alias="PAGESTREAM_CDC_PUBLICATION")
+    cdc_heartbeat_seconds: float = Field(10.0, alias="PAGESTREAM_CDC_HEARTBEAT_SECONDS")
+
+    # --- ocr ---
+    ocr_engine: Literal["tesseract", "google-vision", "textract"] = Field(
+        "tesseract", alias="PAGESTREAM_OCR_ENGINE"
+    )
+    ocr_workers: int = Field(0, alias="PAGESTREAM_OCR_WORKERS")  # 0 = number of cores
+    ocr_languages: str = Field("eng", alias="PAGESTREAM_OCR_LANGUAGES")
+    ocr_dpi: int = Field(300, alias="PAGESTREAM_OCR_DPI")
+    ocr_max_page_pixels: int = Field(60_000_000, alias="PAGESTREAM_OCR_MAX_PAGE_PIXELS")
+    ocr_page_timeout_seconds: float = Field(120.0, alias="PAGESTREAM_OCR_PAGE_TIMEOUT_SECONDS")
+    ocr_max_attempts: int = Field(3, alias="PAGESTREAM_OCR_MAX_ATTEMPTS")
+    tessdata_prefix: str | None = Field(None, alias="TESSDATA_PREFIX")
+
+    # --- persist ---
+    persist_batch_size: int = Field(100, alias="PAGESTREAM_PERSIST_BATCH_SIZE")
+    persist_batch_seconds: float = Field(0.2, alias="PAGESTREAM_PERSIST_BATCH_SECONDS")
+
+    def database_dsn(self) -> str:
+        """The database URL in libpq form (``postgresql://``), secret included."""
+        url = self.database_url.get_secret_value()
+        for prefix in ("postgresql+psycopg2://", "postgresql+asyncpg://", "postgres://"):
+            if url.startswith(prefix):
+                return "postgresql://" + url[len(prefix):]
+        return url
+
+    def as_dict(self) -> dict[str, Any]:
+        """Settings with secrets hidden and URLs redacted: safe to log."""
+        out: dict[str, Any] = {}
+        for name, value in self.model_dump().items():
+            if isinstance(value, SecretStr):
+                raw = value.get_secret_value()
+                out[name] = redact_url(raw) if "://" in raw else "***"
+            elif isinstance(value, str) and "://" in value:
+                out[name] = redact_url(value)
+            else:
+                out[name] = value if not isinstance(value, Path) else str(value)
+        return out
+
+    def kafka_client_config(self) -> dict[str, Any]:
+        """librdkafka settings shared by producers, consumers and admin clients."""
+        conf: dict[str, Any] = {
+            "bootstrap.servers": self.kafka_bootstrap_servers,
+            "security.protocol": self.kafka_security_protocol,
+        }
+        if self.kafka_sasl_mechanism:
+            conf["sasl.mechanism"] = self.kafka_sasl_mechanism
+        if self.kafka_sasl_username:
+            conf["sasl.username"] = self.kafka_sasl_username
+        if self.kafka_sasl_password is not None:
+            conf["sasl.password"] = self.kafka_sasl_password.get_secret_value()
+        if self.kafka_ssl_ca_location:
+            conf["ssl.ca.location"] = self.kafka_ssl_ca_location
+        return conf
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Read the environment (once, at an entry point) into frozen settings."""
+    return Settings(**overrides)

@@ -1,0 +1,42 @@
+"""The object store contract."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+
+
+class ObjectStore(ABC):
+    """Stores document bytes under keys and addresses them by URI.
+
+    Contract: ``put`` is idempotent for the same key and bytes (content-addressed keys make
+    re-uploads free); ``get`` of a URI this store returned gives the same bytes back;
+    ``get`` of a missing object raises ``ObjectNotFoundError``; ``delete`` of a missing
+    object is not an error. URIs are ``file://…`` or ``s3://bucket/key``.
+    """
+
+    @abstractmethod
+    def put(self, key: str, data: bytes, content_type: str) -> str:
+        """Store ``data`` at ``key``; return its URI."""
+
+    @abstractmethod
+    def get(self, uri: str) -> bytes:
+        """The bytes at ``uri``."""
+
+    @abstractmethod
+    def exists(self, uri: str) -> bool:
+        """Whether an object exists at ``uri``."""
+
+    @abstractmethod
+    def delete(self, uri: str) -> None:
+        """Remove the object at ``uri`` if present."""
+
+    def handles(self, uri: str) -> bool:
+        """Whether ``uri`` belongs to this kind of store."""
+        return uri.startswith(self.scheme + "://")
+
+    scheme: str = ""
+
+
+def content_key(sha256: str) -> str:
+    """The content-addressed key of a document's bytes."""
+    return f"documents/{sha256[:2]}/{sha256}"

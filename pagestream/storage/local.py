@@ -1,0 +1,72 @@
+"""Object store on the local filesystem (the embedded default)."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
+
+from pagestream.storage.base import ObjectStore
+from pagestream.storage.errors import ObjectNotFoundError, StorageError
+
+
+def _path_from_uri(uri: str) -> Path:
+    parts = urlsplit(uri)
+    if parts.scheme != "file":
+        raise StorageError(f"not a file:// URI: {uri}")
+    # file://./relative (netloc '.') and file:///absolute
+    raw = unquote((parts.netloc or "") + parts.path)
+    return Path(raw).resolve()
+
+
+class LocalObjectStore(ObjectStore):
+    """Objects as files under ``root``; writes are atomic (temp file + rename)."""
+
+    scheme = "file"
+
+    def __init__(self, root: Path):
+        self.root = Path(root).resolve()
+
+    def _path(self, key: str) -> Path:
+        p = (self.root / key).resolve()
+        if self.root not in p.parents:
+            raise StorageError(f"key escapes the store root: {key!r}")
+        return p
+
+    def put(self, key: str, data: bytes, content_type: str) -> str:
+        path = self._path(key)
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+            try:
+                with os.fdopen(fd, "wb") as f:
+                    f.write(data)
+                    f.flush()
+                    os.fsync(f.fileno())
+                os.replace(tmp, path)
+            except BaseException:
+                Path(tmp).unlink(missing_ok=True)
+                raise
+        return path.as_uri()
+
+    def _resolve(self, uri: str) -> Path:
+        path = _path_from_uri(uri)
+        return path
+
+    def get(self, uri: str) -> bytes:
+        path = self._resolve(uri)
+        try:
+            return path.read_bytes()
+        except FileNotFoundError as e:
+            raise ObjectNotFoundError(f"no object at {uri}") from e
+        except OSError as e:
+            raise StorageError(f"cannot read {uri}: {e.strerror}") from e
+
+    def exists(self, uri: str) -> bool:
+        return self._resolve(uri).is_file()
+
+    def delete(self, uri: str) -> None:
+        path = self._resolve(uri)
+        if self.root in path.parents:
+            path.unlink(missing_ok=True)

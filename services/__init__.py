@@ -1,0 +1,1 @@
+"""Runnable services: wiring only; all logic lives in the ``pagestream`` core."""

@@ -1,0 +1,1 @@
+"""The cdc service: OutboxRelay from the outbox slot to Kafka."""
