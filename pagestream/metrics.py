@@ -7,11 +7,12 @@ All metrics are defined here, once, so dashboards, alerts and tests have one lis
 from __future__ import annotations
 
 import json
+import os
 import threading
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 OCR_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2, 4, 8, 15, 30, 60, 120, 300)
@@ -96,6 +97,18 @@ DOCUMENT_E2E_SECONDS = Histogram(
 )
 
 
+def render_metrics() -> bytes:
+    """The Prometheus exposition of this process, or of all its worker processes when
+    prometheus_client's multiprocess mode is on (``PROMETHEUS_MULTIPROC_DIR``, its own variable)."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        from prometheus_client import multiprocess
+
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)
+        return generate_latest(registry)
+    return generate_latest()
+
+
 class HealthServer:
     """Serves ``/metrics``, ``/healthz`` (process alive) and ``/readyz`` (``ready()`` true).
 
@@ -121,7 +134,7 @@ class HealthServer:
             def do_GET(self) -> None:  # noqa: N802 - http.server API
                 path = self.path.split("?", 1)[0]
                 if path == "/metrics":
-                    self._send(200, generate_latest(), CONTENT_TYPE_LATEST)
+                    self._send(200, render_metrics(), CONTENT_TYPE_LATEST)
                 elif path == "/healthz":
                     self._send(200, b'{"status":"ok"}', "application/json")
                 elif path == "/readyz":

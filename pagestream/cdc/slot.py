@@ -48,9 +48,9 @@ def ensure_publication(conn: psycopg2.extensions.connection, publication: str) -
         try:
             cur.execute(sql.SQL("CREATE PUBLICATION {} FOR TABLE {} WITH (publish = 'insert')").format(
                 sql.Identifier(publication), sql.Identifier(OUTBOX_TABLE)))
-            conn.commit()
+        except psycopg2.errors.DuplicateObject:
+            return False
         except psycopg2.Error as e:
-            conn.rollback()
             raise ReplicationSetupError(
                 f"publication {publication!r} is missing and cannot be created ({e.pgcode}): "
                 f"create it as the table owner: CREATE PUBLICATION {publication} FOR TABLE outbox WITH (publish = 'insert')"
@@ -69,12 +69,9 @@ def ensure_slot(conn: psycopg2.extensions.connection, slot: str) -> bool:
             return False
         try:
             cur.execute("SELECT pg_create_logical_replication_slot(%s, 'pgoutput')", (slot,))
-            conn.commit()
         except psycopg2.errors.DuplicateObject:
-            conn.rollback()
             return False
         except psycopg2.Error as e:
-            conn.rollback()
             raise ReplicationSetupError(f"cannot create replication slot {slot!r} ({e.pgcode}): {e.pgerror}") from e
         return True
 
@@ -82,12 +79,10 @@ def ensure_slot(conn: psycopg2.extensions.connection, slot: str) -> bool:
 def prepare(dsn: str, slot: str, publication: str) -> None:
     """Check prerequisites and create publication and slot (run before any outbox write)."""
     conn = connect(dsn)
+    conn.autocommit = True  # each step is one statement; slot creation must not run in a transaction
     try:
-        conn.autocommit = False
         check_prerequisites(conn)
-        conn.commit()
         ensure_publication(conn, publication)
-        conn.autocommit = True
         ensure_slot(conn, slot)
     finally:
         conn.close()

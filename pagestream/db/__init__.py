@@ -62,3 +62,13 @@ def migrate(dsn: str) -> None:
             command.upgrade(cfg, "head")
     finally:
         engine.dispose()
+
+
+def ping(engine: Engine) -> str | None:
+    """None if the database answers, else a short reason (for readiness endpoints)."""
+    try:
+        with engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+        return None
+    except Exception as e:  # any failure means not ready; report only its kind
+        return f"database: {type(e).__name__}"

@@ -1,0 +1,1 @@
+"""Deterministic test documents (pages, drawings) with their ground truth, for tests and benchmarks."""

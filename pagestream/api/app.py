@@ -1,0 +1,213 @@
+"""The HTTP API served by ingest: uploads, document status, text, and health/metrics."""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import time
+import uuid
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import Depends, FastAPI, File, Form, Header, Query, Request, UploadFile
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST
+from sqlalchemy import Engine
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from pagestream import metrics
+from pagestream.api.problems import ApiProblem, problem_response
+from pagestream.db import make_engine, ping
+from pagestream.db.apikeys import verify_key
+from pagestream.db.documents import get_document, get_text, list_documents
+from pagestream.db.errors import DatabaseUnavailableError, DocumentNotFoundError
+from pagestream.errors import PagestreamError
+from pagestream.events.models import DocumentOptions
+from pagestream.intake import RejectedDocument
+from pagestream.settings import Settings
+from pagestream.storage import ObjectStore, open_store
+from pagestream.submission import DocumentIntake
+
+log = logging.getLogger(__name__)
+
+
+def document_view(doc: dict[str, Any], base_url: str = "") -> dict[str, Any]:
+    """The public JSON shape of a document."""
+    did = str(doc["id"])
+    page_count = doc.get("page_count")
+    return {
+        "id": did,
+        "status": doc["status"],
+        "status_url": f"{base_url}/v1/documents/{did}",
+        "filename": doc.get("filename"),
+        "media_type": doc["media_type"],
+        "size_bytes": doc["size_bytes"],
+        "sha256": doc["sha256"],
+        "page_count": page_count,
+        "pages_done": doc.get("pages_done", 0),
+        "pages_failed": doc.get("pages_failed", 0),
+        "progress": (doc.get("pages_done", 0) + doc.get("pages_failed", 0)) / page_count if page_count else 0.0,
+        "error": doc.get("error"),
+        "page_errors": doc.get("page_errors", []),
+        "title_blocks": doc.get("title_blocks", []),
+        "client_reference": doc.get("client_reference"),
+        "options": doc.get("options") or {},
+        "received_at": _iso(doc.get("received_at")),
+        "ocr_started_at": _iso(doc.get("ocr_started_at")),
+        "completed_at": _iso(doc.get("completed_at")),
+    }
+
+
+def _iso(v: datetime | None) -> str | None:
+    return v.isoformat() if v else None
+
+
+def _encode_cursor(doc: dict[str, Any]) -> str:
+    raw = json.dumps([doc["received_at"].isoformat(), str(doc["id"])]).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        ts, did = json.loads(raw)
+        return datetime.fromisoformat(ts), uuid.UUID(did)
+    except (ValueError, TypeError) as e:
+        raise ApiProblem(400, "Bad cursor", "cursor is not one this API returned; start again without it") from e
+
+
+def create_app(settings: Settings, *, engine: Engine | None = None, store: ObjectStore | None = None) -> FastAPI:
+    """Build the API. Connections are made lazily (first request), never at import."""
+    engine = engine or make_engine(settings.database_dsn(), application_name="pagestream-ingest")
+    store = store or open_store(settings)
+    intake = DocumentIntake(settings, engine, store)
+    app = FastAPI(title="pagestream", version="1", description="Document OCR pipeline: upload, status, text.")
+    app.state.engine = engine
+    if settings.auth == "disabled":
+        log.warning("API authentication is DISABLED (PAGESTREAM_AUTH=disabled): anyone who reaches the port can use it")
+
+    @app.exception_handler(ApiProblem)
+    async def _problem(request: Request, exc: ApiProblem) -> JSONResponse:
+        return problem_response(request, exc.status, exc.title, exc.detail, **exc.extra)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return problem_response(request, exc.status_code, "HTTP error", str(exc.detail))
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
+        errs = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
+        return problem_response(request, 422, "Invalid request", errs)
+
+    @app.exception_handler(DatabaseUnavailableError)
+    async def _db_down(request: Request, exc: DatabaseUnavailableError) -> JSONResponse:
+        return problem_response(request, 503, "Database unavailable", "the database is unreachable; retry shortly")
+
+    @app.middleware("http")
+    async def _metrics(request: Request, call_next: Any) -> Response:
+        start = time.perf_counter()
+        response = await call_next(request)
+        route = request.scope.get("route")
+        path = getattr(route, "path", "unmatched")
+        metrics.HTTP_REQUESTS.labels(request.method, path, str(response.status_code)).inc()
+        metrics.HTTP_SECONDS.labels(request.method, path).observe(time.perf_counter() - start)
+        return response
+
+    def require_key(x_api_key: Annotated[str | None, Header()] = None,
+                    authorization: Annotated[str | None, Header()] = None) -> None:
+        if settings.auth == "disabled":
+            return
+        key = x_api_key
+        if not key and authorization and authorization.lower().startswith("bearer "):
+            key = authorization[7:].strip()
+        if not key:
+            raise ApiProblem(401, "API key required",
+                             "send an API key in the X-API-Key header (create one with `pagestream apikey create`)")
+        if not verify_key(engine, key):
+            raise ApiProblem(401, "Invalid API key", "the API key is unknown or revoked")
+
+    auth = [Depends(require_key)]
+
+    def _doc_or_404(document_id: uuid.UUID) -> dict[str, Any]:
+        try:
+            return get_document(engine, document_id)
+        except DocumentNotFoundError as e:
+            raise ApiProblem(404, "Document not found", f"no document with id {document_id}") from e
+
+    @app.post("/v1/documents", status_code=202, dependencies=auth)
+    def upload(
+        request: Request,
+        file: Annotated[UploadFile, File(description="a PDF or an image (PNG, JPEG, TIFF, GIF, WebP, BMP)")],
+        password: Annotated[str | None, Form()] = None,
+        force_ocr: Annotated[bool, Form()] = False,
+        engine_name: Annotated[str | None, Form(alias="engine")] = None,
+        languages: Annotated[str | None, Form()] = None,
+        client_reference: Annotated[str | None, Form()] = None,
+        force: Annotated[bool, Query(description="accept identical bytes again as a new document")] = False,
+        idempotency_key: Annotated[str | None, Header()] = None,
+    ) -> JSONResponse:
+        limit = settings.max_upload_bytes
+        data = file.file.read(limit + 1)
+        if len(data) > limit:
+            metrics.DOCUMENTS_REJECTED.labels("http", "413").inc()
+            raise ApiProblem(413, "Upload too large", f"upload exceeds the limit of {limit} bytes")
+        try:
+            options = DocumentOptions(force_ocr=force_ocr, engine=engine_name, languages=languages)
+            result = intake.submit(
+                data, channel="http", filename=file.filename, idempotency_key=idempotency_key,
+                client_reference=client_reference, options=options, password=password, force=force,
+                traceparent=request.headers.get("traceparent"),
+            )
+        except RejectedDocument as e:
+            raise ApiProblem(e.status_code, "Document rejected", e.detail) from e
+        body = document_view(result.document)
+        body["duplicate"] = not result.created
+        return JSONResponse(body, status_code=202 if result.created else 200,
+                            headers={"Location": body["status_url"]})
+
+    @app.get("/v1/documents", dependencies=auth)
+    def documents(status: str | None = None, limit: Annotated[int, Query(ge=1, le=500)] = 50,
+                  cursor: str | None = None) -> dict[str, Any]:
+        before = _decode_cursor(cursor) if cursor else None
+        rows = list_documents(engine, status=status, limit=limit + 1, before=before)
+        page, more = rows[:limit], len(rows) > limit
+        return {"items": [document_view(r) for r in page],
+                "next_cursor": _encode_cursor(page[-1]) if more and page else None}
+
+    @app.get("/v1/documents/{document_id}", dependencies=auth)
+    def document(document_id: uuid.UUID) -> dict[str, Any]:
+        return document_view(_doc_or_404(document_id))
+
+    @app.get("/v1/documents/{document_id}/text", dependencies=auth, response_class=PlainTextResponse)
+    def document_text(document_id: uuid.UUID) -> PlainTextResponse:
+        _doc_or_404(document_id)
+        pages = get_text(engine, document_id)
+        return PlainTextResponse("\f".join(t for _, t in pages))
+
+    @app.get("/healthz", include_in_schema=False)
+    def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    last_ready: dict[str, Any] = {"at": 0.0, "ok": False, "error": None}
+
+    @app.get("/readyz", include_in_schema=False)
+    def readyz() -> JSONResponse:
+        if time.monotonic() - last_ready["at"] > 2.0:
+            err = ping(engine)
+            last_ready.update(ok=err is None, error=err, at=time.monotonic())
+        return JSONResponse({"ready": last_ready["ok"], "error": last_ready["error"]},
+                            status_code=200 if last_ready["ok"] else 503)
+
+    @app.get("/metrics", include_in_schema=False)
+    def prometheus() -> Response:
+        return Response(metrics.render_metrics(), media_type=CONTENT_TYPE_LATEST)
+
+    @app.exception_handler(PagestreamError)
+    async def _pagestream_error(request: Request, exc: PagestreamError) -> JSONResponse:
+        status = 503 if exc.retryable else 500
+        log.error("request failed: %s", exc, extra={"reason": exc.reason})
+        return problem_response(request, status, "Server error", f"{exc.reason}: the request could not be completed")
+
+    return app

@@ -1,0 +1,39 @@
+"""What CLI commands share: settings from the environment, the API URL of the local stack."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import click
+
+from pagestream.client import ApiClient, ApiClientError
+from pagestream.settings import Settings, load_settings
+from pagestream.stack.supervisor import read_state
+
+
+def cli_settings() -> Settings:
+    """Settings from the environment, filled in from a running local stack where unset."""
+    state_dir = Path(os.environ.get("PAGESTREAM_STATE_DIR", ".pagestream"))
+    overrides: dict[str, str] = {}
+    state = read_state(state_dir.absolute())
+    if state is not None:
+        if "PAGESTREAM_API_URL" not in os.environ and state.get("api_url"):
+            overrides["PAGESTREAM_API_URL"] = state["api_url"]
+        if "KAFKA_BOOTSTRAP_SERVERS" not in os.environ and state.get("bootstrap_servers"):
+            overrides["KAFKA_BOOTSTRAP_SERVERS"] = state["bootstrap_servers"]
+        if "DATABASE_URL" not in os.environ and state.get("database_embedded"):
+            from pagestream.cli.stack import _database_url_with_password
+
+            overrides["DATABASE_URL"] = _database_url_with_password(state, state_dir.absolute())
+    return load_settings(**overrides)
+
+
+def api_client() -> ApiClient:
+    s = cli_settings()
+    key = s.api_key.get_secret_value() if s.api_key else None
+    return ApiClient(s.api_url, key)
+
+
+def fail(e: ApiClientError) -> click.ClickException:
+    return click.ClickException(str(e))

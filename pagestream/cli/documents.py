@@ -1,0 +1,124 @@
+"""``pagestream submit | text | show | ls``."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from pagestream.cli._common import api_client, fail
+from pagestream.client import ApiClient, ApiClientError
+
+
+def _progress_bar(total: int, desc: str) -> Any:
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=desc, unit="page", file=sys.stderr, leave=False, disable=not sys.stderr.isatty())
+
+
+def wait_with_progress(client: ApiClient, doc: dict[str, Any], timeout: float) -> dict[str, Any]:
+    """Wait for a document, showing a page progress bar on a terminal."""
+    bar = _progress_bar(doc.get("page_count") or 1, (doc.get("filename") or doc["id"])[:30])
+
+    def update(d: dict[str, Any]) -> None:
+        bar.total = d.get("page_count") or bar.total
+        bar.n = d.get("pages_done", 0) + d.get("pages_failed", 0)
+        bar.refresh()
+
+    try:
+        return client.wait(doc["id"], timeout, on_progress=update)
+    finally:
+        bar.close()
+
+
+@click.command()
+@click.argument("files", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--wait", is_flag=True, help="Wait until each document is completed, partial or failed.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON line per document (id, status, …).")
+@click.option("--password", default=None, help="Password of encrypted PDFs.")
+@click.option("--force-ocr", is_flag=True, help="OCR even pages that have a text layer.")
+@click.option("--force", is_flag=True, help="Process identical bytes again as a new document.")
+@click.option("--timeout", default=1800.0, show_default=True, help="Seconds to wait per document with --wait.")
+def submit(files: tuple[Path, ...], wait: bool, as_json: bool, password: str | None, force_ocr: bool,
+           force: bool, timeout: float) -> None:
+    """Upload FILES (PDFs or images) for OCR."""
+    failed = 0
+    with api_client() as client:
+        for path in files:
+            try:
+                doc = client.submit(path, password=password, force_ocr=force_ocr, force=force)
+                if wait:
+                    doc = wait_with_progress(client, doc, timeout)
+            except ApiClientError as e:
+                failed += 1
+                if as_json:
+                    click.echo(json.dumps({"file": str(path), "error": str(e), "status_code": e.status}))
+                else:
+                    click.echo(f"{path}: rejected: {e}", err=True)
+                continue
+            if doc["status"] == "failed":
+                failed += 1
+            if as_json:
+                click.echo(json.dumps({"file": str(path), **{k: doc.get(k) for k in (
+                    "id", "status", "page_count", "pages_done", "pages_failed", "error", "status_url")}}))
+            else:
+                extra = f" ({doc['error']})" if doc.get("error") else ""
+                click.echo(f"{doc['id']}  {doc['status']:<10} {path}{extra}")
+    if failed:
+        sys.exit(1)
+
+
+@click.command()
+@click.argument("document_id")
+def text(document_id: str) -> None:
+    """Print a document's text (pages separated by form feeds)."""
+    with api_client() as client:
+        try:
+            click.echo(client.text(document_id))
+        except ApiClientError as e:
+            raise fail(e) from e
+
+
+@click.command()
+@click.argument("document_id")
+@click.option("--json", "as_json", is_flag=True)
+def show(document_id: str, as_json: bool) -> None:
+    """Show a document's status, progress, errors and title-block fields."""
+    with api_client() as client:
+        try:
+            doc = client.document(document_id)
+        except ApiClientError as e:
+            raise fail(e) from e
+    if as_json:
+        click.echo(json.dumps(doc, indent=2))
+        return
+    click.echo(f"{doc['id']}  {doc['status']}  {doc.get('filename') or ''}")
+    click.echo(f"  pages: {doc['pages_done']} done, {doc['pages_failed']} failed of {doc['page_count']}")
+    if doc.get("error"):
+        click.echo(f"  error: {doc['error']}")
+    for pe in doc.get("page_errors", []):
+        click.echo(f"  page {pe['page_number']}: {pe['error_reason']}: {pe['error_detail']}")
+    for tb in doc.get("title_blocks", []):
+        click.echo(f"  page {tb['page_number']}: sheet {tb['sheet_number']} — {tb['sheet_title']} — scale {tb['scale']}")
+
+
+@click.command(name="ls")
+@click.option("--status", default=None)
+@click.option("--limit", default=20, show_default=True)
+def ls_command(status: str | None, limit: int) -> None:
+    """List documents, newest first."""
+    with api_client() as client:
+        try:
+            page = client.documents(status=status, limit=limit)
+        except ApiClientError as e:
+            raise fail(e) from e
+    for d in page["items"]:
+        click.echo(f"{d['id']}  {d['status']:<10} {d['pages_done']}/{d['page_count'] or '?'}  {d.get('filename') or ''}")
+
+
+def register(group: click.Group) -> None:
+    for c in (submit, text, show, ls_command):
+        group.add_command(c)

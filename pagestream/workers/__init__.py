@@ -1,0 +1,1 @@
+"""Consumer loops composing the adapters: each service runs one or more of these."""

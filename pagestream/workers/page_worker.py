@@ -1,0 +1,242 @@
+"""PageWorker: ``page.ocr-requested.v1`` (and its retry topic) → ``page.ocr-completed.v1`` /
+``page.ocr-failed.v1``.
+
+One worker = one process with one long-lived engine. While a page is recognized in a
+helper thread, the consumer's partitions are paused and it keeps polling, so a long page
+never trips ``max.poll.interval.ms``. The task's offset is committed only after its
+result was acknowledged by the broker. Failures are classified by error class: retryable
+ones go to the retry topic with backoff (bounded attempts), the rest — and exhausted
+retries — become ``page.ocr-failed.v1`` plus a DLQ record, so no page blocks its partition.
+A page that overruns its timeout ends the worker process (its engine may be wedged); the
+ocr service starts a fresh one.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
+from datetime import timedelta
+
+from pagestream import metrics
+from pagestream.errors import PagestreamError
+from pagestream.events.envelope import Envelope, child_traceparent, decode_record
+from pagestream.events.errors import EventDecodeError
+from pagestream.events.models import PageOcrCompletedV1, PageOcrFailedV1, PageOcrRequestedV1, utcnow
+from pagestream.events.topics import (
+    PAGE_OCR_COMPLETED, PAGE_OCR_FAILED, PAGE_OCR_REQUESTED, PAGE_OCR_REQUESTED_DLQ, PAGE_OCR_REQUESTED_RETRY,
+)
+from pagestream.kafka.consumer import ConsumedRecord, EventConsumer
+from pagestream.kafka.dlq import dead_letter
+from pagestream.kafka.producer import EventProducer
+from pagestream.layout import PageLayout
+from pagestream.ocr.errors import OcrError, PageTimeoutError
+from pagestream.ocr.factory import make_engine
+from pagestream.ocr.pipeline import PageProcessor
+from pagestream.settings import Settings
+from pagestream.storage import ObjectStore, open_store
+
+log = logging.getLogger(__name__)
+
+
+class UnexpectedPageError(OcrError):
+    """An error no adapter classified; retried (bounded), then the page fails with it."""
+
+    retryable = True
+    reason = "unexpected_error"
+
+
+GROUP = "pagestream-ocr-worker"
+EXIT_WEDGED = 75  # the process exits with this after a page overran its timeout
+
+
+def retry_delay(attempt: int) -> float:
+    """Backoff before attempt ``attempt + 1``: 2 s, 8 s, 30 s cap."""
+    return float(min(30, 2 * 4 ** (attempt - 1)))
+
+
+class PageWorker:
+    """Recognizes page tasks one at a time with one engine per configured engine name."""
+
+    def __init__(self, settings: Settings, *, store: ObjectStore | None = None, worker_id: int = 0):
+        self._s = settings
+        self._store = store or open_store(settings)
+        self._consumer = EventConsumer(
+            settings, GROUP, [PAGE_OCR_REQUESTED, PAGE_OCR_REQUESTED_RETRY], client_id=f"pagestream-ocr-{worker_id}",
+            extra={"max.poll.interval.ms": 300_000},
+        )
+        self._producer = EventProducer(settings, client_id=f"pagestream-ocr-{worker_id}")
+        self._processors: dict[str, PageProcessor] = {}
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="ocr")
+        self._cache: tuple[str, bytes] | None = None  # (uri, bytes) of the last document read
+        self.wedged = False
+
+    def _processor(self, engine_name: str) -> PageProcessor:
+        p = self._processors.get(engine_name)
+        if p is None:
+            p = PageProcessor(make_engine(engine_name, self._s), dpi=self._s.ocr_dpi,
+                              max_pixels=self._s.ocr_max_page_pixels, languages=self._s.ocr_languages)
+            p.start()
+            self._processors[engine_name] = p
+        return p
+
+    def run(self, stop: threading.Event) -> None:
+        self._processor(self._s.ocr_engine)  # fail fast on a misconfigured default engine
+        self._consumer.start()
+        self._producer.start()
+        try:
+            while not stop.is_set() and not self.wedged:
+                rec = None
+                try:
+                    rec = self._consumer.poll(0.5)
+                    if rec is not None:
+                        self._handle(rec, stop)
+                except PagestreamError as e:
+                    if not e.retryable:
+                        raise
+                    if rec is not None:
+                        self._consumer.seek(rec)
+                    metrics.ERRORS.labels("ocr-worker", e.reason).inc()
+                    log.warning("worker: transient failure, will retry the record: %s", e)
+                    stop.wait(1.0)
+        finally:
+            self._producer.close(10)
+            self._consumer.close()
+            if not self.wedged:
+                for p in self._processors.values():
+                    p.close()
+                self._pool.shutdown(wait=False)
+
+    # -- one record ------------------------------------------------------------------------
+
+    def _handle(self, rec: ConsumedRecord, stop: threading.Event) -> None:
+        try:
+            env = decode_record(rec.value, rec.headers)
+            if not isinstance(env.data, PageOcrRequestedV1):
+                raise EventDecodeError(f"unexpected {env.type} on {rec.topic}")
+        except EventDecodeError as e:
+            log.error("dead-lettering undecodable page task: %s", e)
+            dead_letter(self._producer, rec, PAGE_OCR_REQUESTED_DLQ, e.reason, str(e))
+            self._consumer.commit([rec])
+            return
+        task = env.data
+        metrics.EVENTS_CONSUMED.labels("ocr-worker", env.type).inc()
+        self._wait_not_before(task, stop)
+        if stop.is_set():
+            self._consumer.seek(rec)
+            return
+        started = utcnow()
+        try:
+            layout = self._recognize(task)
+        except PagestreamError as e:
+            self._fail_or_retry(rec, env, e)
+        except Exception as e:  # an engine/library bug must not crash-loop the partition
+            log.exception("unexpected error recognizing a page")
+            self._fail_or_retry(rec, env, UnexpectedPageError(f"unexpected {type(e).__name__}: {e}"))
+        else:
+            done = PageOcrCompletedV1(
+                page_id=task.page_id, document_id=task.document_id, page_number=task.page_number,
+                page_count=task.page_count, attempt=task.attempt, layout=layout, started_at=started,
+                completed_at=utcnow(),
+            )
+            self._producer.publish_sync(done, traceparent=child_traceparent(env.traceparent), topic=PAGE_OCR_COMPLETED)
+            metrics.OCR_PAGES.labels(layout.engine, layout.source, "completed").inc()
+            metrics.RENDER_SECONDS.observe(layout.render_seconds)
+            if layout.source == "ocr":
+                metrics.OCR_SECONDS.labels(layout.engine).observe(layout.ocr_seconds)
+            log.info("page done", extra={"document_id": str(task.document_id), "page": task.page_number,
+                                         "source": layout.source, "seconds": round(layout.render_seconds + layout.ocr_seconds, 3),
+                                         "traceparent": env.traceparent})
+        self._consumer.commit([rec])
+        if self.wedged:
+            log.error("a page overran its timeout; ending this worker process so a fresh one takes over")
+
+    def _wait_not_before(self, task: PageOcrRequestedV1, stop: threading.Event) -> None:
+        """Honour a retry's backoff while keeping the consumer polled (partitions paused)."""
+        if task.not_before is None:
+            return
+        wait = (task.not_before - utcnow()).total_seconds()
+        if wait <= 0:
+            return
+        self._consumer.pause_all()
+        try:
+            deadline = time.monotonic() + min(wait, 60.0)
+            while time.monotonic() < deadline and not stop.is_set():
+                self._consumer.poll(min(0.5, max(0.0, deadline - time.monotonic())))
+        finally:
+            self._consumer.resume_all()
+
+    def _read(self, uri: str) -> bytes:
+        if self._cache and self._cache[0] == uri:
+            return self._cache[1]
+        data = self._store.get(uri)
+        self._cache = (uri, data)
+        return data
+
+    def _recognize(self, task: PageOcrRequestedV1) -> PageLayout:
+        data = self._read(task.storage_uri)
+        processor = self._processor(task.options.engine or self._s.ocr_engine)
+        metrics.OCR_IN_FLIGHT.inc()
+        fut: Future[PageLayout] = self._pool.submit(
+            processor.process, data, task.media_type, task.page_number, force_ocr=task.options.force_ocr,
+        )
+        self._consumer.pause_all()
+        try:
+            deadline = time.monotonic() + self._s.ocr_page_timeout_seconds
+            while True:
+                try:
+                    return fut.result(timeout=0.25)
+                except FutureTimeout:
+                    if time.monotonic() >= deadline:
+                        self.wedged = True
+                        raise PageTimeoutError(
+                            f"page {task.page_number} took longer than {self._s.ocr_page_timeout_seconds:.0f} s"
+                        ) from None
+                    self._consumer.poll(0)  # keep the group membership alive; partitions are paused
+        finally:
+            self._consumer.resume_all()
+            metrics.OCR_IN_FLIGHT.dec()
+
+    def _fail_or_retry(self, rec: ConsumedRecord, env: Envelope, e: PagestreamError) -> None:
+        task = env.data
+        assert isinstance(task, PageOcrRequestedV1)
+        engine = task.options.engine or self._s.ocr_engine
+        if e.retryable and task.attempt < self._s.ocr_max_attempts:
+            delay = retry_delay(task.attempt)
+            retry = task.model_copy(update={"attempt": task.attempt + 1, "not_before": utcnow() + timedelta(seconds=delay),
+                                            "last_error": f"{e.reason}: {e}"[:500]})
+            self._producer.publish_sync(retry, traceparent=env.traceparent, topic=PAGE_OCR_REQUESTED_RETRY)
+            metrics.OCR_RETRIES.labels(e.reason).inc()
+            metrics.OCR_PAGES.labels(engine, "ocr", "retried").inc()
+            log.warning("page will be retried", extra={"document_id": str(task.document_id), "page": task.page_number,
+                                                        "attempt": task.attempt, "reason": e.reason, "error": str(e)})
+            return
+        failed = PageOcrFailedV1(
+            page_id=task.page_id, document_id=task.document_id, page_number=task.page_number,
+            page_count=task.page_count, attempts=task.attempt, reason=e.reason, detail=str(e)[:2000], failed_at=utcnow(),
+        )
+        self._producer.publish_sync(failed, traceparent=child_traceparent(env.traceparent), topic=PAGE_OCR_FAILED)
+        dead_letter(self._producer, rec, PAGE_OCR_REQUESTED_DLQ, e.reason, str(e))
+        metrics.OCR_PAGES.labels(engine, "ocr", "failed").inc()
+        log.error("page failed", extra={"document_id": str(task.document_id), "page": task.page_number,
+                                        "attempts": task.attempt, "reason": e.reason, "error": str(e)})
+
+
+def worker_process_main(settings: Settings, worker_id: int, stop_flag: object) -> None:
+    """Entry point of one OCR worker process (spawned by the ocr service)."""
+    import signal
+
+    from pagestream.logging import setup_logging
+
+    os.environ.setdefault("OMP_THREAD_LIMIT", "1")
+    setup_logging(f"ocr-worker-{worker_id}", settings.log_level)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when workers stop
+    worker = PageWorker(settings, worker_id=worker_id)
+    worker.run(stop)
+    if worker.wedged:
+        os._exit(EXIT_WEDGED)

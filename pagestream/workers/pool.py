@@ -1,0 +1,85 @@
+"""WorkerPool: N OCR worker processes, restarted with backoff when they die."""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing as mp
+import os
+import threading
+import time
+from dataclasses import dataclass, field
+from multiprocessing.process import BaseProcess
+
+from pagestream.settings import Settings
+from pagestream.workers.page_worker import EXIT_WEDGED, worker_process_main
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class _Slot:
+    worker_id: int
+    process: BaseProcess | None = None
+    restarts: int = 0
+    next_start: float = 0.0
+    started_at: float = 0.0
+    backoff: float = 1.0
+    history: list[int] = field(default_factory=list)
+
+
+class WorkerPool:
+    """Keeps ``size`` worker processes alive (spawned, so no inherited locks or clients)."""
+
+    def __init__(self, settings: Settings, size: int):
+        self._settings = settings
+        self._ctx = mp.get_context("spawn")
+        self._slots = [_Slot(i) for i in range(size)]
+
+    @property
+    def alive(self) -> int:
+        return sum(1 for s in self._slots if s.process is not None and s.process.is_alive())
+
+    @property
+    def restarts(self) -> int:
+        return sum(s.restarts for s in self._slots)
+
+    def _start(self, slot: _Slot) -> None:
+        p = self._ctx.Process(target=worker_process_main, args=(self._settings, slot.worker_id, None),
+                              name=f"ocr-worker-{slot.worker_id}", daemon=False)
+        p.start()
+        slot.process = p
+        slot.started_at = time.monotonic()
+
+    def run(self, stop: threading.Event) -> None:
+        for s in self._slots:
+            self._start(s)
+        try:
+            while not stop.wait(0.5):
+                now = time.monotonic()
+                for s in self._slots:
+                    p = s.process
+                    if p is not None and not p.is_alive():
+                        code = p.exitcode
+                        s.process = None
+                        if now - s.started_at > 60:
+                            s.backoff = 1.0
+                        s.next_start = now + (0 if code == EXIT_WEDGED else s.backoff)
+                        s.backoff = min(30.0, s.backoff * 2)
+                        s.restarts += 1
+                        log.warning("ocr worker exited; restarting", extra={"worker": s.worker_id, "exitcode": code,
+                                                                             "restarts": s.restarts})
+                    if s.process is None and now >= s.next_start:
+                        self._start(s)
+        finally:
+            for s in self._slots:
+                if s.process is not None and s.process.is_alive():
+                    s.process.terminate()
+            for s in self._slots:
+                if s.process is not None:
+                    s.process.join(20)
+                    if s.process.is_alive():
+                        s.process.kill()
+
+
+def default_workers(configured: int) -> int:
+    return configured if configured > 0 else (os.cpu_count() or 1)

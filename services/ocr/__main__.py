@@ -1,0 +1,40 @@
+"""Run ocr: ``python -m services.ocr`` (splitter thread + PAGESTREAM_OCR_WORKERS processes)."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import threading
+
+
+def main() -> None:
+    # Worker processes report metrics through prometheus_client's multiprocess mode; this
+    # must be set before prometheus_client is first imported, here and in every child.
+    if "PROMETHEUS_MULTIPROC_DIR" not in os.environ:
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="pagestream-ocr-metrics-")
+    os.environ.setdefault("OMP_THREAD_LIMIT", "1")
+
+    from pagestream.runtime import run_service
+    from pagestream.settings import load_settings
+    from pagestream.workers.pool import WorkerPool, default_workers
+    from pagestream.workers.splitter import DocumentSplitter
+
+    settings = load_settings()
+    splitter = DocumentSplitter(settings)
+    pool = WorkerPool(settings, default_workers(settings.ocr_workers))
+
+    def body(stop: threading.Event) -> None:
+        t = threading.Thread(target=splitter.run, args=(stop,), name="splitter", daemon=True)
+        t.start()
+        try:
+            pool.run(stop)
+        finally:
+            stop.set()
+            t.join(15)
+
+    run_service("ocr", settings, body, ready=lambda: splitter.ready and pool.alive > 0,
+                details=lambda: {"workers_alive": pool.alive, "worker_restarts": pool.restarts})
+
+
+if __name__ == "__main__":
+    main()

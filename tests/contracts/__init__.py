@@ -1,0 +1,1 @@
+"""Reusable contract suites, subclassed per backend."""
