@@ -6,6 +6,8 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
 
 import pytest
 
@@ -79,3 +81,65 @@ def drain(consumer: EventConsumer, until: Callable[[list[ConsumedRecord]], bool]
     while time.monotonic() < deadline and not until(out):
         out.extend(consumer.consume(500, 0.2))
     return out
+
+
+@dataclass
+class RunningStack:
+    """A fully embedded stack (own broker, PostgreSQL, object store, all four services)."""
+
+    supervisor: Any
+    settings: Settings
+    api_url: str
+    metrics_urls: dict[str, str]
+    ready_urls: dict[str, str]
+
+
+def _ready(url: str) -> bool:
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(url, timeout=1.0) as r:
+            return r.status == 200
+    except (urllib.error.URLError, OSError):
+        return False
+
+
+@pytest.fixture(scope="session")
+def running_stack() -> Iterator[RunningStack]:
+    """The real `pagestream up` supervisor, in a thread, on a private state dir."""
+    import os
+    import shutil
+    import tempfile
+    from pathlib import Path
+
+    from pagestream.stack.supervisor import StackSupervisor
+
+    # /var/tmp so the postgres user can reach the data dir when the tests run as root
+    state = Path(tempfile.mkdtemp(prefix="pagestream-test-stack-", dir="/var/tmp"))
+    state.chmod(0o755)
+    environ = {k: v for k, v in os.environ.items()
+               if k not in ("KAFKA_BOOTSTRAP_SERVERS", "DATABASE_URL", "STORAGE_URL", "PAGESTREAM_API_URL")}
+    environ.update(PAGESTREAM_OCR_WORKERS="2", PAGESTREAM_CDC_HEARTBEAT_SECONDS="1", OMP_THREAD_LIMIT="1")
+    sup = StackSupervisor(state, environ, fast_database=True)
+    t = threading.Thread(target=sup.run, kwargs={"install_signal_handlers": False}, daemon=True, name="stack")
+    t.start()
+    try:
+        def parts() -> dict | None:
+            st = sup.state() if sup.api_url else None
+            if not st:
+                return None
+            svc = {n: p for n, p in st["parts"].items() if p.get("kind") == "service"}
+            return svc if len(svc) == 4 and all(_ready(p["ready_url"]) for p in svc.values()) else None
+
+        svc = wait_until(parts, 180, "the embedded stack to be ready", interval=0.5)
+        assert isinstance(svc, dict)
+        yield RunningStack(
+            supervisor=sup, settings=sup.settings(), api_url=sup.api_url,
+            metrics_urls={n: p["metrics_url"] for n, p in svc.items()},
+            ready_urls={n: p["ready_url"] for n, p in svc.items()},
+        )
+    finally:
+        sup.request_stop()
+        t.join(90)
+        shutil.rmtree(state, ignore_errors=True)
