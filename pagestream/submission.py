@@ -14,7 +14,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Engine
+from pagestream.db import Engine
 
 from pagestream import metrics
 from pagestream.db.documents import NewDocument, create_document, find_existing

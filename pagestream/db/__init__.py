@@ -14,6 +14,8 @@ from pagestream.settings import redact_url
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 
+__all__ = ["Engine", "make_engine", "migrate", "ping", "sqlalchemy_url", "translate_errors"]
+
 
 def sqlalchemy_url(dsn: str, driver: str = "psycopg2") -> str:
     """``postgresql://…`` → ``postgresql+<driver>://…``."""
