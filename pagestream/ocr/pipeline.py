@@ -182,7 +182,8 @@ class PageProcessor:
 
 def _with_title_block(layout: PageLayout) -> PageLayout:
     block = titleblock.parse(layout)
-    if block.sheet_number or block.sheet_title or block.scale:
+    # One field alone is usually prose that mentions a sheet ("see S-201"), not a title block.
+    if sum(1 for v in (block.sheet_number, block.sheet_title, block.scale) if v) >= 2:
         return layout.model_copy(update={"title_block": block})
     return layout
 
