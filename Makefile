@@ -29,7 +29,8 @@ demo: install ## start the embedded stack, OCR the examples, print results, stop
 	$(VENV)/bin/pagestream demo
 
 test: install ## run the whole test suite against real components
-	$(PY) -m pytest -m "not chaos or chaos_short" -q
+	$(VENV)/bin/ruff check pagestream services tests bench examples
+	$(PY) -m pytest -m "not chaos" -q -p no:cacheprovider
 
 test-unit: install ## unit tests only (seconds)
 	$(PY) -m pytest tests/unit -q

@@ -27,10 +27,15 @@ class ApiClientError(PagestreamError):
 class ApiClient:
     """Talks to ``base_url`` with an optional API key."""
 
-    def __init__(self, base_url: str, api_key: str | None = None, timeout: float = 60.0):
+    def __init__(self, base_url: str, api_key: str | None = None, timeout: float = 60.0,
+                 http: httpx.Client | None = None):
         self.base_url = base_url.rstrip("/")
         headers = {"X-API-Key": api_key} if api_key else {}
-        self._http = httpx.Client(base_url=self.base_url, headers=headers, timeout=timeout)
+        if http is not None:  # e.g. a Starlette TestClient in tests
+            http.headers.update(headers)
+            self._http = http
+        else:
+            self._http = httpx.Client(base_url=self.base_url, headers=headers, timeout=timeout)
 
     def close(self) -> None:
         self._http.close()
@@ -55,6 +60,8 @@ class ApiClient:
                 detail = body.get("detail") or body.get("title") or r.text
             except ValueError:
                 detail = r.text[:500]
+            if r.status_code == 401:
+                detail = f"{detail}; set PAGESTREAM_API_KEY to a key from `pagestream apikey create NAME`"
             raise ApiClientError(f"{r.status_code}: {detail}", status=r.status_code)
         return r
 
@@ -82,6 +89,22 @@ class ApiClient:
 
     def text(self, document_id: str) -> str:
         return self._request("GET", f"/v1/documents/{document_id}/text").text
+
+    def pages(self, document_id: str) -> dict[str, Any]:
+        """The document's pages: status, source, engine, confidence, title block, errors, timings."""
+        return self._request("GET", f"/v1/documents/{document_id}/pages").json()
+
+    def page_ocr(self, page_id: str) -> dict[str, Any]:
+        """One page's layout: blocks, lines and words with boxes and confidences."""
+        return self._request("GET", f"/v1/pages/{page_id}/ocr").json()
+
+    def search(self, query: str, limit: int = 20) -> dict[str, Any]:
+        """Full-text search: documents best first, with matching pages and highlighted snippets."""
+        return self._request("GET", "/v1/search", params={"q": query, "limit": limit}).json()
+
+    def delete(self, document_id: str) -> None:
+        """Delete a document, its pages and (when no other document shares them) its stored bytes."""
+        self._request("DELETE", f"/v1/documents/{document_id}")
 
     def wait(self, document_id: str, timeout: float = 600.0,
              on_progress: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:

@@ -66,11 +66,19 @@ class Settings(BaseSettings):
     max_upload_bytes: int = Field(100 * 1024 * 1024, alias="PAGESTREAM_MAX_UPLOAD_BYTES")
     max_pages: int = Field(2000, alias="PAGESTREAM_MAX_PAGES")
     max_image_pixels: int = Field(200_000_000, alias="PAGESTREAM_MAX_IMAGE_PIXELS")
+    #: directory under which ``document.submit.v1`` commands may name ``file://`` URIs
+    #: (unset: the local object store's directory; file:// is refused with an S3 store)
+    submit_file_root: Path | None = Field(None, alias="PAGESTREAM_SUBMIT_FILE_ROOT")
 
     # --- cdc ---
     cdc_slot: str = Field("pagestream_outbox", alias="PAGESTREAM_CDC_SLOT")
     cdc_publication: str = Field("pagestream_outbox", alias="PAGESTREAM_CDC_PUBLICATION")
     cdc_heartbeat_seconds: float = Field(10.0, alias="PAGESTREAM_CDC_HEARTBEAT_SECONDS")
+    cdc_engine: Literal["relay", "debezium"] = Field("relay", alias="PAGESTREAM_CDC_ENGINE")
+    cdc_create_topics: bool = Field(True, alias="PAGESTREAM_CDC_CREATE_TOPICS")  # ensure a topic before first use
+    cdc_delivery_timeout_seconds: float = Field(60.0, alias="PAGESTREAM_CDC_DELIVERY_TIMEOUT_SECONDS")
+    cdc_max_unacked_bytes: int = Field(64 * 1024 * 1024, alias="PAGESTREAM_CDC_MAX_UNACKED_BYTES")
+    cdc_debezium_slot: str = Field("pagestream_outbox_dbz", alias="PAGESTREAM_CDC_DEBEZIUM_SLOT")
 
     # --- ocr ---
     ocr_engine: Literal["tesseract", "google-vision", "textract"] = Field(

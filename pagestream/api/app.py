@@ -1,12 +1,18 @@
-"""The HTTP API served by ingest: uploads, document status, text, and health/metrics."""
+"""The HTTP API served by ingest: uploads, document status, pages, OCR layout, text, search,
+deletion, and health/metrics.
+
+The endpoints are sync functions on the sync (psycopg2) engine, run in FastAPI's thread pool.
+"""
 
 from __future__ import annotations
 
 import base64
+import html
 import json
 import logging
 import time
 import uuid
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Annotated, Any
 
@@ -14,17 +20,18 @@ from fastapi import Depends, FastAPI, File, Form, Header, Query, Request, Upload
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST
-from sqlalchemy import Engine
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from pagestream import metrics
 from pagestream.api.problems import ApiProblem, problem_response
-from pagestream.db import make_engine, ping
+from pagestream.db import Engine, make_engine, ping, queries
 from pagestream.db.apikeys import verify_key
 from pagestream.db.documents import get_document, get_text, list_documents
 from pagestream.db.errors import DatabaseUnavailableError, DocumentNotFoundError
+from pagestream.db.queries import HIGHLIGHT_START, HIGHLIGHT_STOP, SearchHit
 from pagestream.errors import PagestreamError
-from pagestream.events.models import DocumentOptions
+from pagestream.events.envelope import new_traceparent
+from pagestream.events.models import DocumentOptions, DocumentStatus, page_id_for
 from pagestream.intake import RejectedDocument
 from pagestream.settings import Settings
 from pagestream.storage import ObjectStore, open_store
@@ -60,6 +67,57 @@ def document_view(doc: dict[str, Any], base_url: str = "") -> dict[str, Any]:
     }
 
 
+def page_view(page: dict[str, Any], base_url: str = "") -> dict[str, Any]:
+    """The public JSON shape of one page row (without its OCR layout)."""
+    pid = str(page["id"])
+    failed = page["status"] == "failed"
+    has_ocr = page["status"] == "completed"
+    return {
+        "id": pid,
+        "page_number": page["page_number"],
+        "status": page["status"],
+        "source": page.get("source"),
+        "engine": page.get("engine"),
+        "engine_version": page.get("engine_version"),
+        "rotation": page.get("rotation"),
+        "confidence": page.get("mean_confidence"),
+        "title_block": {"sheet_number": page.get("sheet_number"), "sheet_title": page.get("sheet_title"),
+                        "scale": page.get("scale")},
+        "error": {"reason": page.get("error_reason"), "detail": page.get("error_detail")} if failed else None,
+        "attempts": page.get("attempts"),
+        "timings": {"started_at": _iso(page.get("started_at")), "completed_at": _iso(page.get("completed_at")),
+                    "ocr_seconds": page.get("ocr_seconds")},
+        "ocr_url": f"{base_url}/v1/pages/{pid}/ocr" if has_ocr else None,
+    }
+
+
+def _pending_page(document_id: uuid.UUID, page_number: int) -> dict[str, Any]:
+    """A page not recorded yet (queued or being recognized)."""
+    return page_view({"id": page_id_for(document_id, page_number), "page_number": page_number, "status": "pending"})
+
+
+def _snippet_html(snippet: str) -> str:
+    """``ts_headline`` output as safe HTML: page text escaped, matched terms in ``<mark>``."""
+    return html.escape(snippet, quote=False).replace(HIGHLIGHT_START, "<mark>").replace(HIGHLIGHT_STOP, "</mark>")
+
+
+def search_view(hit: SearchHit, base_url: str = "") -> dict[str, Any]:
+    """The public JSON shape of one search result."""
+    did = str(hit.document_id)
+    return {
+        "document_id": did,
+        "document_url": f"{base_url}/v1/documents/{did}",
+        "filename": hit.filename,
+        "status": hit.status,
+        "page_count": hit.page_count,
+        "rank": hit.rank,
+        "matching_pages": hit.matching_pages,
+        "pages": [{"page_number": p["page_number"], "page_id": str(p["page_id"]), "rank": p["rank"],
+                   "snippet": _snippet_html(p["snippet"]),
+                   "ocr_url": f"{base_url}/v1/pages/{p['page_id']}/ocr"} for p in hit.pages],
+    }
+
+
 def _iso(v: datetime | None) -> str | None:
     return v.isoformat() if v else None
 
@@ -78,12 +136,17 @@ def _decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
         raise ApiProblem(400, "Bad cursor", "cursor is not one this API returned; start again without it") from e
 
 
-def create_app(settings: Settings, *, engine: Engine | None = None, store: ObjectStore | None = None) -> FastAPI:
-    """Build the API. Connections are made lazily (first request), never at import."""
+def create_app(settings: Settings, *, engine: Engine | None = None, store: ObjectStore | None = None,
+               checks: Mapping[str, Callable[[], bool]] | None = None) -> FastAPI:
+    """Build the API. Connections are made lazily (first request), never at import.
+
+    ``checks`` are extra readiness probes (name → healthy?) reported by ``/readyz``,
+    e.g. the ``document.submit.v1`` command consumer running beside the API.
+    """
     engine = engine or make_engine(settings.database_dsn(), application_name="pagestream-ingest")
     store = store or open_store(settings)
     intake = DocumentIntake(settings, engine, store)
-    app = FastAPI(title="pagestream", version="1", description="Document OCR pipeline: upload, status, text.")
+    app = FastAPI(title="pagestream", version="1", description="Document OCR pipeline: upload, status, pages, OCR layout, text, search.")
     app.state.engine = engine
     if settings.auth == "disabled":
         log.warning("API authentication is DISABLED (PAGESTREAM_AUTH=disabled): anyone who reaches the port can use it")
@@ -168,7 +231,7 @@ def create_app(settings: Settings, *, engine: Engine | None = None, store: Objec
                             headers={"Location": body["status_url"]})
 
     @app.get("/v1/documents", dependencies=auth)
-    def documents(status: str | None = None, limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    def documents(status: DocumentStatus | None = None, limit: Annotated[int, Query(ge=1, le=500)] = 50,
                   cursor: str | None = None) -> dict[str, Any]:
         before = _decode_cursor(cursor) if cursor else None
         rows = list_documents(engine, status=status, limit=limit + 1, before=before)
@@ -186,6 +249,57 @@ def create_app(settings: Settings, *, engine: Engine | None = None, store: Objec
         pages = get_text(engine, document_id)
         return PlainTextResponse("\f".join(t for _, t in pages))
 
+    @app.get("/v1/documents/{document_id}/pages", dependencies=auth)
+    def document_pages(document_id: uuid.UUID) -> dict[str, Any]:
+        doc = _doc_or_404(document_id)
+        stored = {p["page_number"]: page_view(p) for p in queries.list_pages(engine, document_id)}
+        count = doc.get("page_count") or 0
+        items = [stored.get(n) or _pending_page(document_id, n) for n in range(1, count + 1)]
+        items += [v for n, v in sorted(stored.items()) if n > count]
+        return {"document_id": str(document_id), "status": doc["status"], "page_count": doc.get("page_count"),
+                "pages": items}
+
+    @app.get("/v1/pages/{page_id}/ocr", dependencies=auth)
+    def page_ocr(page_id: uuid.UUID) -> dict[str, Any]:
+        page = queries.get_page(engine, page_id)
+        if page is None:
+            raise ApiProblem(404, "Page not found",
+                             f"no recognized page with id {page_id} (it may still be pending, or its document was deleted)")
+        if page["status"] != "completed" or page.get("layout") is None:
+            raise ApiProblem(404, "No OCR result",
+                             f"page {page['page_number']} of document {page['document_id']} failed "
+                             f"({page.get('error_reason')}): {page.get('error_detail')}")
+        return {"page_id": str(page_id), "document_id": str(page["document_id"]),
+                "page_number": page["page_number"], **page["layout"]}
+
+    @app.get("/v1/search", dependencies=auth)
+    def search(q: Annotated[str, Query(min_length=1, max_length=1000,
+                                       description="web-search syntax: words, \"a phrase\", or, -not")],
+               limit: Annotated[int, Query(ge=1, le=100)] = 20) -> dict[str, Any]:
+        if not q.strip():
+            raise ApiProblem(422, "Invalid request", "query.q: the search query is blank")
+        if "\x00" in q:
+            raise ApiProblem(422, "Invalid request", "query.q: the search query contains a NUL character")
+        hits = queries.search_pages(engine, q, limit=limit)
+        return {"query": q, "items": [search_view(h) for h in hits]}
+
+    @app.delete("/v1/documents/{document_id}", dependencies=auth, status_code=204)
+    def delete(request: Request, document_id: uuid.UUID) -> Response:
+        try:
+            traceparent = request.headers.get("traceparent") or new_traceparent()
+            uri = queries.delete_document(engine, document_id, traceparent=traceparent)
+        except DocumentNotFoundError as e:
+            raise ApiProblem(404, "Document not found", f"no document with id {document_id}") from e
+        # content-addressed bytes: remove them only when no other document still points at them
+        if uri is not None and store.handles(uri) and not queries.storage_referenced(engine, uri):
+            try:
+                store.delete(uri)
+            except PagestreamError as e:
+                log.warning("document deleted but its stored bytes could not be removed: %s", e,
+                            extra={"document_id": str(document_id)})
+        log.info("document deleted", extra={"document_id": str(document_id), "bytes_removed": uri is not None})
+        return Response(status_code=204)
+
     @app.get("/healthz", include_in_schema=False)
     def healthz() -> dict[str, str]:
         return {"status": "ok"}
@@ -197,8 +311,11 @@ def create_app(settings: Settings, *, engine: Engine | None = None, store: Objec
         if time.monotonic() - last_ready["at"] > 2.0:
             err = ping(engine)
             last_ready.update(ok=err is None, error=err, at=time.monotonic())
-        return JSONResponse({"ready": last_ready["ok"], "error": last_ready["error"]},
-                            status_code=200 if last_ready["ok"] else 503)
+        parts = {name: bool(check()) for name, check in (checks or {}).items()}
+        ok = last_ready["ok"] and all(parts.values())
+        error = last_ready["error"] or (", ".join(f"{n}: not ready" for n, v in parts.items() if not v) or None)
+        return JSONResponse({"ready": ok, "error": error, "checks": {"database": last_ready["ok"], **parts}},
+                            status_code=200 if ok else 503)
 
     @app.get("/metrics", include_in_schema=False)
     def prometheus() -> Response:

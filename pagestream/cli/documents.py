@@ -1,8 +1,9 @@
-"""``pagestream submit | text | show | ls``."""
+"""``pagestream submit | text | show | ls | pages | search | delete``."""
 
 from __future__ import annotations
 
 import json
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -119,6 +120,78 @@ def ls_command(status: str | None, limit: int) -> None:
         click.echo(f"{d['id']}  {d['status']:<10} {d['pages_done']}/{d['page_count'] or '?'}  {d.get('filename') or ''}")
 
 
+@click.command()
+@click.argument("document_id")
+@click.option("--json", "as_json", is_flag=True)
+def pages(document_id: str, as_json: bool) -> None:
+    """List a document's pages: status, source, engine, confidence, title block, errors."""
+    with api_client() as client:
+        try:
+            body = client.pages(document_id)
+        except ApiClientError as e:
+            raise fail(e) from e
+    if as_json:
+        click.echo(json.dumps(body, indent=2))
+        return
+    for p in body["pages"]:
+        conf = f"{p['confidence']:.0f}%" if p.get("confidence") is not None else "-"
+        line = f"{p['page_number']:>4}  {p['status']:<9} {p.get('source') or '-':<10} {p.get('engine') or '-':<10} {conf:>4}"
+        tb = p.get("title_block") or {}
+        if any(tb.values()):
+            line += f"  sheet {tb.get('sheet_number') or '?'} — {tb.get('sheet_title') or '?'}"
+        if p.get("error"):
+            line += f"  {p['error']['reason']}: {p['error']['detail']}"
+        click.echo(line)
+
+
+def _terminal_snippet(snippet: str) -> str:
+    """An HTML snippet from the API as terminal text, matches in bold."""
+    import html
+
+    marked = snippet.replace("<mark>", "\x00").replace("</mark>", "\x01")
+    plain = html.unescape(re.sub(r"\s+", " ", marked))
+    return plain.replace("\x00", click.style("", bold=True, reset=False)).replace("\x01", click.style("", reset=True))
+
+
+@click.command()
+@click.argument("query")
+@click.option("--limit", default=10, show_default=True, help="At most this many documents.")
+@click.option("--json", "as_json", is_flag=True)
+def search(query: str, limit: int, as_json: bool) -> None:
+    """Full-text search over recognized pages (words, "a phrase", or, -word)."""
+    with api_client() as client:
+        try:
+            body = client.search(query, limit=limit)
+        except ApiClientError as e:
+            raise fail(e) from e
+    if as_json:
+        click.echo(json.dumps(body, indent=2))
+        return
+    if not body["items"]:
+        click.echo("no matches", err=True)
+        return
+    for hit in body["items"]:
+        click.echo(f"{hit['document_id']}  {hit.get('filename') or ''}  ({hit['matching_pages']} matching pages)")
+        for p in hit["pages"]:
+            click.echo(f"  p.{p['page_number']}: {_terminal_snippet(p['snippet'])}")
+
+
+@click.command()
+@click.argument("document_ids", nargs=-1, required=True)
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+def delete(document_ids: tuple[str, ...], yes: bool) -> None:
+    """Delete documents, their pages and their stored bytes."""
+    if not yes:
+        click.confirm(f"Delete {len(document_ids)} document(s) and their OCR results?", abort=True)
+    with api_client() as client:
+        for did in document_ids:
+            try:
+                client.delete(did)
+            except ApiClientError as e:
+                raise fail(e) from e
+            click.echo(f"{did}  deleted")
+
+
 def register(group: click.Group) -> None:
-    for c in (submit, text, show, ls_command):
+    for c in (submit, text, show, ls_command, pages, search, delete):
         group.add_command(c)

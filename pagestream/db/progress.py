@@ -100,8 +100,8 @@ def apply_page_outcomes(engine: Engine, outcomes: list[PageOutcome], *, consumer
         now = utcnow()
         for doc_id in sorted(touched):
             _, status, page_count, received_at = locked[doc_id]
-            if status in FINAL and status != "failed":
-                continue
+            if status == "completed":
+                continue  # nothing replaces a success
             counts = dict(conn.execute(
                 select(pages.c.status, func.count()).where(pages.c.document_id == doc_id).group_by(pages.c.status)
             ).all())
@@ -111,8 +111,9 @@ def apply_page_outcomes(engine: Engine, outcomes: list[PageOutcome], *, consumer
                 values["status"] = "processing"
                 values["ocr_started_at"] = now
             final = page_count is not None and done + failed >= page_count
-            if final and status not in FINAL:
-                new_status = "completed" if failed == 0 else ("failed" if done == 0 else "partial")
+            new_status = ("completed" if failed == 0 else ("failed" if done == 0 else "partial")) if final else None
+            # first final state, or a late success improving a partial/failed document
+            if new_status is not None and new_status != status:
                 values.update(status=new_status, completed_at=now,
                               error=None if failed == 0 else f"{failed} of {page_count} pages failed")
                 write_event(conn, DocumentOcrCompletedV1(

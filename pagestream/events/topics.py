@@ -5,6 +5,7 @@ from __future__ import annotations
 PREFIX = "pagestream."
 
 DOCUMENT_SUBMIT = "pagestream.document.submit.v1"  # command topic for external producers
+DOCUMENT_SUBMIT_DLQ = DOCUMENT_SUBMIT + ".dlq"  # submit commands that cannot be decoded
 DOCUMENT_COMMITTED = "pagestream.document.committed.v1"
 DOCUMENT_REJECTED = "pagestream.document.rejected.v1"
 DOCUMENT_OCR_COMPLETED = "pagestream.document.ocr-completed.v1"
@@ -20,6 +21,7 @@ CDC_HEARTBEAT = "pagestream.cdc.heartbeat"
 
 ALL_TOPICS: tuple[str, ...] = (
     DOCUMENT_SUBMIT,
+    DOCUMENT_SUBMIT_DLQ,
     DOCUMENT_COMMITTED,
     DOCUMENT_REJECTED,
     DOCUMENT_OCR_COMPLETED,

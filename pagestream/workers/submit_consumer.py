@@ -1,0 +1,207 @@
+"""SubmitCommandConsumer: ``document.submit.v1`` commands from external producers → documents.
+
+A command names the document by URI (``s3://bucket/key``, or ``file:///abs/path`` under an
+allowed root on the embedded stack). The bytes are read through the object store and go
+through the same ``DocumentIntake.submit`` as HTTP uploads (row + outbox event in one
+transaction). A command that cannot be accepted yields ``document.rejected.v1`` with the
+client's reference; a record that is not a command at all goes to the submit DLQ. The offset
+is committed only after one of those effects is durable; a redelivered command is absorbed by
+its idempotency key (the command's own, else one derived from its ``ce_id``) or its sha256.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
+
+from pagestream import metrics
+from pagestream.errors import PagestreamError
+from pagestream.events.envelope import Envelope, decode_record, header_map
+from pagestream.events.errors import EventDecodeError
+from pagestream.events.models import DocumentRejectedV1, DocumentSubmitV1, utcnow
+from pagestream.events.topics import DOCUMENT_REJECTED, DOCUMENT_SUBMIT, DOCUMENT_SUBMIT_DLQ
+from pagestream.intake import RejectedDocument
+from pagestream.kafka.consumer import ConsumedRecord, EventConsumer
+from pagestream.kafka.dlq import dead_letter
+from pagestream.kafka.producer import EventProducer
+from pagestream.settings import Settings
+from pagestream.storage import LocalObjectStore, ObjectStore
+from pagestream.storage.errors import ObjectNotFoundError, StorageError
+from pagestream.submission import DocumentIntake
+
+log = logging.getLogger(__name__)
+GROUP = "pagestream-ingest-submit"
+CHANNEL = "kafka"
+
+_REJECT_REASONS = {413: "too_large", 415: "unsupported_media_type", 422: "unprocessable"}
+
+
+class CommandRejected(PagestreamError):  # noqa: N818 — names the outcome, like RejectedDocument
+    """A submit command that cannot be carried out: answered with ``document.rejected.v1``."""
+
+    def __init__(self, status_code: int, reason: str, detail: str):
+        super().__init__(detail)
+        self.status_code, self.command_reason, self.detail = status_code, reason, detail
+
+
+class SubmitCommandConsumer:
+    """Consumes ``pagestream.document.submit.v1`` in group ``pagestream-ingest-submit``."""
+
+    def __init__(self, settings: Settings, intake: DocumentIntake, store: ObjectStore, *,
+                 consumer: EventConsumer | None = None, producer: EventProducer | None = None):
+        self._settings = settings
+        self._intake = intake
+        self._store = store
+        self._file_root = _file_root(settings, store)
+        self._consumer = consumer or EventConsumer(settings, GROUP, [DOCUMENT_SUBMIT],
+                                                   client_id="pagestream-ingest-submit")
+        self._producer = producer or EventProducer(settings, client_id="pagestream-ingest-submit")
+        self.healthy = False
+
+    @property
+    def ready(self) -> bool:
+        return self.healthy
+
+    def run(self, stop: threading.Event) -> None:
+        """Consume until ``stop`` is set; transient failures redeliver the same command."""
+        self._consumer.start()
+        self._producer.start()
+        self.healthy = True
+        try:
+            while not stop.is_set():
+                rec = None
+                try:
+                    rec = self._consumer.poll(0.5)
+                    if rec is not None:
+                        self.handle(rec)
+                    self.healthy = True
+                except PagestreamError as e:
+                    if not e.retryable:
+                        raise
+                    if rec is not None:
+                        self._consumer.seek(rec)  # deliver it again: nothing is skipped
+                    self.healthy = False
+                    metrics.ERRORS.labels("ingest-submit", e.reason).inc()
+                    log.warning("submit consumer: transient failure, retrying: %s", e)
+                    stop.wait(1.0)
+        finally:
+            self.healthy = False
+            self._producer.close(10)
+            self._consumer.close()
+
+    def handle(self, rec: ConsumedRecord) -> None:
+        """Carry out one record's effect (document, rejection or dead letter), then commit it."""
+        try:
+            ce_type = header_map(rec.headers).get("ce_type")
+            if ce_type and ce_type != DocumentSubmitV1.event_type:
+                raise EventDecodeError(f"unexpected {ce_type} on {rec.topic}; expected document.submit.v1")
+            env = decode_record(rec.value, rec.headers)
+            if not isinstance(env.data, DocumentSubmitV1):
+                raise EventDecodeError(f"unexpected {env.type} on {rec.topic}; expected document.submit.v1")
+        except EventDecodeError as e:
+            log.error("dead-lettering undecodable submit command: %s", e)
+            dead_letter(self._producer, rec, DOCUMENT_SUBMIT_DLQ, e.reason, str(e))
+            self._consumer.commit([rec])
+            return
+        try:
+            self.submit(env)
+        except CommandRejected as e:
+            self._reject(env, e.status_code, e.command_reason, e.detail)
+        except PagestreamError as e:
+            if e.retryable:
+                raise
+            # neither the command nor a retry can fix this: tell the producer, never block the partition
+            self._reject(env, 422, e.reason, str(e))
+        except Exception as e:  # a bug must not stop the consumer or block the partition: keep the record
+            log.exception("submit command failed unexpectedly; dead-lettering it")
+            dead_letter(self._producer, rec, DOCUMENT_SUBMIT_DLQ, "unexpected_error", f"{type(e).__name__}: {e}")
+        self._consumer.commit([rec])
+        metrics.EVENTS_CONSUMED.labels("ingest-submit", env.type).inc()
+
+    def submit(self, env: Envelope) -> None:
+        """Read the command's bytes and submit them; CommandRejected if that cannot be done."""
+        cmd = env.data
+        assert isinstance(cmd, DocumentSubmitV1)
+        data = self._read(cmd.uri)
+        name = cmd.filename or unquote(urlsplit(cmd.uri).path).rsplit("/", 1)[-1] or None
+        try:
+            result = self._intake.submit(
+                data, channel=CHANNEL, filename=name,
+                idempotency_key=cmd.idempotency_key or f"kafka:{env.id}",
+                client_reference=cmd.client_reference, options=cmd.options, traceparent=env.traceparent,
+            )
+        except RejectedDocument as e:
+            raise CommandRejected(e.status_code, _REJECT_REASONS.get(e.status_code, e.reason), e.detail) from e
+        log.info("submit command handled", extra={
+            "document_id": str(result.document["id"]), "duplicate": not result.created,
+            "client_reference": cmd.client_reference, "traceparent": env.traceparent})
+
+    def _read(self, uri: str) -> bytes:
+        """The bytes at ``uri``, only from places this service is allowed to read."""
+        parts = urlsplit(uri)
+        if parts.scheme == "file":
+            return self._read_file(uri)
+        if parts.scheme == "s3":
+            if not parts.netloc or not parts.path.strip("/"):
+                raise CommandRejected(400, "bad_uri", f"uri {uri!r} must be s3://bucket/key")
+            if self._store.scheme != "s3":
+                raise CommandRejected(400, "bad_uri", "s3:// URIs need an S3 object store (STORAGE_URL=s3://…); "
+                                                      "this deployment stores files locally: use file://")
+            return self._get(self._store, uri)
+        raise CommandRejected(400, "bad_uri", f"uri {uri[:200]!r} must be s3://bucket/key or file:///absolute/path")
+
+    def _read_file(self, uri: str) -> bytes:
+        parts = urlsplit(uri)
+        if self._file_root is None:
+            raise CommandRejected(403, "uri_not_allowed", "file:// URIs are not accepted by this deployment "
+                                                          "(set PAGESTREAM_SUBMIT_FILE_ROOT to allow a directory)")
+        if parts.netloc not in ("", "localhost") or not parts.path.startswith("/"):
+            raise CommandRejected(400, "bad_uri", f"uri {uri[:200]!r} must be file:///absolute/path")
+        path = Path(unquote(parts.path)).resolve()  # symlinks and .. resolved before the check
+        if self._file_root not in path.parents:
+            raise CommandRejected(403, "uri_not_allowed",
+                                  f"{path} is outside the directory submit commands may read ({self._file_root})")
+        try:
+            size = path.stat().st_size
+        except FileNotFoundError as e:
+            raise CommandRejected(404, "object_not_found", f"no file at {uri}") from e
+        except OSError as e:
+            raise CommandRejected(422, "unreadable", f"cannot read {uri}: {e.strerror}") from e
+        limit = self._intake.limits.max_bytes
+        if size > limit:
+            raise CommandRejected(413, "too_large",
+                                  f"file is {size} bytes; limit is {limit} bytes (PAGESTREAM_MAX_UPLOAD_BYTES)")
+        return self._get(LocalObjectStore(self._file_root), path.as_uri())
+
+    @staticmethod
+    def _get(store: ObjectStore, uri: str) -> bytes:
+        try:
+            return store.get(uri)
+        except ObjectNotFoundError as e:
+            raise CommandRejected(404, "object_not_found", f"no object at {uri}") from e
+        except StorageError as e:
+            if e.retryable:
+                raise
+            raise CommandRejected(422, "unreadable", f"cannot read {uri}: {e}") from e
+
+    def _reject(self, env: Envelope, status_code: int, reason: str, detail: str) -> None:
+        cmd = env.data
+        assert isinstance(cmd, DocumentSubmitV1)
+        metrics.DOCUMENTS_REJECTED.labels(CHANNEL, str(status_code)).inc()
+        log.warning("submit command rejected: %s", detail, extra={
+            "client_reference": cmd.client_reference, "status_code": status_code, "reason": reason})
+        self._producer.publish_sync(DocumentRejectedV1(
+            uri=cmd.uri, client_reference=cmd.client_reference, status_code=status_code, reason=reason,
+            detail=detail, rejected_at=utcnow(),
+        ), traceparent=env.traceparent, topic=DOCUMENT_REJECTED)
+
+
+def _file_root(settings: Settings, store: ObjectStore) -> Path | None:
+    """Where ``file://`` commands may point: the configured root, else the local store's directory."""
+    if settings.submit_file_root is not None:
+        return Path(settings.submit_file_root).resolve()
+    if isinstance(store, LocalObjectStore):
+        return store.root
+    return None
