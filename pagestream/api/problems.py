@@ -8,7 +8,7 @@ from fastapi.responses import JSONResponse
 PROBLEM = "application/problem+json"
 
 
-class ApiProblem(Exception):
+class ApiProblem(Exception):  # noqa: N818 - a problem document, per RFC 9457
     """An error answered as problem+json with a precise ``detail``."""
 
     def __init__(self, status: int, title: str, detail: str, **extra: object):

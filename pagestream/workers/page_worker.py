@@ -23,11 +23,14 @@ from datetime import timedelta
 
 from pagestream import metrics
 from pagestream.errors import PagestreamError
-from pagestream.events.envelope import Envelope, child_traceparent, decode_record
-from pagestream.events.errors import EventDecodeError
+from pagestream.events.envelope import Envelope, child_traceparent
 from pagestream.events.models import PageOcrCompletedV1, PageOcrFailedV1, PageOcrRequestedV1, utcnow
 from pagestream.events.topics import (
-    PAGE_OCR_COMPLETED, PAGE_OCR_FAILED, PAGE_OCR_REQUESTED, PAGE_OCR_REQUESTED_DLQ, PAGE_OCR_REQUESTED_RETRY,
+    PAGE_OCR_COMPLETED,
+    PAGE_OCR_FAILED,
+    PAGE_OCR_REQUESTED,
+    PAGE_OCR_REQUESTED_DLQ,
+    PAGE_OCR_REQUESTED_RETRY,
 )
 from pagestream.kafka.consumer import ConsumedRecord, EventConsumer
 from pagestream.kafka.dlq import dead_letter
@@ -38,6 +41,7 @@ from pagestream.ocr.factory import make_engine
 from pagestream.ocr.pipeline import PageProcessor
 from pagestream.settings import Settings
 from pagestream.storage import ObjectStore, open_store
+from pagestream.workers.loop import ConsumerLoop
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +73,8 @@ class PageWorker:
             extra={"max.poll.interval.ms": 300_000},
         )
         self._producer = EventProducer(settings, client_id=f"pagestream-ocr-{worker_id}")
+        self._loop = ConsumerLoop(self._consumer, self._producer, service="ocr-worker",
+                                  dlq_topic=PAGE_OCR_REQUESTED_DLQ, expected=PageOcrRequestedV1)
         self._processors: dict[str, PageProcessor] = {}
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="ocr")
         self._cache: tuple[str, bytes] | None = None  # (uri, bytes) of the last document read
@@ -85,26 +91,9 @@ class PageWorker:
 
     def run(self, stop: threading.Event) -> None:
         self._processor(self._s.ocr_engine)  # fail fast on a misconfigured default engine
-        self._consumer.start()
-        self._producer.start()
         try:
-            while not stop.is_set() and not self.wedged:
-                rec = None
-                try:
-                    rec = self._consumer.poll(0.5)
-                    if rec is not None:
-                        self._handle(rec, stop)
-                except PagestreamError as e:
-                    if not e.retryable:
-                        raise
-                    if rec is not None:
-                        self._consumer.seek(rec)
-                    metrics.ERRORS.labels("ocr-worker", e.reason).inc()
-                    log.warning("worker: transient failure, will retry the record: %s", e)
-                    stop.wait(1.0)
+            self._loop.run(stop, lambda rec: self._handle(rec, stop), keep_going=lambda: not self.wedged)
         finally:
-            self._producer.close(10)
-            self._consumer.close()
             if not self.wedged:
                 for p in self._processors.values():
                     p.close()
@@ -113,17 +102,11 @@ class PageWorker:
     # -- one record ------------------------------------------------------------------------
 
     def _handle(self, rec: ConsumedRecord, stop: threading.Event) -> None:
-        try:
-            env = decode_record(rec.value, rec.headers)
-            if not isinstance(env.data, PageOcrRequestedV1):
-                raise EventDecodeError(f"unexpected {env.type} on {rec.topic}")
-        except EventDecodeError as e:
-            log.error("dead-lettering undecodable page task: %s", e)
-            dead_letter(self._producer, rec, PAGE_OCR_REQUESTED_DLQ, e.reason, str(e))
-            self._consumer.commit([rec])
+        env = self._loop.decode(rec)
+        if env is None:
             return
         task = env.data
-        metrics.EVENTS_CONSUMED.labels("ocr-worker", env.type).inc()
+        assert isinstance(task, PageOcrRequestedV1)
         self._wait_not_before(task, stop)
         if stop.is_set():
             self._consumer.seek(rec)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import ssl
 import time
 from typing import Any
 
@@ -57,13 +58,29 @@ def _headers(message: Any) -> list[tuple[str, bytes]]:
     return list(h)
 
 
+def broker_credentials(settings: Settings) -> faust.SASLCredentials | faust.SSLCredentials | None:
+    """faust credentials for ``KAFKA_SECURITY_PROTOCOL`` / ``KAFKA_SASL_*`` / ``KAFKA_SSL_CA_LOCATION``,
+    the same settings the confluent-kafka clients get from ``Settings.kafka_client_config()``."""
+    protocol = settings.kafka_security_protocol
+    if protocol == "PLAINTEXT":
+        return None
+    context = None
+    if protocol in ("SSL", "SASL_SSL"):
+        context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=settings.kafka_ssl_ca_location)
+    if protocol == "SSL":
+        return faust.SSLCredentials(context)
+    password = settings.kafka_sasl_password.get_secret_value() if settings.kafka_sasl_password else None
+    return faust.SASLCredentials(username=settings.kafka_sasl_username, password=password, ssl_context=context,
+                                 mechanism=settings.kafka_sasl_mechanism or "PLAIN")
+
+
 def create_app(settings: Settings, state: PersistState) -> faust.App:
     """The faust app with its one agent."""
     engine = make_engine(settings.database_dsn(), application_name="pagestream-persist")
     app = faust.App(
         GROUP,
         broker="kafka://" + settings.kafka_bootstrap_servers,
-        broker_credentials=None,
+        broker_credentials=broker_credentials(settings),
         store="memory://",
         value_serializer="raw",
         key_serializer="raw",
@@ -71,6 +88,10 @@ def create_app(settings: Settings, state: PersistState) -> faust.App:
         topic_allow_declare=False,
         topic_disable_leader=True,
         consumer_auto_offset_reset="earliest",
+        # as the confluent consumers (pagestream/kafka/consumer.py): faust's 60 s default kept a
+        # SIGKILLed persist's partitions parked for 1-2 minutes before its restart could consume
+        broker_session_timeout=6.0,
+        broker_heartbeat_interval=1.0,
         producer_acks=-1,
         broker_commit_every=100,
         broker_commit_interval=1.0,

@@ -16,6 +16,28 @@ from pagestream.workers.page_worker import EXIT_WEDGED, worker_process_main
 log = logging.getLogger(__name__)
 
 
+def _worker_main(settings: Settings, worker_id: int, stop_flag: object) -> None:
+    """A worker process that ends itself when the ocr service that spawned it is gone.
+
+    Without this, a SIGKILLed (or OOM-killed) ocr service leaves its workers running as
+    orphans: they keep consuming page tasks beside the restarted service's new workers and
+    survive `pagestream down`, which signals only the current process group.
+    """
+    parent = os.getppid()
+
+    def watch_parent() -> None:
+        while True:
+            time.sleep(1.0)
+            if os.getppid() != parent:
+                os._exit(EXIT_ORPHANED)
+
+    threading.Thread(target=watch_parent, daemon=True, name="parent-watch").start()
+    worker_process_main(settings, worker_id, stop_flag)
+
+
+EXIT_ORPHANED = 76
+
+
 @dataclass
 class _Slot:
     worker_id: int
@@ -44,7 +66,7 @@ class WorkerPool:
         return sum(s.restarts for s in self._slots)
 
     def _start(self, slot: _Slot) -> None:
-        p = self._ctx.Process(target=worker_process_main, args=(self._settings, slot.worker_id, None),
+        p = self._ctx.Process(target=_worker_main, args=(self._settings, slot.worker_id, None),
                               name=f"ocr-worker-{slot.worker_id}", daemon=False)
         p.start()
         slot.process = p

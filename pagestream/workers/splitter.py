@@ -11,15 +11,13 @@ import logging
 import threading
 
 from pagestream import metrics
-from pagestream.errors import PagestreamError
-from pagestream.events.envelope import Envelope, child_traceparent, decode_record
-from pagestream.events.errors import EventDecodeError
+from pagestream.events.envelope import Envelope, child_traceparent
 from pagestream.events.models import DocumentCommittedV1, PageOcrRequestedV1, page_id_for
 from pagestream.events.topics import DOCUMENT_COMMITTED, DOCUMENT_COMMITTED_DLQ, PAGE_OCR_REQUESTED
 from pagestream.kafka.consumer import ConsumedRecord, EventConsumer
-from pagestream.kafka.dlq import dead_letter
 from pagestream.kafka.producer import EventProducer
 from pagestream.settings import Settings
+from pagestream.workers.loop import ConsumerLoop
 
 log = logging.getLogger(__name__)
 GROUP = "pagestream-ocr-splitter"
@@ -30,53 +28,26 @@ class DocumentSplitter:
 
     def __init__(self, settings: Settings):
         self._settings = settings
-        self._consumer = EventConsumer(settings, GROUP, [DOCUMENT_COMMITTED], client_id="pagestream-ocr-splitter")
         self._producer = EventProducer(settings, client_id="pagestream-ocr-splitter")
-        self.healthy = False
+        self._loop = ConsumerLoop(
+            EventConsumer(settings, GROUP, [DOCUMENT_COMMITTED], client_id="pagestream-ocr-splitter"),
+            self._producer, service="ocr-splitter", dlq_topic=DOCUMENT_COMMITTED_DLQ, expected=DocumentCommittedV1,
+        )
 
     @property
     def ready(self) -> bool:
-        return self.healthy
+        return self._loop.healthy
 
     def run(self, stop: threading.Event) -> None:
-        self._consumer.start()
-        self._producer.start()
-        self.healthy = True
-        try:
-            while not stop.is_set():
-                rec = None
-                try:
-                    rec = self._consumer.poll(0.5)
-                    if rec is not None:
-                        self._handle(rec)
-                    self.healthy = True
-                except PagestreamError as e:
-                    if not e.retryable:
-                        raise
-                    if rec is not None:
-                        self._consumer.seek(rec)  # deliver it again: nothing is skipped
-                    self.healthy = False
-                    metrics.ERRORS.labels("ocr-splitter", e.reason).inc()
-                    log.warning("splitter: transient failure, retrying: %s", e)
-                    stop.wait(1.0)
-        finally:
-            self._producer.close(10)
-            self._consumer.close()
+        self._loop.run(stop, self._handle)
 
     def _handle(self, rec: ConsumedRecord) -> None:
-        try:
-            env = decode_record(rec.value, rec.headers)
-            if not isinstance(env.data, DocumentCommittedV1):
-                raise EventDecodeError(f"unexpected {env.type} on {rec.topic}")
-        except EventDecodeError as e:
-            log.error("dead-lettering undecodable record: %s", e)
-            dead_letter(self._producer, rec, DOCUMENT_COMMITTED_DLQ, e.reason, str(e))
-            self._consumer.commit([rec])
+        env = self._loop.decode(rec)
+        if env is None:
             return
         self.split(env)
-        self._consumer.commit([rec])
+        self._loop.consumer.commit([rec])
         metrics.DOCUMENTS_SPLIT.inc()
-        metrics.EVENTS_CONSUMED.labels("ocr-splitter", env.type).inc()
 
     def split(self, env: Envelope) -> None:
         """Publish every page task of the document and wait for all acknowledgements."""

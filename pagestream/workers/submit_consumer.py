@@ -18,8 +18,7 @@ from urllib.parse import unquote, urlsplit
 
 from pagestream import metrics
 from pagestream.errors import PagestreamError
-from pagestream.events.envelope import Envelope, decode_record, header_map
-from pagestream.events.errors import EventDecodeError
+from pagestream.events.envelope import Envelope
 from pagestream.events.models import DocumentRejectedV1, DocumentSubmitV1, utcnow
 from pagestream.events.topics import DOCUMENT_REJECTED, DOCUMENT_SUBMIT, DOCUMENT_SUBMIT_DLQ
 from pagestream.intake import RejectedDocument
@@ -30,6 +29,7 @@ from pagestream.settings import Settings
 from pagestream.storage import LocalObjectStore, ObjectStore
 from pagestream.storage.errors import ObjectNotFoundError, StorageError
 from pagestream.submission import DocumentIntake
+from pagestream.workers.loop import ConsumerLoop
 
 log = logging.getLogger(__name__)
 GROUP = "pagestream-ingest-submit"
@@ -58,52 +58,25 @@ class SubmitCommandConsumer:
         self._consumer = consumer or EventConsumer(settings, GROUP, [DOCUMENT_SUBMIT],
                                                    client_id="pagestream-ingest-submit")
         self._producer = producer or EventProducer(settings, client_id="pagestream-ingest-submit")
-        self.healthy = False
+        self._loop = ConsumerLoop(self._consumer, self._producer, service="ingest-submit",
+                                  dlq_topic=DOCUMENT_SUBMIT_DLQ, expected=DocumentSubmitV1)
 
     @property
     def ready(self) -> bool:
-        return self.healthy
+        return self._loop.healthy
+
+    @property
+    def healthy(self) -> bool:
+        return self._loop.healthy
 
     def run(self, stop: threading.Event) -> None:
         """Consume until ``stop`` is set; transient failures redeliver the same command."""
-        self._consumer.start()
-        self._producer.start()
-        self.healthy = True
-        try:
-            while not stop.is_set():
-                rec = None
-                try:
-                    rec = self._consumer.poll(0.5)
-                    if rec is not None:
-                        self.handle(rec)
-                    self.healthy = True
-                except PagestreamError as e:
-                    if not e.retryable:
-                        raise
-                    if rec is not None:
-                        self._consumer.seek(rec)  # deliver it again: nothing is skipped
-                    self.healthy = False
-                    metrics.ERRORS.labels("ingest-submit", e.reason).inc()
-                    log.warning("submit consumer: transient failure, retrying: %s", e)
-                    stop.wait(1.0)
-        finally:
-            self.healthy = False
-            self._producer.close(10)
-            self._consumer.close()
+        self._loop.run(stop, self.handle)
 
     def handle(self, rec: ConsumedRecord) -> None:
         """Carry out one record's effect (document, rejection or dead letter), then commit it."""
-        try:
-            ce_type = header_map(rec.headers).get("ce_type")
-            if ce_type and ce_type != DocumentSubmitV1.event_type:
-                raise EventDecodeError(f"unexpected {ce_type} on {rec.topic}; expected document.submit.v1")
-            env = decode_record(rec.value, rec.headers)
-            if not isinstance(env.data, DocumentSubmitV1):
-                raise EventDecodeError(f"unexpected {env.type} on {rec.topic}; expected document.submit.v1")
-        except EventDecodeError as e:
-            log.error("dead-lettering undecodable submit command: %s", e)
-            dead_letter(self._producer, rec, DOCUMENT_SUBMIT_DLQ, e.reason, str(e))
-            self._consumer.commit([rec])
+        env = self._loop.decode(rec)
+        if env is None:
             return
         try:
             self.submit(env)
@@ -118,7 +91,6 @@ class SubmitCommandConsumer:
             log.exception("submit command failed unexpectedly; dead-lettering it")
             dead_letter(self._producer, rec, DOCUMENT_SUBMIT_DLQ, "unexpected_error", f"{type(e).__name__}: {e}")
         self._consumer.commit([rec])
-        metrics.EVENTS_CONSUMED.labels("ingest-submit", env.type).inc()
 
     def submit(self, env: Envelope) -> None:
         """Read the command's bytes and submit them; CommandRejected if that cannot be done."""
