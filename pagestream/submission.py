@@ -14,13 +14,12 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-from pagestream.db import Engine
-
 from pagestream import metrics
+from pagestream.db import Engine
 from pagestream.db.documents import NewDocument, create_document, find_existing
 from pagestream.events.envelope import new_traceparent
 from pagestream.events.models import DocumentOptions
-from pagestream.intake import IntakeLimits, InspectedDocument, RejectedDocument, inspect_document
+from pagestream.intake import InspectedDocument, IntakeLimits, RejectedDocument, inspect_document
 from pagestream.settings import Settings
 from pagestream.storage import ObjectStore, content_key
 
