@@ -23,6 +23,7 @@ import select
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -82,8 +83,10 @@ class RelayStatus:
 class OutboxRelay:
     """Streams the outbox publication from a pgoutput slot into Kafka."""
 
-    def __init__(self, settings: Settings):
+    def __init__(self, settings: Settings, *, on_ack: Callable[[float], None] | None = None):
+        """``on_ack(seconds)`` is told each record's commit→broker-ack latency (benchmarks)."""
         self._settings = settings
+        self._on_ack = on_ack
         self._dsn = settings.database_dsn()
         self.status = RelayStatus()
         self._txns: deque[_Txn] = deque()
@@ -326,7 +329,10 @@ class OutboxRelay:
             self.status.broker_ok = True
             self.status.published += 1
             metrics.CDC_RECORDS_PUBLISHED.labels(topic).inc()
-            metrics.CDC_COMMIT_TO_ACK.observe(max(0.0, (datetime.now(UTC) - txn.commit_time).total_seconds()))
+            latency = max(0.0, (datetime.now(UTC) - txn.commit_time).total_seconds())
+            metrics.CDC_COMMIT_TO_ACK.observe(latency)
+            if self._on_ack is not None:
+                self._on_ack(latency)
 
         try:
             producer.produce(topic, (row.get("aggregateid") or "").encode(), value, headers, on_delivery)
