@@ -21,7 +21,7 @@ from pagestream.ocr.engine import OcrEngine
 MIN_ORIENTATION_CONFIDENCE = 2.0
 #: Skew search: ±range in degrees, on a copy this wide.
 SKEW_RANGE_DEGREES = 5.0
-_SKEW_WIDTH = 1000
+_SKEW_WIDTH = 600
 #: Skews smaller than this are left alone (recognizers cope; resampling costs sharpness).
 MIN_SKEW_DEGREES = 0.15
 
@@ -56,7 +56,7 @@ def _profile_score(ink: Image.Image, angle: float) -> float:
 def estimate_skew(image: Image.Image, max_degrees: float = SKEW_RANGE_DEGREES) -> float:
     """Counter-clockwise angle (degrees) that makes text lines horizontal, by projection profiles.
 
-    Works on a ~1000 px wide inverted copy: coarse 0.5° steps, then 0.1° around the best.
+    Works on a ~600 px wide inverted copy: coarse 0.5° steps, then 0.1° around the best.
     """
     factor = min(1.0, _SKEW_WIDTH / max(1, image.width))
     small = image if factor >= 1.0 else image.resize(
@@ -141,21 +141,47 @@ class PageProcessor:
                 rendered = render.render_pdf_page(page, self.dpi, self.max_pixels)
         else:
             rendered = render.render_page(data, media_type, page_number, self.dpi, self.max_pixels)
-        image, rotation, skew = self.prepare(rendered.image)
+        image, skew = self.straighten(rendered.image)
         render_seconds = time.perf_counter() - started
 
         ocr_started = time.perf_counter()
         layout = self.engine.recognize(image, languages=self.languages, dpi=rendered.dpi_used)
+        ocr_seconds = time.perf_counter() - ocr_started
+        rotation = 0
+        # Orientation detection costs as much as a third of a recognition, and nearly every
+        # page is upright: only a page that read badly is checked, and re-read if turned.
+        if self.orientation is not None and _reads_badly(layout):
+            osd_started = time.perf_counter()
+            degrees, confidence = self.orientation.detect_orientation(rendered.image)
+            render_seconds += time.perf_counter() - osd_started
+            if degrees % 360 and confidence >= MIN_ORIENTATION_CONFIDENCE:
+                prepare_started = time.perf_counter()
+                turned, turned_skew = self.straighten(rotate_clockwise(rendered.image, degrees % 360))
+                render_seconds += time.perf_counter() - prepare_started
+                ocr_started = time.perf_counter()
+                again = self.engine.recognize(turned, languages=self.languages, dpi=rendered.dpi_used)
+                ocr_seconds += time.perf_counter() - ocr_started
+                if _score(again) > _score(layout):
+                    layout, rotation, skew = again, degrees % 360, turned_skew
         layout = layout.model_copy(
             update={
                 "rotation": rotation,
                 "skew_degrees": skew,
                 "dpi": rendered.dpi_used,
                 "render_seconds": render_seconds,
-                "ocr_seconds": time.perf_counter() - ocr_started,
+                "ocr_seconds": ocr_seconds,
             }
         )
         return _with_title_block(layout)
+
+    def straighten(self, image: Image.Image) -> tuple[Image.Image, float]:
+        """Remove small skew: ``(image, measured tilt in degrees, counter-clockwise positive)``."""
+        if not self.deskew:
+            return image, 0.0
+        correction = estimate_skew(image)
+        if abs(correction) < MIN_SKEW_DEGREES:
+            return image, 0.0
+        return image.rotate(correction, resample=Image.Resampling.BICUBIC, expand=True, fillcolor=255), -correction
 
     def prepare(self, image: Image.Image) -> tuple[Image.Image, int, float]:
         """Make a page upright and straight: ``(image, clockwise rotation applied, skew in degrees)``.
@@ -169,15 +195,23 @@ class PageProcessor:
             if degrees % 360 and confidence >= MIN_ORIENTATION_CONFIDENCE:
                 rotation = degrees % 360
                 image = rotate_clockwise(image, rotation)
-        skew = 0.0
-        if self.deskew:
-            correction = estimate_skew(image)
-            if abs(correction) >= MIN_SKEW_DEGREES:
-                image = image.rotate(
-                    correction, resample=Image.Resampling.BICUBIC, expand=True, fillcolor=255
-                )
-                skew = -correction
+        image, skew = self.straighten(image)
         return image, rotation, skew
+
+
+#: A page whose words average below this confidence (0–100) is checked for orientation.
+ORIENTATION_CHECK_BELOW_CONFIDENCE = 70.0
+
+
+def _reads_badly(layout: PageLayout) -> bool:
+    """Few words, or low confidence: the symptoms of a page read sideways or upside down."""
+    words = layout.words()
+    return len(words) < 8 or (layout.mean_confidence or 0.0) < ORIENTATION_CHECK_BELOW_CONFIDENCE
+
+
+def _score(layout: PageLayout) -> float:
+    """Confidence-weighted amount of text: higher for the better of two readings."""
+    return sum(w.confidence * len(w.text) for w in layout.words())
 
 
 def _with_title_block(layout: PageLayout) -> PageLayout:

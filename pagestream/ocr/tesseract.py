@@ -14,7 +14,7 @@ from pagestream.ocr.engine import OcrEngine
 from pagestream.ocr.errors import OcrError, PageTimeoutError
 
 #: OSD works on the text's shape, not on its fine detail: bigger images only cost time.
-_OSD_MAX_SIDE = 4000
+_OSD_MAX_SIDE = 1600  # OSD needs letter shapes, not 300 dpi detail; a third of the pixels
 
 
 class TesseractEngine(OcrEngine):

@@ -51,7 +51,9 @@ def test_rotated_scan_is_turned_upright(processor: PageProcessor, letter: tuple[
     layout = processor.process(rotated, "image/png", 1)
     error = pages.cer(truth, layout.text)
     print(f"turned {turned}°: applied {layout.rotation}°, CER {error:.4f}")
-    assert (turned + layout.rotation) % 360 == 0
+    # Orientation is checked only when the first reading is poor; Tesseract sometimes reads a
+    # page turned 90° well by itself, and then no turn is needed. Any turn applied must be right.
+    assert layout.rotation in (0, (360 - turned) % 360)
     assert error < 0.02
 
 

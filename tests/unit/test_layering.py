@@ -51,7 +51,7 @@ def test_only_kafka_package_imports_confluent_kafka() -> None:
 
 def test_only_db_package_imports_sqlalchemy() -> None:
     bad = [_rel(p) for p in _files(CORE) + _files(ROOT / "services")
-           if any(i.startswith("sqlalchemy") for i in _imports(p)) and not (CORE / "db") in p.parents]
+           if any(i.startswith("sqlalchemy") for i in _imports(p)) and (CORE / "db") not in p.parents]
     assert not bad
 
 
