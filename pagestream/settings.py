@@ -44,7 +44,8 @@ class Settings(BaseSettings):
     kafka_sasl_username: str | None = Field(None, alias="KAFKA_SASL_USERNAME")
     kafka_sasl_password: SecretStr | None = Field(None, alias="KAFKA_SASL_PASSWORD")
     kafka_ssl_ca_location: str | None = Field(None, alias="KAFKA_SSL_CA_LOCATION")
-    kafka_topic_partitions: int = Field(4, alias="PAGESTREAM_TOPIC_PARTITIONS")
+    # many small partitions spread one big document's pages evenly over the OCR workers
+    kafka_topic_partitions: int = Field(12, alias="PAGESTREAM_TOPIC_PARTITIONS")
     kafka_replication_factor: int = Field(1, alias="PAGESTREAM_TOPIC_REPLICATION_FACTOR")
 
     database_url: SecretStr = Field(
