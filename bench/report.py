@@ -106,7 +106,8 @@ def _ocr(d: dict[str, Any]) -> list[str]:
         f"**Ratio pipeline / CLI: {_f(pipe['pages_per_second'] / cli['pages_per_second'])}×** (target ≥ 1.0×)."
         + _runs_note(pipe),
         "",
-        f"- Pipeline, inside the worker: mean {_f(pipe['mean_prepare_seconds'])} s decode + OSD + deskew and "
+        f"- Pipeline, inside the worker: mean {_f(pipe['mean_prepare_seconds'])} s decode + deskew (+ OSD when "
+        f"a page reads badly; {pipe.get('rotated_pages', 0)} of {pipe['pages']} pages turned) and "
         f"{_f(pipe['mean_ocr_seconds'])} s recognition per page. In process (c): "
         f"{_f(full['mean_prepare_seconds'])} s + {_f(full['mean_ocr_seconds'])} s; OCR only (c'): "
         f"{_f(bare['mean_prepare_seconds'])} s + {_f(bare['mean_ocr_seconds'])} s.",
