@@ -45,6 +45,8 @@ from pagestream.settings import Settings
 
 log = logging.getLogger(__name__)
 
+#: Longest wait between reconnect attempts: short, because while disconnected nothing flows.
+MAX_RECONNECT_BACKOFF = 5.0
 HEARTBEAT_PREFIX = "pagestream.heartbeat"
 STATS_INTERVAL = 5.0
 FEEDBACK_INTERVAL = 5.0  # force a status update at least this often (the server drops silent clients)
@@ -87,6 +89,7 @@ class OutboxRelay:
         """``on_ack(seconds)`` is told each record's commit→broker-ack latency (benchmarks)."""
         self._settings = settings
         self._on_ack = on_ack
+        self._streamed = False
         self._dsn = settings.database_dsn()
         self.status = RelayStatus()
         self._txns: deque[_Txn] = deque()
@@ -104,7 +107,7 @@ class OutboxRelay:
         """Stream until ``stop`` is set; reconnect with backoff after any transient failure."""
         backoff = 0.5
         while not stop.is_set():
-            started = time.monotonic()
+            self._streamed = False
             try:
                 self._stream(stop)
             except PagestreamError as e:
@@ -112,20 +115,20 @@ class OutboxRelay:
                     self.status.last_error = str(e)
                     metrics.ERRORS.labels("cdc", e.reason).inc()
                     log.error("cdc relay cannot run: %s", e)
-                    if stop.wait(min(30.0, backoff)):
+                    if stop.wait(backoff):
                         return
-                    backoff = min(30.0, backoff * 2)
+                    backoff = min(MAX_RECONNECT_BACKOFF, backoff * 2)
                     continue
                 self._on_disconnect(e)
             except (psycopg2.Error, OSError) as e:
                 first = str(e).strip().splitlines()[0] if str(e).strip() else ""
                 self._on_disconnect(ReplicationDisconnectedError(
                     f"replication stream lost: {type(e).__name__}: {first}"))
-            if time.monotonic() - started > 60:
-                backoff = 0.5
+            if self._streamed:
+                backoff = 0.5  # it was streaming: reconnect promptly, back off only on repeated failures
             if stop.wait(backoff):
                 return
-            backoff = min(30.0, backoff * 2)
+            backoff = min(MAX_RECONNECT_BACKOFF, backoff * 2)
 
     def _on_disconnect(self, e: PagestreamError) -> None:
         self.status.connected = False
@@ -188,6 +191,7 @@ class OutboxRelay:
                 options={"proto_version": "1", "publication_names": s.cdc_publication, "messages": "true"},
             )
             self.status.connected = True
+            self._streamed = True
             metrics.CDC_CONNECTED.set(1)
             log.info("cdc relay streaming", extra={"slot": s.cdc_slot, "publication": s.cdc_publication})
             self._loop(stop, cur, repl, aux, producer)

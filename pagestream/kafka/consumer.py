@@ -52,6 +52,9 @@ class EventConsumer:
             "heartbeat.interval.ms": 1_000,
             "max.poll.interval.ms": 300_000,
             "topic.metadata.refresh.interval.ms": 5_000,
+            # A paused/resumed partition is refetched only when the outstanding fetch returns;
+            # librdkafka's default long-poll of 500 ms cost every OCR page half a second.
+            "fetch.wait.max.ms": 50,
             **(extra or {}),
         }
         self._consumer: Consumer | None = None

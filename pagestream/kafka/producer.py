@@ -55,8 +55,11 @@ class EventProducer:
         return self._producer
 
     def produce(self, topic: str, key: str | bytes | None, value: bytes, headers: Headers,
-                on_delivery: DeliveryCallback | None = None, opaque: Any = None) -> None:
-        """Queue one record; ``on_delivery(error_or_None, opaque)`` fires from a later poll()."""
+                on_delivery: DeliveryCallback | None = None, opaque: Any = None, partition: int | None = None) -> None:
+        """Queue one record; ``on_delivery(error_or_None, opaque)`` fires from a later poll().
+
+        ``partition`` overrides the key's hash partition (the key still travels with the record).
+        """
 
         def _cb(err: _RdKafkaError | None, msg: Message) -> None:
             if on_delivery is None:
@@ -71,7 +74,11 @@ class EventProducer:
 
         while True:
             try:
-                self.producer.produce(topic, value=value, key=key, headers=headers, on_delivery=_cb)
+                if partition is None:
+                    self.producer.produce(topic, value=value, key=key, headers=headers, on_delivery=_cb)
+                else:
+                    self.producer.produce(topic, value=value, key=key, headers=headers, on_delivery=_cb,
+                                          partition=partition)
                 break
             except BufferError:
                 # local queue full: serve callbacks to make room, then try again
@@ -81,10 +88,11 @@ class EventProducer:
         self.producer.poll(0)
 
     def publish(self, event: Event, *, traceparent: str | None = None,
-                on_delivery: DeliveryCallback | None = None, opaque: Any = None, topic: str | None = None) -> str:
+                on_delivery: DeliveryCallback | None = None, opaque: Any = None, topic: str | None = None,
+                partition: int | None = None) -> str:
         """Queue ``event`` on its topic (or ``topic``); returns the event id."""
         key, value, headers, eid = make_record(event, traceparent=traceparent)
-        self.produce(topic or topic_for(event.event_type), key, value, headers, on_delivery, opaque)
+        self.produce(topic or topic_for(event.event_type), key, value, headers, on_delivery, opaque, partition)
         return str(eid)
 
     def publish_sync(self, event: Event, *, traceparent: str | None = None, topic: str | None = None,
@@ -111,6 +119,17 @@ class EventProducer:
                 return False
             self.producer.poll(min(0.05, remaining))
         return True
+
+    def partition_count(self, topic: str, timeout: float = 10.0) -> int:
+        """How many partitions ``topic`` has (from broker metadata)."""
+        try:
+            md = self.producer.list_topics(topic, timeout=timeout)
+        except KafkaException as e:
+            raise BrokerUnavailableError(f"no metadata for {topic}: {e}") from e
+        t = md.topics.get(topic)
+        if t is None or t.error is not None or not t.partitions:
+            raise BrokerUnavailableError(f"topic {topic} has no partitions yet")
+        return len(t.partitions)
 
     def poll(self, timeout: float = 0.0) -> int:
         return self.producer.poll(timeout)

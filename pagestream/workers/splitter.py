@@ -28,6 +28,8 @@ class DocumentSplitter:
 
     def __init__(self, settings: Settings):
         self._settings = settings
+        self._partitions: int | None = None
+        self._dealt = 0
         self._producer = EventProducer(settings, client_id="pagestream-ocr-splitter")
         self._loop = ConsumerLoop(
             EventConsumer(settings, GROUP, [DOCUMENT_COMMITTED], client_id="pagestream-ocr-splitter"),
@@ -40,6 +42,14 @@ class DocumentSplitter:
 
     def run(self, stop: threading.Event) -> None:
         self._loop.run(stop, self._handle)
+
+    def _next_partition(self) -> int:
+        """Deal page tasks round-robin over the partitions: hashing random page ids leaves some
+        workers idle while others queue, which is what limits throughput on small batches."""
+        if self._partitions is None:
+            self._partitions = self._producer.partition_count(PAGE_OCR_REQUESTED)
+        self._dealt += 1
+        return self._dealt % self._partitions
 
     def _handle(self, rec: ConsumedRecord) -> None:
         env = self._loop.decode(rec)
@@ -68,7 +78,7 @@ class DocumentSplitter:
                 sha256=doc.sha256, options=doc.options,
             )
             self._producer.publish(task, traceparent=child_traceparent(env.traceparent), topic=PAGE_OCR_REQUESTED,
-                                   on_delivery=on_delivery)
+                                   on_delivery=on_delivery, partition=self._next_partition())
         if not self._producer.wait_for(lambda: acked[0] >= doc.page_count, 120.0) or errors:
             from pagestream.kafka.errors import BrokerUnavailableError
 
