@@ -70,7 +70,9 @@ class PageWorker:
         self._store = store or open_store(settings)
         self._consumer = EventConsumer(
             settings, GROUP, [PAGE_OCR_REQUESTED, PAGE_OCR_REQUESTED_RETRY], client_id=f"pagestream-ocr-{worker_id}",
-            extra={"max.poll.interval.ms": 300_000},
+            # roundrobin: the splitter deals page tasks over partitions in turn, and this
+            # assignor hands consecutive partitions to different workers, so pages alternate
+            extra={"max.poll.interval.ms": 300_000, "partition.assignment.strategy": "roundrobin"},
         )
         self._producer = EventProducer(settings, client_id=f"pagestream-ocr-{worker_id}")
         self._loop = ConsumerLoop(self._consumer, self._producer, service="ocr-worker",
