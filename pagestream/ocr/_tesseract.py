@@ -5,6 +5,7 @@ Nothing here knows about ``PageLayout``; ``pagestream.ocr.tesseract`` adapts the
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -87,6 +88,18 @@ class TessApi:
     def recognize(self, timeout_ms: int = 0) -> bool:
         """Run recognition; ``False`` when it timed out or was cancelled."""
         return bool(self._api.Recognize(timeout=timeout_ms))
+
+    def skew_degrees(self) -> float:
+        """The tilt Tesseract measured (and compensated) on the last page, counter-clockwise positive."""
+        it = self._api.GetIterator()
+        if it is None:
+            return 0.0
+        it.Begin()
+        try:
+            deskew_radians = it.Orientation()[3]
+        except (RuntimeError, IndexError):
+            return 0.0
+        return round(-math.degrees(deskew_radians), 2)
 
     def words(self) -> list[RawWord]:
         """Words of the last recognition in reading order, numbered by block and line."""

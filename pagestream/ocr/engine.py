@@ -25,6 +25,9 @@ class OcrEngine(ABC):
     """
 
     name: ClassVar[str]
+    #: True when the engine straightens small skew itself (and reports it in ``skew_degrees``);
+    #: the page processor then does not spend time deskewing first.
+    corrects_skew: ClassVar[bool] = False
 
     def start(self) -> None:  # noqa: B027 - optional hook
         """Acquire resources. Default: nothing to do."""

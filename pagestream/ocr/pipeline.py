@@ -149,25 +149,29 @@ class PageProcessor:
         layout = self.engine.recognize(image, languages=self.languages, dpi=rendered.dpi_used)
         ocr_seconds = time.perf_counter() - ocr_started
         rotation = 0
-        # Orientation detection costs as much as a third of a recognition, and nearly every
-        # page is upright: only a page that read badly is checked, and re-read if turned.
-        if self.orientation is not None and _reads_badly(layout):
-            osd_started = time.perf_counter()
-            degrees, confidence = self.orientation.detect_orientation(rendered.image)
-            render_seconds += time.perf_counter() - osd_started
-            if degrees % 360 and confidence >= MIN_ORIENTATION_CONFIDENCE:
-                prepare_started = time.perf_counter()
-                turned, turned_skew = self.straighten(rotate_clockwise(rendered.image, degrees % 360))
-                render_seconds += time.perf_counter() - prepare_started
+        # Orientation detection and our own deskew cost up to half a recognition, and nearly
+        # every page is upright and read well as it is: only a page that read badly is
+        # turned (OSD) and straightened, then read again, and the better reading kept.
+        if _reads_badly(layout):
+            fix_started = time.perf_counter()
+            degrees = 0
+            if self.orientation is not None:
+                found, confidence = self.orientation.detect_orientation(rendered.image)
+                if found % 360 and confidence >= MIN_ORIENTATION_CONFIDENCE:
+                    degrees = found % 360
+            turned = rotate_clockwise(rendered.image, degrees)
+            straight, turned_skew = self.straighten(turned, even_if_engine_corrects=True)
+            render_seconds += time.perf_counter() - fix_started
+            if degrees or turned_skew:
                 ocr_started = time.perf_counter()
-                again = self.engine.recognize(turned, languages=self.languages, dpi=rendered.dpi_used)
+                again = self.engine.recognize(straight, languages=self.languages, dpi=rendered.dpi_used)
                 ocr_seconds += time.perf_counter() - ocr_started
                 if _score(again) > _score(layout):
-                    layout, rotation, skew = again, degrees % 360, turned_skew
+                    layout, rotation, skew = again, degrees, turned_skew or again.skew_degrees
         layout = layout.model_copy(
             update={
                 "rotation": rotation,
-                "skew_degrees": skew,
+                "skew_degrees": skew or layout.skew_degrees,
                 "dpi": rendered.dpi_used,
                 "render_seconds": render_seconds,
                 "ocr_seconds": ocr_seconds,
@@ -175,9 +179,12 @@ class PageProcessor:
         )
         return _with_title_block(layout)
 
-    def straighten(self, image: Image.Image) -> tuple[Image.Image, float]:
-        """Remove small skew: ``(image, measured tilt in degrees, counter-clockwise positive)``."""
-        if not self.deskew:
+    def straighten(self, image: Image.Image, *, even_if_engine_corrects: bool = False) -> tuple[Image.Image, float]:
+        """Remove small skew: ``(image, measured tilt in degrees, counter-clockwise positive)``.
+
+        Skipped for engines that correct skew themselves, unless a first reading went badly.
+        """
+        if not self.deskew or (self.engine.corrects_skew and not even_if_engine_corrects):
             return image, 0.0
         correction = estimate_skew(image)
         if abs(correction) < MIN_SKEW_DEGREES:

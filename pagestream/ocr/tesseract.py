@@ -21,6 +21,8 @@ class TesseractEngine(OcrEngine):
     """Tesseract through tesserocr: one API (and one OSD API) per engine, reused for every page."""
 
     name: ClassVar[str] = "tesseract"
+    #: Tesseract's layout analysis measures and compensates skew itself
+    corrects_skew: ClassVar[bool] = True
 
     def __init__(
         self, languages: str = "eng", tessdata: str | None = None, *, timeout_seconds: float | None = None
@@ -65,6 +67,7 @@ class TesseractEngine(OcrEngine):
             if not api.recognize(timeout_ms):
                 raise PageTimeoutError(f"Tesseract did not finish the page within {self.timeout_seconds} s")
             raw = api.words()
+            skew = api.skew_degrees()
         except (RuntimeError, ValueError) as e:
             raise OcrError(f"Tesseract failed on the page: {e}") from e
         finally:
@@ -73,6 +76,7 @@ class TesseractEngine(OcrEngine):
         return layout.model_copy(
             update={
                 "dpi": dpi,
+                "skew_degrees": skew,
                 "engine": self.name,
                 "engine_version": self.version(),
                 "ocr_seconds": time.perf_counter() - started,

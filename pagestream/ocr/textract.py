@@ -79,6 +79,7 @@ class TextractEngine(OcrEngine):
     """OCR through AWS Textract ``DetectDocumentText``; credentials and region from the boto3 chain."""
 
     name = "textract"
+    corrects_skew = True  # the service reads tilted pages; no local deskew needed
 
     def __init__(
         self,

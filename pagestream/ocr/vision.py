@@ -66,6 +66,7 @@ class GoogleVisionEngine(OcrEngine):
     """OCR through Google Cloud Vision; credentials from Application Default Credentials."""
 
     name = "google-vision"
+    corrects_skew = True  # the service reads tilted pages; no local deskew needed
 
     def __init__(
         self,
