@@ -134,6 +134,25 @@ class PageOcrFailedV1(Event):
         return str(self.page_id)
 
 
+class DocumentOcrJobSubmittedV1(Event):
+    """A whole-document async OCR job was started; re-published with the next ``poll_attempt`` until it ends."""
+
+    event_type = "document.ocr-job-submitted.v1"
+    aggregate_type = "document"
+
+    document_id: uuid.UUID
+    engine: str = Field("textract", description="the engine running the job, e.g. 'textract'")
+    job_id: str = Field(description="the engine's job id (Textract JobId)")
+    storage_uri: str
+    page_count: int = Field(ge=1)
+    submitted_at: datetime
+    poll_attempt: int = Field(0, ge=0, description="polls already made; 0 on submission")
+    not_before: datetime | None = Field(None, description="poll backoff: do not poll before this time")
+
+    def aggregate_id(self) -> str:
+        return str(self.document_id)
+
+
 class DocumentOcrCompletedV1(Event):
     """A document reached a final state: completed, partial or failed."""
 
@@ -203,6 +222,7 @@ ALL_EVENTS: tuple[type[Event], ...] = (
     DocumentSubmitV1,
     DocumentCommittedV1,
     DocumentRejectedV1,
+    DocumentOcrJobSubmittedV1,
     DocumentOcrCompletedV1,
     DocumentDeletedV1,
     PageOcrRequestedV1,

@@ -3,21 +3,42 @@
 Page tasks are keyed by page id, so one big PDF spreads over partitions and workers.
 The committed event's offset is committed only after the broker acknowledged every page
 task; a redelivered document re-emits the same page ids, which persist absorbs.
+
+A multi-page PDF in S3 whose engine is ``textract`` is not split: one asynchronous Textract job
+is started for the whole document (its ``ClientRequestToken`` is the document id, so a
+redelivered event gets the same job back) and ``document.ocr-job-submitted.v1`` is published
+for ``TextractJobPoller``. If Textract refuses the document up front (too big, unsupported),
+it is split into page tasks as usual.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+from datetime import timedelta
 
 from pagestream import metrics
 from pagestream.events.envelope import Envelope, child_traceparent
-from pagestream.events.models import DocumentCommittedV1, PageOcrRequestedV1, page_id_for
-from pagestream.events.topics import DOCUMENT_COMMITTED, DOCUMENT_COMMITTED_DLQ, PAGE_OCR_REQUESTED
+from pagestream.events.models import (
+    DocumentCommittedV1,
+    DocumentOcrJobSubmittedV1,
+    PageOcrRequestedV1,
+    page_id_for,
+    utcnow,
+)
+from pagestream.events.topics import (
+    DOCUMENT_COMMITTED,
+    DOCUMENT_COMMITTED_DLQ,
+    DOCUMENT_OCR_JOB_SUBMITTED,
+    PAGE_OCR_REQUESTED,
+)
 from pagestream.kafka.consumer import ConsumedRecord, EventConsumer
 from pagestream.kafka.producer import EventProducer
+from pagestream.ocr.errors import OcrError
+from pagestream.ocr.textract import TextractAsyncJobs
 from pagestream.settings import Settings
 from pagestream.workers.loop import ConsumerLoop
+from pagestream.workers.textract_jobs import default_textract_jobs, textract_s3_location
 
 log = logging.getLogger(__name__)
 GROUP = "pagestream-ocr-splitter"
@@ -26,8 +47,10 @@ GROUP = "pagestream-ocr-splitter"
 class DocumentSplitter:
     """Splits committed documents into page tasks."""
 
-    def __init__(self, settings: Settings):
+    def __init__(self, settings: Settings, *, textract_jobs: TextractAsyncJobs | None = None):
+        """``textract_jobs`` may be injected (tests); else it is made, from boto3's default chain, on first use."""
         self._settings = settings
+        self._textract_jobs = textract_jobs
         self._partitions: int | None = None
         self._dealt = 0
         self._producer = EventProducer(settings, client_id="pagestream-ocr-splitter")
@@ -55,9 +78,41 @@ class DocumentSplitter:
         env = self._loop.decode(rec)
         if env is None:
             return
-        self.split(env)
+        if not self.submit_async_job(env):
+            self.split(env)
         self._loop.consumer.commit([rec])
         metrics.DOCUMENTS_SPLIT.inc()
+
+    def submit_async_job(self, env: Envelope) -> bool:
+        """Start a Textract job for a multi-page S3 PDF and publish it; False when the document gets page tasks."""
+        doc = env.data
+        assert isinstance(doc, DocumentCommittedV1)
+        location = textract_s3_location(doc, self._settings.ocr_engine)
+        if location is None:
+            return False
+        try:
+            if self._textract_jobs is None:
+                self._textract_jobs = default_textract_jobs()  # no region/credentials: page tasks say so
+            jobs = self._textract_jobs
+            job_id = jobs.start(*location, client_token=doc.document_id.hex, size_bytes=doc.size_bytes,
+                                page_count=doc.page_count)
+        except OcrError as e:
+            if e.retryable:
+                raise  # throttled or unavailable: the loop rewinds and retries this document
+            log.warning("Textract refused the async job; splitting into page tasks instead",
+                        extra={"document_id": str(doc.document_id), "reason": e.reason, "error": str(e)})
+            return False
+        now = utcnow()
+        submitted = DocumentOcrJobSubmittedV1(
+            document_id=doc.document_id, engine="textract", job_id=job_id, storage_uri=doc.storage_uri,
+            page_count=doc.page_count, submitted_at=now, poll_attempt=0,
+            not_before=now + timedelta(seconds=jobs.policy.next_poll_delay(0)),
+        )
+        self._producer.publish_sync(submitted, traceparent=child_traceparent(env.traceparent),
+                                    topic=DOCUMENT_OCR_JOB_SUBMITTED)
+        log.info("Textract job submitted", extra={"document_id": str(doc.document_id), "job_id": job_id,
+                                                  "pages": doc.page_count, "traceparent": env.traceparent})
+        return True
 
     def split(self, env: Envelope) -> None:
         """Publish every page task of the document and wait for all acknowledgements."""

@@ -1,4 +1,4 @@
-"""Run ocr: ``python -m services.ocr`` (splitter thread + PAGESTREAM_OCR_WORKERS processes)."""
+"""Run ocr: ``python -m services.ocr`` (splitter and Textract job poller threads + PAGESTREAM_OCR_WORKERS processes)."""
 
 from __future__ import annotations
 
@@ -18,21 +18,26 @@ def main() -> None:
     from pagestream.settings import load_settings
     from pagestream.workers.pool import WorkerPool, default_workers
     from pagestream.workers.splitter import DocumentSplitter
+    from pagestream.workers.textract_jobs import TextractJobPoller
 
     settings = load_settings()
     splitter = DocumentSplitter(settings)
+    poller = TextractJobPoller(settings)  # idle unless async Textract jobs are submitted
     pool = WorkerPool(settings, default_workers(settings.ocr_workers))
 
     def body(stop: threading.Event) -> None:
-        t = threading.Thread(target=splitter.run, args=(stop,), name="splitter", daemon=True)
-        t.start()
+        threads = [threading.Thread(target=splitter.run, args=(stop,), name="splitter", daemon=True),
+                   threading.Thread(target=poller.run, args=(stop,), name="textract-jobs", daemon=True)]
+        for t in threads:
+            t.start()
         try:
             pool.run(stop)
         finally:
             stop.set()
-            t.join(15)
+            for t in threads:
+                t.join(15)
 
-    run_service("ocr", settings, body, ready=lambda: splitter.ready and pool.alive > 0,
+    run_service("ocr", settings, body, ready=lambda: splitter.ready and poller.ready and pool.alive > 0,
                 details=lambda: {"workers_alive": pool.alive, "worker_restarts": pool.restarts})
 
 
