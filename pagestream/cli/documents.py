@@ -48,17 +48,26 @@ def submit(files: tuple[Path, ...], wait: bool, as_json: bool, password: str | N
     """Upload FILES (PDFs or images) for OCR."""
     failed = 0
     with api_client() as client:
+        # submit everything first, so the pipeline works on all files at once; then wait
+        submitted: list[tuple[Path, dict[str, Any] | None, ApiClientError | None]] = []
         for path in files:
             try:
-                doc = client.submit(path, password=password, force_ocr=force_ocr, force=force)
-                if wait:
-                    doc = wait_with_progress(client, doc, timeout)
+                submitted.append((path, client.submit(path, password=password, force_ocr=force_ocr, force=force), None))
             except ApiClientError as e:
+                submitted.append((path, None, e))
+        for path, doc, error in submitted:
+            if doc is not None and wait:
+                try:
+                    doc = wait_with_progress(client, doc, timeout)
+                except ApiClientError as e:
+                    doc, error = None, e
+            if doc is None:
+                assert error is not None
                 failed += 1
                 if as_json:
-                    click.echo(json.dumps({"file": str(path), "error": str(e), "status_code": e.status}))
+                    click.echo(json.dumps({"file": str(path), "error": str(error), "status_code": error.status}))
                 else:
-                    click.echo(f"{path}: rejected: {e}", err=True)
+                    click.echo(f"{path}: rejected: {error}", err=True)
                 continue
             if doc["status"] == "failed":
                 failed += 1
