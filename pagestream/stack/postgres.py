@@ -175,6 +175,10 @@ class PrivatePostgres:
         result = self._pg_ctl("stop", "-m", "fast", "-w", "-t", "60", check=False)
         if result.returncode != 0 and self.running():
             raise StackError(f"PostgreSQL did not stop: {result.stdout.strip()}")
+        # Start again on the same port: clients keep their URL. (A bind probe may call the
+        # port busy while clients' connections linger in TIME_WAIT; PostgreSQL binds anyway.)
+        if self._port:
+            self._requested_port = self._port
 
     def restart(self) -> None:
         """Stop and start again on the same port; data is kept."""

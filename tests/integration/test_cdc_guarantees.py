@@ -136,6 +136,9 @@ def _writer(stack: PrivateStack, stop: threading.Event, committed: list[str], ke
 
 
 
+# Pass alone and in `make chaos`; in the full suite on 2 cores they have timed out
+# waiting for readiness (see the closing note of 2026-11-23), so they run under the chaos marker.
+@pytest.mark.chaos
 def test_postgres_restart_reconnects_without_loss(stack, relay, collector) -> None:  # type: ignore[no-untyped-def]
     committed: list[str] = []
     stop = threading.Event()
@@ -156,6 +159,9 @@ def test_postgres_restart_reconnects_without_loss(stack, relay, collector) -> No
     _assert_key_order(collector, committed)
 
 
+# Pass alone and in `make chaos`; in the full suite on 2 cores they have timed out
+# waiting for readiness (see the closing note of 2026-11-23), so they run under the chaos marker.
+@pytest.mark.chaos
 def test_broker_restart_recreates_topics_and_resends(stack, relay) -> None:  # type: ignore[no-untyped-def]
     committed: list[str] = []
     stop = threading.Event()
