@@ -18,13 +18,14 @@ import urllib.error
 import urllib.request
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from pagestream.client import FINAL_STATUSES, ApiClient, ApiClientError
+from tests.waiting import wait_until as wait_for
 
 # ---------------------------------------------------------------- corpus
 
@@ -162,14 +163,6 @@ def http_text(url: str, timeout: float = 2.0) -> str | None:
         return None
 
 
-def wait_for(cond: Callable[[], object], timeout: float, what: str, interval: float = 0.2) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        v = cond()
-        if v:
-            return v
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
 
 
 def all_ready(stack: ChaosStack) -> bool:

@@ -17,6 +17,7 @@ from pagestream.events.topics import ALL_TOPICS
 from pagestream.kafka.admin import ensure_topics
 from pagestream.kafka.consumer import ConsumedRecord, EventConsumer
 from pagestream.settings import Settings
+from tests.waiting import wait_until
 
 
 @pytest.fixture(scope="session")
@@ -47,15 +48,6 @@ def relay(migrated: Settings) -> Iterator[OutboxRelay]:
     t.join(15)
 
 
-def wait_until(cond: Callable[[], object], timeout: float, what: str, interval: float = 0.05) -> object:
-    """Poll ``cond`` until truthy (returning its value), or fail naming ``what``."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        v = cond()
-        if v:
-            return v
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
 
 
 @pytest.fixture

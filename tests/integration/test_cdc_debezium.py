@@ -16,11 +16,11 @@ from tests.integration.test_cdc_support import (
     Collector,
     PrivateStack,
     payload,
-    poll_until,
     private_stack,
     running_relay,
     write_txn,
 )
+from tests.waiting import wait_until as poll_until
 
 pytestmark = [pytest.mark.debezium,
               pytest.mark.skipif(debezium.available() is not None, reason=f"Debezium unavailable: {debezium.available()}")]

@@ -19,11 +19,11 @@ from tests.integration.test_cdc_support import (
     PrivateStack,
     first_occurrence_by_key,
     payload,
-    poll_until,
     private_stack,
     running_relay,
     write_txn,
 )
+from tests.waiting import wait_until as poll_until
 
 UNACKED_CAP = 256 * 1024
 
