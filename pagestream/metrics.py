@@ -86,6 +86,24 @@ DUPLICATES_ABSORBED = Counter(
     ["service"],
 )
 ERRORS = Counter("pagestream_errors_total", "Errors by service and kind", ["service", "kind"])
+DLQ_DEPTH = Gauge(
+    "pagestream_dlq_depth", "Records held in a dead-letter topic (high minus low watermark)", ["topic"],
+    multiprocess_mode="livemax",
+)
+
+# --- reconciler (liveness) ---
+DOCUMENTS_OVERDUE = Gauge(
+    "pagestream_documents_overdue",
+    "Accepted documents not final although received longer ago than the reconciler's stall bound",
+    multiprocess_mode="livemax",
+)
+RECONCILE_REDRIVEN_PAGES = Counter(
+    "pagestream_reconciler_redriven_pages_total", "Missing pages re-requested through the outbox"
+)
+RECONCILE_FINISHED = Counter(
+    "pagestream_reconciler_finished_documents_total", "Stalled documents moved to a final state", ["status"]
+)
+RECONCILE_ROUNDS = Counter("pagestream_reconciler_rounds_total", "Reconciler rounds run", ["outcome"])
 
 # --- persist ---
 PERSIST_BATCH_SIZE = Histogram(

@@ -23,6 +23,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from pagestream import metrics
+from pagestream.api.operations import operations_router
 from pagestream.api.problems import ApiProblem, problem_response
 from pagestream.db import Engine, make_engine, ping, queries
 from pagestream.db.apikeys import verify_key
@@ -299,6 +300,8 @@ def create_app(settings: Settings, *, engine: Engine | None = None, store: Objec
                             extra={"document_id": str(document_id)})
         log.info("document deleted", extra={"document_id": str(document_id), "bytes_removed": uri is not None})
         return Response(status_code=204)
+
+    app.include_router(operations_router(engine, auth))
 
     @app.get("/healthz", include_in_schema=False)
     def healthz() -> dict[str, str]:

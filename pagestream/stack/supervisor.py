@@ -125,6 +125,7 @@ class StackSupervisor:
         self._infra_retry_at = 0.0
         self._children: dict[str, _Child] = {}
         self._bootstrap = ""
+        self._broker_epoch: float | None = None  # when the embedded (in-memory) broker's topics began
         self._database_url = ""
         self._storage_url = ""
         self._api_url = ""
@@ -338,6 +339,7 @@ class StackSupervisor:
         else:
             self._broker = TansuBroker(self.state_dir / "broker")
             self._broker.start()
+            self._broker_epoch = time.time()
             self._bootstrap = self._broker.bootstrap_servers
         if env.get("DATABASE_URL"):
             self._database_url = env["DATABASE_URL"]
@@ -370,20 +372,30 @@ class StackSupervisor:
                 self._infra_restarts["broker"] += 1
                 changed = True
                 self._broker.restart()
+                self._broker_epoch = time.time()
                 self._prepare(self.settings())
+                # the in-memory topics are gone: the reconciler (in ocr) re-drives what was in them
+                ocr = self._children.get("ocr")
+                if ocr is not None and ocr.proc is not None:
+                    ocr.proc.terminate()
         except Exception:
             log.exception("restarting embedded infrastructure failed; retrying in 5 s")
             self._infra_retry_at = now + 5.0
         return changed
 
     def _service_env_common(self) -> dict[str, str]:
-        return {
+        env = {
             "KAFKA_BOOTSTRAP_SERVERS": self._bootstrap,
             "DATABASE_URL": self._database_url,
             "STORAGE_URL": self._storage_url,
             "PAGESTREAM_STATE_DIR": str(self.state_dir),
             "PAGESTREAM_API_URL": self._api_url,
         }
+        if self._broker_epoch is not None:
+            # the embedded broker keeps topics in memory: documents last touched before it
+            # started lost their events, and the reconciler re-drives them at once
+            env["PAGESTREAM_BROKER_EPOCH"] = f"{self._broker_epoch:.3f}"
+        return env
 
     def _child_env(self, child: _Child) -> dict[str, str]:
         env = dict(self._environ)
