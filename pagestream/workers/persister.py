@@ -48,6 +48,7 @@ from pagestream.workers.claimcheck import ClaimCheckError, check_out
 log = logging.getLogger(__name__)
 GROUP = "pagestream-persist"
 EXIT_UNPERSISTED = int(ExitCode.UNPERSISTED)
+MAX_RECORDED_ATTEMPTS = 1_000_000  # a stand-in failure must itself be storable
 #: ids of the failure records persist writes itself are derived from the original event's
 _FAILURE_NAMESPACE = uuid.UUID("0f5b8a3e-2c4d-4f6a-9b1e-7d3c5a9e2f10")
 
@@ -63,7 +64,8 @@ def failed_outcome(o: PageOutcome, reason: str, detail: str) -> PageOutcome:
     e = o.event
     return PageOutcome(uuid.uuid5(_FAILURE_NAMESPACE, f"{reason}/{o.event_id}"), PageOcrFailedV1(
         page_id=e.page_id, document_id=e.document_id, page_number=e.page_number, page_count=e.page_count,
-        attempts=getattr(e, "attempt", None) or getattr(e, "attempts", 1), reason=reason, detail=detail[:2000],
+        attempts=min(MAX_RECORDED_ATTEMPTS, max(1, getattr(e, "attempt", None) or getattr(e, "attempts", 1))),
+        reason=reason, detail=detail[:2000],
         failed_at=utcnow(),
     ), o.traceparent)
 
