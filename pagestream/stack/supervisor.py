@@ -92,7 +92,8 @@ def prepare_infrastructure(settings: Settings) -> None:
     from pagestream.kafka.admin import ensure_topics
 
     migrate(settings.database_dsn())
-    prepare(settings.database_dsn(), settings.cdc_slot, settings.cdc_publication)
+    prepare(settings.database_dsn(), settings.cdc_slot, settings.cdc_publication,
+            allow_recreate=settings.cdc_allow_slot_recreate)
     ensure_topics(settings)
 
 
