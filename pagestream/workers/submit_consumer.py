@@ -27,7 +27,12 @@ from pagestream.kafka.dlq import dead_letter
 from pagestream.kafka.producer import EventProducer
 from pagestream.settings import Settings
 from pagestream.storage import LocalObjectStore, ObjectStore, S3ObjectStore
-from pagestream.storage.errors import InvalidObjectUriError, ObjectNotFoundError, ObjectTooLargeError, StorageError
+from pagestream.storage.errors import (
+    InvalidObjectUriError,
+    ObjectNotFoundError,
+    ObjectTooLargeError,
+    StorageError,
+)
 from pagestream.storage.s3 import bucket_name_problem, parse_s3_uri
 from pagestream.submission import DocumentIntake
 from pagestream.workers.loop import ConsumerLoop
