@@ -127,3 +127,13 @@ def test_relay_stays_unready_instead_of_recreating_a_vanished_slot(migrated: Set
         stop.set()
         t.join(15)
     assert not t.is_alive()
+
+
+def test_the_running_relay_keeps_the_slot_position_on_record(migrated: Settings, relay: OutboxRelay) -> None:
+    """What the "vanished" message reports is refreshed while the relay streams (every few seconds)."""
+    dsn = migrated.database_dsn()
+    query = "SELECT confirmed_flush_lsn::text, last_seen_at FROM cdc_state WHERE slot_name = %s"
+    (_, first_seen), = _sql(dsn, query, migrated.cdc_slot)
+    (lsn, seen), = wait_until(lambda: (rows := _sql(dsn, query, migrated.cdc_slot)) and rows[0][1] > first_seen
+                              and rows, 15, "the relay to refresh its slot record")
+    assert lsn
