@@ -128,13 +128,17 @@ def prepare_infrastructure(settings: Settings) -> None:
     The slot must exist before ingest writes its first outbox row, or that row's event
     would precede the slot and never be streamed.
     """
+    from pagestream.cdc.errors import ReplicationSetupError
     from pagestream.cdc.slot import prepare
     from pagestream.db import migrate
     from pagestream.kafka.admin import ensure_topics
 
     migrate(settings.database_dsn())
-    prepare(settings.database_dsn(), settings.cdc_slot, settings.cdc_publication,
-            allow_recreate=settings.cdc_allow_slot_recreate)
+    try:
+        prepare(settings.database_dsn(), settings.cdc_slot, settings.cdc_publication,
+                allow_recreate=settings.cdc_allow_slot_recreate)
+    except ReplicationSetupError as e:  # e.g. the slot vanished: `pagestream up` says why and stops
+        raise StackError(str(e)) from e
     ensure_topics(settings)
 
 

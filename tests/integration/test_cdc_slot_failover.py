@@ -20,6 +20,8 @@ from pagestream.cdc.relay import OutboxRelay
 from pagestream.cdc.slot import connect, drop_slot, prepare
 from pagestream.cli.admin import migrate
 from pagestream.settings import Settings
+from pagestream.stack.errors import StackError
+from pagestream.stack.supervisor import prepare_infrastructure
 from tests.waiting import wait_until
 
 
@@ -83,6 +85,10 @@ def test_a_vanished_slot_is_refused_with_a_loud_error(migrated: Settings, slot: 
     result = CliRunner().invoke(migrate, [], env=env)
     assert result.exit_code == 1, result.output
     assert "vanished" in result.output and "Traceback" not in result.output
+    assert not _slot_exists(dsn, slot)
+    # and so does `pagestream up` (the embedded stack's prepare step)
+    with pytest.raises(StackError, match="vanished"):
+        prepare_infrastructure(migrated.model_copy(update={"cdc_slot": slot}))
     assert not _slot_exists(dsn, slot)
 
 
