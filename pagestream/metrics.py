@@ -59,6 +59,10 @@ CDC_RETAINED_WAL = Gauge(
 CDC_RECONNECTS = Counter("pagestream_cdc_reconnects_total", "Replication reconnects", ["target"])
 CDC_HEARTBEATS = Counter("pagestream_cdc_heartbeats_total", "Heartbeat messages emitted")
 CDC_CONNECTED = Gauge("pagestream_cdc_connected", "1 while streaming from the slot")
+CDC_SLOT_RECREATED = Counter(
+    "pagestream_cdc_slot_recreated_total",
+    "Replication slots recreated after they vanished (events committed meanwhile may have been skipped)",
+)
 
 # --- ocr ---
 OCR_PAGES = Counter(

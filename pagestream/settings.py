@@ -111,6 +111,11 @@ class Settings(BaseSettings):
     #: memory, so unfinished documents last updated before it started are re-driven at once
     broker_epoch: float | None = Field(None, alias="PAGESTREAM_BROKER_EPOCH")
 
+    # --- hardening (issue 11/10): slot failover, request bodies ---
+    #: recreate a replication slot that vanished (e.g. failover without slot sync), accepting that
+    #: outbox events committed since its last confirmed position may have been skipped
+    cdc_allow_slot_recreate: bool = Field(False, alias="PAGESTREAM_CDC_ALLOW_SLOT_RECREATE")
+
     def database_dsn(self) -> str:
         """The database URL in libpq form (``postgresql://``), secret included."""
         url = self.database_url.get_secret_value()
