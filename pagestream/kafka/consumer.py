@@ -67,6 +67,12 @@ class EventConsumer:
         self._consumer.subscribe(self._topics, on_assign=self._on_assign, on_revoke=self._on_revoke)
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        # A partition this member paused before a rebalance keeps librdkafka's pause flag when it
+        # comes back, and nothing would resume it: a fresh assignment starts unpaused, from the
+        # committed offset (a record put back for its backoff is delivered, and put back, again).
+        consumer.assign(partitions)
+        if partitions:
+            consumer.resume(partitions)
         self._assignment |= {(p.topic, p.partition) for p in partitions}
         log.info("partitions assigned", extra={"partitions": [f"{p.topic}[{p.partition}]" for p in partitions]})
 

@@ -141,6 +141,8 @@ class PageWorker:
         self._consumer.seek(rec)
         self._consumer.pause(rec)
         self._deferred[(rec.topic, rec.partition)] = time.monotonic() + seconds
+        log.info("retry waits out its backoff; its partition is paused", extra={
+            "topic": rec.topic, "partition": rec.partition, "offset": rec.offset, "seconds": round(seconds, 2)})
 
     def _resume_due(self) -> None:
         if not self._deferred:
@@ -150,6 +152,7 @@ class PageWorker:
             if at <= now:
                 del self._deferred[(topic, partition)]
                 self._consumer.resume_partition(topic, partition)
+                log.info("backoff over; partition resumed", extra={"topic": topic, "partition": partition})
 
     # -- one record ------------------------------------------------------------------------
 

@@ -136,7 +136,8 @@ def test_a_retry_waiting_out_its_backoff_loses_nothing_when_the_group_rebalances
         wanted = {page_id_for(waiting, 1), page_id_for(fresh, 1)}
         recs = drain(results, lambda rs: wanted <= {decode_record(r.value, r.headers).data.page_id for r in rs}, 90)
         got = {decode_record(r.value, r.headers).data.page_id: decode_record(r.value, r.headers).data for r in recs}
-        assert wanted <= set(got), "a page task was lost"
+        assert wanted <= set(got), ("a page task was lost: "
+                                    f"waiting={page_id_for(waiting, 1) in got} fresh={page_id_for(fresh, 1) in got}")
         assert got[page_id_for(waiting, 1)].completed_at >= retry.not_before  # the backoff was honoured
     finally:
         stop.set()
