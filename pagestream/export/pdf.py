@@ -12,6 +12,8 @@
 
 The text layer is written with reportlab in an embedded subset of Bitstream Vera (shipped in
 the reportlab wheel) with a ToUnicode map, so extraction gives back the stored characters.
+Characters outside Vera's repertoire (Latin-1 and a little more; e.g. CJK) are left out of the
+layer; hOCR, ALTO and the JSON layout keep them.
 """
 
 from __future__ import annotations
@@ -199,9 +201,12 @@ def _printable(frame: Image.Image) -> Image.Image:
 
 
 def _image_dpi(frame: Image.Image) -> tuple[float, float]:
-    dpi = frame.info.get("dpi")
-    if isinstance(dpi, tuple) and len(dpi) == 2 and all(isinstance(v, (int, float)) and 50 <= v <= 4800 for v in dpi):
-        return float(dpi[0]), float(dpi[1])
+    try:
+        x, y = (float(v) for v in frame.info.get("dpi") or ())  # TIFF gives IFDRational values
+    except (TypeError, ValueError):
+        return DEFAULT_IMAGE_DPI, DEFAULT_IMAGE_DPI
+    if 50 <= x <= 4800 and 50 <= y <= 4800:
+        return x, y
     return DEFAULT_IMAGE_DPI, DEFAULT_IMAGE_DPI
 
 
