@@ -172,7 +172,9 @@ async function showPage(number) {
     boxes.push(div);
   }
   $('boxes').replaceChildren(...boxes);
-  $('page-text').replaceChildren(...highlightText(ocr.text));
+  // the layout's lines, in reading order (the stored layout keeps the page text apart)
+  const text = ocr.text || ocr.blocks.map((b) => b.lines.map((l) => l.text).join('\n')).join('\n\n');
+  $('page-text').replaceChildren(...highlightText(text));
   $('stage').dataset.page = number;
   const hit = $('boxes').querySelector('.hit');
   if (hit) hit.scrollIntoView({ block: 'center' });
