@@ -114,8 +114,7 @@ def exports_router(engine: Any, store: Any, require_key: Callable[..., None]) ->
                         format: Annotated[LayoutFormat, Query(description="hocr or alto")]) -> Response:  # noqa: A002
         doc = finished_document(document_id)
         src = source(document_id)
-        body = build(lambda: export.hocr(src, image_url=f"/v1/documents/{document_id}/pages/{{page_number}}")
-                     if format is LayoutFormat.hocr else export.alto(src))
+        body = build(lambda: export.hocr(src) if format is LayoutFormat.hocr else export.alto(src))
         return Response(body, media_type=_MEDIA[format],
                         headers={"Content-Disposition": _disposition("inline", _filename(doc, _SUFFIX[format]))})
 
@@ -139,8 +138,7 @@ def exports_router(engine: Any, store: Any, require_key: Callable[..., None]) ->
         page = export.SourcePage(page_number=row["page_number"], layout=layout, page_id=str(page_id))
         src = export.SourceDocument(document_id=str(row["document_id"]), data=b"", media_type=doc["media_type"],
                                     filename=doc.get("filename"), pages=[page])
-        body = build(lambda: export.hocr(src, image_url=f"/v1/pages/{page_id}/image")
-                     if format is LayoutFormat.hocr else export.alto(src))
+        body = build(lambda: export.hocr(src) if format is LayoutFormat.hocr else export.alto(src))
         return Response(body, media_type=_MEDIA[format])
 
     def finished_or_any(document_id: uuid.UUID) -> dict[str, Any]:
