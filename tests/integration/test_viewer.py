@@ -160,8 +160,12 @@ def test_page_view_draws_confidence_boxes_over_the_words(signed_in: Any, letter:
     driver.execute_script("document.getElementById('tip').hidden = true; arguments[0].scrollIntoView()", stage)
     shot = Image.open(io.BytesIO(stage.screenshot_as_png)).convert("RGB")
     shot.save(tmp_path / "viewer.png")
-    origin = stage.rect
-    rects = [(w.rect["x"] - origin["x"], w.rect["y"] - origin["y"], w.rect["width"], w.rect["height"]) for w in words]
+    driver.save_screenshot(str(tmp_path / "window.png"))
+    rects = driver.execute_script(
+        "const s = document.getElementById('stage').getBoundingClientRect();"
+        "return [...document.querySelectorAll('#boxes .word')].map((e) => {"
+        "  const r = e.getBoundingClientRect(); return [r.left - s.left, r.top - s.top, r.width, r.height]; })")
+    assert len(rects) == len(words)
     gray = shot.convert("L")
     width, height = gray.size
     dark = [v < 110 for v in gray.get_flattened_data()]
@@ -197,9 +201,14 @@ def test_search_highlights_and_jumps_to_the_page(signed_in: Any, letter: Recogni
     hit = _wait_css(driver, f"#hits li[data-document='{letter.id}']")[0]
     assert hit.find_element("css selector", "mark").text.lower() == "foundation"
     hit.click()
-    marked = _wait_css(driver, "#boxes .word.hit")
-    assert all("foundation" in m.get_attribute("data-word").lower() for m in marked)
-    assert driver.find_element("css selector", "#page-text mark").text.lower().startswith("foundation")
+    # read in one script: the page view may be redrawn meanwhile (search, then the click)
+    marked = wait_until(lambda: driver.execute_script(
+        "return [...document.querySelectorAll('#boxes .word.hit')].map((e) => e.dataset.word)"), 15,
+        "highlighted word boxes")
+    assert all("foundation" in m.lower() for m in marked), marked
+    text_marks = wait_until(lambda: driver.execute_script(
+        "return [...document.querySelectorAll('#page-text mark')].map((e) => e.textContent)"), 5, "marks in the text")
+    assert all(m.lower().startswith("foundation") for m in text_marks), text_marks
 
 
 def test_title_block_fields_are_shown(signed_in: Any, engine: Engine) -> None:
