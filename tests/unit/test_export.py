@@ -156,3 +156,34 @@ def test_layout_from_row_restores_the_text() -> None:
     row = {"status": "completed", "text": "x", "layout": layout.model_dump(mode="json", exclude={"text"})}
     assert layout_from_row(row) == layout
     assert layout_from_row({"status": "failed", "text": "", "layout": None}) is None
+
+
+@pytest.mark.parametrize("source_rotation", [90, 180, 270])
+def test_text_layer_follows_the_source_pages_own_rotation_and_crop_box(source_rotation: int, tmp_path: Any) -> None:
+    import re
+    import shutil
+    import subprocess
+
+    if not shutil.which("pdftotext"):
+        pytest.skip("needs poppler-utils")
+    # a page stored sideways or upside down, displayed through /Rotate, with a crop box off the origin
+    src = pdfium.PdfDocument(_image_pdf(Image.new("L", (W, H), 255)))
+    page = src[0]
+    page.set_mediabox(-50, -30, W * 0.24 - 50, H * 0.24 - 30)
+    page.set_cropbox(-50, -30, W * 0.24 - 50, H * 0.24 - 30)
+    page.set_rotation(source_rotation)
+    buf = io.BytesIO()
+    src.save(buf)
+    shown_w, shown_h = (H, W) if source_rotation in (90, 270) else (W, H)  # displayed, in pixels
+    word_box = (120, 80, 360, 130)
+    layout = _layout([[("Marker", word_box), ("two", (380, 80, 470, 130))]], shown_w, shown_h)
+    out = searchable_pdf(SourceDocument("d", buf.getvalue(), "application/pdf", pages=[SourcePage(1, layout)]))
+    path = tmp_path / "out.pdf"
+    path.write_bytes(out)
+    assert pdfium.PdfDocument(out)[0].get_rotation() == source_rotation
+    bbox = subprocess.run(["pdftotext", "-bbox", str(path), "-"], capture_output=True, text=True, check=True).stdout
+    m = re.search(r'xMin="([\d.]+)" yMin="([\d.]+)" xMax="([\d.]+)" yMax="([\d.]+)">Marker<', bbox)
+    assert m, bbox
+    x0, y0, x1, y1 = (float(v) / 0.24 for v in m.groups())  # back to displayed pixels
+    assert (x0 + x1) / 2 == pytest.approx((word_box[0] + word_box[2]) / 2, abs=8)
+    assert (y0 + y1) / 2 == pytest.approx((word_box[1] + word_box[3]) / 2, abs=15)
