@@ -2,6 +2,8 @@
 # Installs the Debian packages pagestream needs, only those missing. Idempotent.
 set -euo pipefail
 packages=(tesseract-ocr tesseract-ocr-eng tesseract-ocr-osd poppler-utils yamllint)
+# headless Chromium + its WebDriver: the web viewer (/ui) is tested in a real browser
+packages+=(chromium chromium-driver)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -23,9 +23,11 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from pagestream import metrics
+from pagestream.api.exports import exports_router
 from pagestream.api.limits import UPLOAD_PATH, RequestBodyLimit, RequestTooLarge
 from pagestream.api.operations import operations_router
 from pagestream.api.problems import ApiProblem, problem_response
+from pagestream.api.ui import ui_router
 from pagestream.api.uploads import UPLOAD_OPENAPI, UploadForm, upload_form
 from pagestream.db import Engine, make_engine, ping, queries
 from pagestream.db.apikeys import verify_key
@@ -205,6 +207,9 @@ def create_app(settings: Settings, *, engine: Engine | None = None, store: Objec
             raise ApiProblem(401, "Invalid API key", "the API key is unknown or revoked")
 
     auth = [Depends(require_key)]
+    # outputs (searchable PDF, hOCR/ALTO, page images) and the web viewer at /ui
+    app.include_router(exports_router(engine, store, require_key))
+    app.include_router(ui_router(require_key))
 
     def _doc_or_404(document_id: uuid.UUID) -> dict[str, Any]:
         try:
