@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from pagestream.cli import admin, documents, stack
+from pagestream.cli import admin, dlq, documents, stack
 from pagestream.cli.demo import demo
 
 
@@ -20,4 +20,5 @@ def main() -> None:
 stack.register(main)
 documents.register(main)
 admin.register(main)
+dlq.register(main)
 main.add_command(demo)
