@@ -23,9 +23,6 @@ TOPIC_HELP = "a dead-letter topic (see `pagestream dlq ls`)"
 def _topic(ctx: click.Context, param: click.Parameter, value: str) -> str:
     if value in DLQ_TOPICS:
         return value
-    matches = [t for t in DLQ_TOPICS if value and value in t]
-    if len(matches) == 1:  # a unique part of the name is enough: `pagestream dlq show persist`
-        return matches[0]
     raise click.BadParameter(f"{value!r} is not a dead-letter topic; one of: {', '.join(DLQ_TOPICS)}")
 
 
