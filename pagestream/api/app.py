@@ -23,6 +23,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from pagestream import metrics
+from pagestream.api.dlq import dlq_router
 from pagestream.api.operations import operations_router
 from pagestream.api.problems import ApiProblem, problem_response
 from pagestream.db import Engine, make_engine, ping, queries
@@ -302,6 +303,7 @@ def create_app(settings: Settings, *, engine: Engine | None = None, store: Objec
         return Response(status_code=204)
 
     app.include_router(operations_router(engine, auth))
+    app.include_router(dlq_router(settings, auth))
 
     @app.get("/healthz", include_in_schema=False)
     def healthz() -> dict[str, str]:
