@@ -381,13 +381,15 @@ class DeadLetterQueues:
         """
         positions = self.positions(topic)
         parts = [p for p in positions if partition is None or p == partition]
-        starts = {}
+        starts, scan_from = {}, {}
         for p in parts:
-            low, _ = self._watermarks(topic, p)
+            low, high = self._watermarks(topic, p)
             start = positions[p] if pending_only else low
             starts[p] = max(start, start_offset) if start_offset is not None else start
-        records = sorted(self._scan(topic, starts, per_partition=limit),
-                         key=lambda r: (r.timestamp_ms or 0, r.partition, r.offset))[:limit]
+            # never fetch past the end (a broker may answer that with silence, not "out of range")
+            scan_from[p] = min(starts[p], max(high, low))
+        scanned = (r for r in self._scan(topic, scan_from, per_partition=limit) if r.offset >= starts[r.partition])
+        records = sorted(scanned, key=lambda r: (r.timestamp_ms or 0, r.partition, r.offset))[:limit]
         return [_decode(r, pending=r.offset >= positions[r.partition]) for r in records]
 
     def redrive(self, topic: str, *, reason: str | None = None, dry_run: bool = False, batch_size: int = 500,

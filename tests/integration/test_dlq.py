@@ -95,6 +95,9 @@ def test_list_show_redrive_once(migrated: Settings, producer: EventProducer,
         assert "not json" in from_retry.value_preview
         assert shown["orphan"].redrive_topic is None
         assert len(q.read(dlq, limit=2)) == 2
+        at = q.read(dlq, partition=first.partition, start_offset=first.offset)
+        assert at[0].key == "k-0" and all(r.partition == first.partition and r.offset >= first.offset for r in at)
+        assert q.read(dlq, partition=first.partition, start_offset=first.offset + 1000) == []
 
         dry = q.redrive(dlq, dry_run=True)
         assert (dry.scanned, dry.redriven, len(dry.skipped)) == (5, 4, 1)
