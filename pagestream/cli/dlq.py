@@ -15,7 +15,7 @@ import click
 
 from pagestream.cli._common import cli_settings
 from pagestream.errors import PagestreamError
-from pagestream.events.topics import DLQ_TOPICS
+from pagestream.events.topics import DLQ_TOPICS, PAGE_OCR_REQUESTED_DLQ
 
 TOPIC_HELP = "a dead-letter topic (see `pagestream dlq ls`)"
 
@@ -152,6 +152,9 @@ def dlq_redrive(topic: str, reason: str | None, dry_run: bool, yes: bool) -> Non
     except PagestreamError as e:
         raise _broker_error(e) from e
     click.echo(_describe(summary))
+    if topic == PAGE_OCR_REQUESTED_DLQ and summary.redriven:
+        click.echo("note: a page that already used up its attempts fails again at once; "
+                   "`pagestream reprocess DOCUMENT_ID` starts its document afresh")
 
 
 def register(group: click.Group) -> None:

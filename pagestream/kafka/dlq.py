@@ -221,8 +221,10 @@ def _decode(rec: ConsumedRecord, pending: bool) -> DeadLetter:
 
 
 def _record(msg: Message) -> ConsumedRecord:
-    return ConsumedRecord(topic=msg.topic(), partition=msg.partition(), offset=msg.offset(), key=msg.key(),
-                          value=msg.value(), headers=list(msg.headers() or []), timestamp_ms=msg.timestamp()[1])
+    """A fetched (non-error) message as a plain record: topic, partition and offset are always set."""
+    return ConsumedRecord(topic=msg.topic() or "", partition=msg.partition() or 0, offset=msg.offset() or 0,
+                          key=msg.key(), value=msg.value(), timestamp_ms=msg.timestamp()[1],
+                          headers=list(msg.headers() or []))  # type: ignore[arg-type]
 
 
 class DeadLetterQueues:
