@@ -23,6 +23,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from pagestream import metrics
+from pagestream.api.dlq import dlq_router
 from pagestream.api.exports import exports_router
 from pagestream.api.limits import UPLOAD_PATH, RequestBodyLimit, RequestTooLarge
 from pagestream.api.operations import operations_router
@@ -309,6 +310,7 @@ def create_app(settings: Settings, *, engine: Engine | None = None, store: Objec
         return Response(status_code=204)
 
     app.include_router(operations_router(engine, auth))
+    app.include_router(dlq_router(settings, auth))
 
     @app.get("/healthz", include_in_schema=False)
     def healthz() -> dict[str, str]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from pagestream.cli import admin, documents, exports, stack
+from pagestream.cli import admin, dlq, documents, exports, stack
 from pagestream.cli.demo import demo
 
 
@@ -21,4 +21,5 @@ stack.register(main)
 documents.register(main)
 admin.register(main)
 exports.register(main)
+dlq.register(main)
 main.add_command(demo)

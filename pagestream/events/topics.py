@@ -40,6 +40,10 @@ ALL_TOPICS: tuple[str, ...] = (
 )
 
 
+#: every dead-letter topic: what ``pagestream dlq`` and ``/v1/dlq`` may read and redrive
+DLQ_TOPICS: tuple[str, ...] = tuple(t for t in ALL_TOPICS if t.endswith(".dlq"))
+
+
 def topic_for(event_type: str) -> str:
     """The topic an event type is published on (the outbox router's ``pagestream.${type}``)."""
     return PREFIX + event_type

@@ -18,13 +18,12 @@ from pagestream.db import Engine, make_engine
 from pagestream.db.reconcile import overdue_documents, reconcile_once
 from pagestream.errors import PagestreamError
 from pagestream.events.envelope import new_traceparent
-from pagestream.events.topics import ALL_TOPICS
+from pagestream.events.topics import DLQ_TOPICS
 from pagestream.kafka.admin import WatermarkProbe
 from pagestream.retry import Backoff
 from pagestream.settings import Settings
 
 log = logging.getLogger(__name__)
-DLQ_TOPICS = tuple(t for t in ALL_TOPICS if t.endswith(".dlq"))
 
 
 class Reconciler:
