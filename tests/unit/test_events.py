@@ -86,3 +86,22 @@ def test_poison_records_raise_decode_errors(value: bytes, headers: list, error: 
 def test_page_ids_are_stable_keys() -> None:
     d = uuid.uuid4()
     assert page_id_for(d, 3) == page_id_for(d, 3) != page_id_for(d, 4)
+
+
+def test_the_producer_docs_validation_sample_works(monkeypatch: pytest.MonkeyPatch) -> None:
+    """docs/producers.md "Validate before sending": the code runs and refuses what it says it refuses."""
+    root = SCHEMA_DIR.parent
+    text = (root / "docs" / "producers.md").read_text()
+    section = text.split("## Validate before sending", 1)[1]
+    code = section.split("```python\n", 1)[1].split("```", 1)[0]
+    monkeypatch.chdir(root)
+    ns: dict = {}
+    exec(compile(code, "docs/producers.md", "exec"), ns)  # noqa: S102
+    errors = ns["command_errors"]
+    assert errors({"uri": "s3://b/k", "unknown_field": 1}) == []
+    assert errors({"client_reference": "x"}) and errors({"uri": "s3://b/k", "client_reference": "x" * 201})
+    assert errors({"uri": "s3://b/k", "options": {"force_ocr": "yes"}})
+    deleted = json.loads((SCHEMA_DIR / "document.deleted.v1.json").read_text())
+    check = ns["jsonschema"].Draft202012Validator(deleted, format_checker=ns["FORMATS"])
+    assert not check.is_valid({"document_id": str(uuid.uuid4()), "deleted_at": "yesterday"})
+    assert check.is_valid({"document_id": str(uuid.uuid4()), "deleted_at": "2026-11-30T10:00:00Z"})
