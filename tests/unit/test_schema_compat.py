@@ -12,7 +12,7 @@ import subprocess
 import uuid
 from datetime import datetime
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import pytest
 from pydantic import BaseModel, Field
@@ -287,3 +287,48 @@ def test_tansu_registry_can_leave_topics_unvalidated(tmp_path: Path) -> None:
     topics = write_schema_registry(tmp_path, exclude=[PAGE_OCR_REQUESTED])
     assert PAGE_OCR_REQUESTED not in topics and not (tmp_path / f"{PAGE_OCR_REQUESTED}.json").exists()
     assert PAGE_OCR_REQUESTED_RETRY in topics
+
+
+# -- the test-only producer guard (external brokers) -----------------------------------------------
+
+class _FakeKafkaProducer:
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, bytes]] = []
+
+    def produce(self, topic: str, value: bytes, key: object, headers: object, on_delivery: Any) -> None:
+        self.sent.append((topic, value))
+
+    def poll(self, timeout: float) -> int:
+        return 0
+
+
+@pytest.fixture
+def settings_for_unit(tmp_path: Path) -> Any:
+    from pagestream.settings import Settings
+
+    return Settings(KAFKA_BOOTSTRAP_SERVERS="127.0.0.1:1", DATABASE_URL="postgresql://u@127.0.0.1/x",
+                    STORAGE_URL=f"file://{tmp_path}")
+
+
+def test_the_producer_guard_refuses_what_tansu_would(settings_for_unit: Any) -> None:
+    from pagestream.events.envelope import encode_data
+    from pagestream.events.topics import DOCUMENT_SUBMIT, PAGE_OCR_REQUESTED_DLQ
+    from pagestream.kafka.producer import EventProducer
+    from tests.event_samples import sample_events
+    from tests.schema_guard import ProducerSchemaGuard
+
+    producer = EventProducer(settings_for_unit)
+    fake = _FakeKafkaProducer()
+    producer._producer = fake  # type: ignore[assignment]
+    task = encode_data(sample_events()["page.ocr-requested.v1"])
+    results: list[Any] = []
+    guard = ProducerSchemaGuard(unvalidated_topics=[DOCUMENT_SUBMIT])
+    with guard.installed():
+        for topic, value in [(PAGE_OCR_REQUESTED, task), (PAGE_OCR_REQUESTED_RETRY, b"{}"),
+                             (PAGE_OCR_REQUESTED, b"{not json"), (PAGE_OCR_REQUESTED_DLQ, b"\xff"),
+                             (DOCUMENT_SUBMIT, b"{not json")]:
+            producer.produce(topic, "k", value, [], on_delivery=lambda err, _: results.append(err))
+    assert [t for t, _ in fake.sent] == [PAGE_OCR_REQUESTED, PAGE_OCR_REQUESTED_DLQ, DOCUMENT_SUBMIT]
+    assert [getattr(e, "code", None) for e in results] == ["INVALID_RECORD", "INVALID_RECORD"]
+    assert "page_id" in guard.refused[0][1] and "not JSON" in guard.refused[1][1]
+    assert EventProducer.produce.__name__ == "produce" and EventProducer.produce.__qualname__.startswith("EventProducer")
