@@ -3,7 +3,7 @@
 When the integration tests run against an external broker (``KAFKA_BOOTSTRAP_SERVERS``, e.g.
 Apache Kafka), nothing refuses a record that does not match its topic's schema. This guard wraps
 ``EventProducer.produce`` for the session and refuses such records the way Tansu does: the
-delivery callback gets ``DeliveryError(code="INVALID_RECORD")`` and nothing is sent. Like Tansu it
+delivery callback gets the error our producer reports for ``INVALID_RECORD`` and nothing is sent. Like Tansu it
 checks values only (not keys), skips topics without a schema (dead letters) and does not assert
 ``format`` — the two must agree on what a test may produce. It is not part of pagestream: a
 production producer never validates twice.
@@ -19,10 +19,19 @@ from typing import Any
 import jsonschema
 
 from pagestream.events.schemas import topic_schemas
-from pagestream.kafka.errors import DeliveryError
+from pagestream.kafka import errors as kafka_errors
 from pagestream.kafka.producer import EventProducer
 
 _UNGUARDED_PRODUCE = EventProducer.produce
+
+
+def _invalid_record(topic: str, message: str) -> kafka_errors.KafkaError:
+    """The error our producer reports for a broker's INVALID_RECORD (whichever error API it has)."""
+    factory = getattr(kafka_errors, "delivery_error", None)
+    if factory is not None:
+        return factory(topic, "INVALID_RECORD", message, retriable=False)  # type: ignore[no-any-return]
+    return kafka_errors.DeliveryError(f"delivery to {topic} failed: {message}", code="INVALID_RECORD",
+                                      retriable=False)  # type: ignore[call-arg]
 
 
 @contextmanager
@@ -49,7 +58,7 @@ class ProducerSchemaGuard:
     def validated_topics(self) -> list[str]:
         return sorted(self._validators)
 
-    def refusal(self, topic: str, value: bytes | None) -> DeliveryError | None:
+    def refusal(self, topic: str, value: bytes | None) -> kafka_errors.KafkaError | None:
         """The error Tansu would answer for this record, or None when it would accept it."""
         validator = self._validators.get(topic)
         if validator is None:
@@ -66,8 +75,7 @@ class ProducerSchemaGuard:
                 return None
             why = f"{'/'.join(map(str, error.absolute_path)) or '(value)'}: {error.message}"
         self.refused.append((topic, why))
-        return DeliveryError(f"delivery to {topic} failed: INVALID_RECORD (test schema guard: {why})",
-                             code="INVALID_RECORD", retriable=False)
+        return _invalid_record(topic, f"INVALID_RECORD (test schema guard: {why})")
 
     @contextmanager
     def installed(self) -> Iterator[ProducerSchemaGuard]:

@@ -28,7 +28,7 @@ from pagestream.events.topics import (
     topic_for,
 )
 from pagestream.kafka.admin import ensure_topics
-from pagestream.kafka.errors import DeliveryError
+from pagestream.kafka.errors import KafkaError
 from pagestream.kafka.producer import EventProducer
 from pagestream.settings import Settings
 from pagestream.stack.broker import TansuBroker
@@ -73,7 +73,7 @@ def plain_producer(settings: Settings) -> Iterator[EventProducer]:
 
 def send(producer: EventProducer, topic: str, value: bytes | None, event_type: str = "x.v1") -> str | None:
     """Produce one record and wait: None when acknowledged, else the broker's error code."""
-    got: list[DeliveryError | None] = []
+    got: list[KafkaError | None] = []
     headers = encode_headers(event_id=str(uuid.uuid4()), event_type=event_type, subject="k", time="2026-11-30T00:00:00Z")
     producer.produce(topic, "k", value, headers, on_delivery=lambda err, _: got.append(err))  # type: ignore[arg-type]
     assert producer.wait_for(lambda: bool(got), 15), f"no delivery report from {topic}"
@@ -137,10 +137,10 @@ def test_a_refusal_fences_an_idempotent_producer(settings: Settings) -> None:
     p = EventProducer(settings, client_id="schema-test-idempotent", linger_ms=0)
     task = SAMPLES["page.ocr-requested.v1"]
     p.publish_sync(task, topic=PAGE_OCR_REQUESTED)
-    with pytest.raises(DeliveryError) as refused:
+    with pytest.raises(KafkaError) as refused:
         p.publish_sync(SAMPLES["document.deleted.v1"], topic=PAGE_OCR_REQUESTED)  # wrong event for the topic
     assert refused.value.code == "INVALID_RECORD"
-    with pytest.raises(DeliveryError) as fenced:
+    with pytest.raises(KafkaError) as fenced:
         p.publish_sync(task, topic=PAGE_OCR_REQUESTED)
     assert fenced.value.code == "PRODUCER_FENCED"
     p.flush(5)
