@@ -14,9 +14,9 @@ import logging
 import os
 import subprocess
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 from pagestream.stack._proc import free_port, log_tail, port_accepts, terminate
 from pagestream.stack.errors import BinaryNotFoundError, StackError
@@ -53,6 +53,19 @@ REGISTRY_URL = "file://./"
 #: Tansu 0.6.0 reloads and recompiles a topic's schema on every produce request unless the cached
 #: one is older than this (its expiry test is inverted); the files never change while it runs.
 REGISTRY_CACHE_EXPIRY = "1ms"
+
+
+#: comma-separated topics the embedded broker leaves unvalidated (``*``: validate nothing), for
+#: tests that hand consumers records an unvalidating broker (Apache Kafka) would accept
+UNVALIDATED_TOPICS_ENV = "PAGESTREAM_BROKER_UNVALIDATED_TOPICS"
+
+
+def validation_options(environ: Mapping[str, str]) -> dict[str, Any]:
+    """``TansuBroker`` keyword arguments from ``PAGESTREAM_BROKER_UNVALIDATED_TOPICS`` in ``environ``."""
+    topics = tuple(t.strip() for t in environ.get(UNVALIDATED_TOPICS_ENV, "").split(",") if t.strip())
+    if "*" in topics:
+        return {"validate_schemas": False}
+    return {"unvalidated_topics": topics}
 
 
 def write_schema_registry(directory: Path, *, exclude: Iterable[str] = ()) -> list[str]:

@@ -332,3 +332,12 @@ def test_the_producer_guard_refuses_what_tansu_would(settings_for_unit: Any) -> 
     assert [getattr(e, "code", None) for e in results] == ["INVALID_RECORD", "INVALID_RECORD"]
     assert "page_id" in guard.refused[0][1] and "not JSON" in guard.refused[1][1]
     assert EventProducer.produce.__name__ == "produce" and EventProducer.produce.__qualname__.startswith("EventProducer")
+
+
+def test_broker_validation_options_from_the_environment() -> None:
+    from pagestream.stack.broker import UNVALIDATED_TOPICS_ENV, validation_options
+
+    assert validation_options({}) == {"unvalidated_topics": ()}
+    assert validation_options({UNVALIDATED_TOPICS_ENV: f" {PAGE_OCR_REQUESTED}, {PAGE_OCR_REQUESTED_RETRY},"}) == {
+        "unvalidated_topics": (PAGE_OCR_REQUESTED, PAGE_OCR_REQUESTED_RETRY)}
+    assert validation_options({UNVALIDATED_TOPICS_ENV: "*"}) == {"validate_schemas": False}
