@@ -123,6 +123,16 @@ def test_retry_topics_carry_their_base_event_and_dead_letter_topics_anything(pla
     assert send(plain_producer, CDC_HEARTBEAT, b"not an event") is None
 
 
+def test_values_are_parsed_as_strict_json(plain_producer: EventProducer) -> None:
+    """Python's json writes a lone surrogate as ``\\ud83d``; Tansu's parser refuses it (our producers never
+    write one: pydantic will not serialize lone surrogates). NUL escapes are fine."""
+    completed = _value("page.ocr-completed.v1")
+    nul = completed | {"layout": completed["layout"] | {"text": "a\x00b"}}
+    lone = completed | {"layout": completed["layout"] | {"text": "a\ud83db"}}
+    assert send(plain_producer, PAGE_OCR_COMPLETED, json.dumps(nul).encode()) is None
+    assert send(plain_producer, PAGE_OCR_COMPLETED, json.dumps(lone).encode()) == "INVALID_RECORD"
+
+
 def test_formats_are_not_asserted_by_the_broker(plain_producer: EventProducer) -> None:
     """Tansu 0.6.0 (jsonschema-rs, draft 2020-12) treats ``format`` as an annotation: a malformed uuid or
     date-time passes the broker; consumers (pydantic) and the documented producer-side check refuse it."""
