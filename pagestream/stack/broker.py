@@ -171,6 +171,8 @@ class TansuBroker:
         cmd = [str(binary), "broker", "--listener-url", url, "--advertised-listener-url", url,
                "--storage-engine", "memory://tansu/"]
         cwd = None
+        # Tansu also reads SCHEMA_REGISTRY from its environment: only our flag may choose the registry
+        env = {k: v for k, v in os.environ.items() if k != "SCHEMA_REGISTRY"}
         if self.validate_schemas:
             cmd += ["--schema-registry", REGISTRY_URL, "--schema-registry-cache-expiry", REGISTRY_CACHE_EXPIRY]
             cwd = self.registry_dir
@@ -178,7 +180,7 @@ class TansuBroker:
         self._log_file.write(f"--- starting: {' '.join(cmd)}\n".encode())
         self._log_file.flush()
         # Own session: a terminal Ctrl-C reaches the supervisor, which stops parts in order.
-        self._proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=self._log_file, cwd=cwd,
+        self._proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=self._log_file, cwd=cwd, env=env,
                                       stderr=subprocess.STDOUT, start_new_session=True)
         try:
             self._wait_ready()

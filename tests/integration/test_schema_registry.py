@@ -173,3 +173,14 @@ def test_the_session_broker_validates_all_but_the_command_topic(tansu_broker: Ta
         pytest.skip("KAFKA_BOOTSTRAP_SERVERS names an external broker: no broker-side validation")
     assert DOCUMENT_SUBMIT not in tansu_broker.validated_topics
     assert {PAGE_OCR_COMPLETED, PAGE_OCR_REQUESTED_RETRY} <= set(tansu_broker.validated_topics)
+
+
+def test_an_inherited_schema_registry_variable_does_not_reach_tansu(tmp_path: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tansu reads SCHEMA_REGISTRY from its environment; a Confluent-style URL there would stop it at start."""
+    monkeypatch.setenv("SCHEMA_REGISTRY", "http://schema-registry.example:8081")
+    for validate in (False, True):
+        b = TansuBroker(tmp_path / f"broker-{validate}", validate_schemas=validate)
+        b.start()
+        assert b.running()
+        b.stop()
