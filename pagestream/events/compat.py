@@ -151,8 +151,8 @@ class _Walker:
                               path: str) -> list[Incompatibility]:
         """``anyOf``/``oneOf``: each committed alternative must still exist, and no new one may appear."""
         out: list[Incompatibility] = []
-        o_by = _by_kind([self._resolve(a, 0) for a in o_alts])
-        n_by = _by_kind([self._resolve(a, 1) for a in n_alts])
+        o_by = _by_kind([(self._resolve(a, 0), a) for a in o_alts])
+        n_by = _by_kind([(self._resolve(a, 1), a) for a in n_alts])
         if set(o_by) != set(n_by):
             out.append(Incompatibility(path, "type changed", f"{_fmt(sorted(o_by))} → {_fmt(sorted(n_by))}"))
             return out
@@ -209,10 +209,11 @@ def _kind(s: Schema) -> str:
     return _fmt(_types(s))
 
 
-def _by_kind(alts: list[Schema]) -> dict[str, list[Schema]]:
-    out: dict[str, list[Schema]] = {}
-    for a in alts:
-        out.setdefault(_kind(a), []).append(a)
+def _by_kind(alts: list[tuple[Schema, Any]]) -> dict[str, list[Any]]:
+    """Alternatives grouped by kind (resolved), keeping the unresolved node for comparison."""
+    out: dict[str, list[Any]] = {}
+    for resolved, raw in alts:
+        out.setdefault(_kind(resolved), []).append(raw)
     return out
 
 

@@ -192,8 +192,18 @@ def test_recursive_models_are_compared_without_looping() -> None:
         name: int
         children: list[Node2] = Field(default_factory=list)
 
+    class Chain(BaseModel):
+        name: str
+        parent: Chain | None = None
+
+    class Chain2(BaseModel):
+        name: str
+        parent: Chain2 | None = None
+        note: str | None = None
+
     assert rules(Node, Node) == []
     assert ("name", "type changed") in rules(Node2, Node)
+    assert rules(Chain, Chain) == [] and rules(Chain2, Chain) == []
 
 
 # -- make schemas / the CI check ----------------------------------------------------------------
