@@ -29,7 +29,7 @@ from typing import IO, Any
 
 from pagestream.settings import Settings, redact_url
 from pagestream.stack._proc import free_port, pid_alive, terminate
-from pagestream.stack.broker import TansuBroker
+from pagestream.stack.broker import TansuBroker, validation_options
 from pagestream.stack.errors import StackError
 from pagestream.stack.postgres import PrivatePostgres
 
@@ -407,7 +407,7 @@ class StackSupervisor:
             self._bootstrap = env["KAFKA_BOOTSTRAP_SERVERS"]
             log.info("using Kafka at %s", self._bootstrap)
         else:
-            self._broker = TansuBroker(self.state_dir / "broker")
+            self._broker = TansuBroker(self.state_dir / "broker", **validation_options(env))
             self._broker.start()
             self._broker_epoch = time.time()
             self._bootstrap = self._broker.bootstrap_servers

@@ -12,9 +12,11 @@ from pathlib import Path
 
 import pytest
 
+from pagestream.events.topics import DOCUMENT_SUBMIT
 from pagestream.settings import Settings
 from pagestream.stack.broker import TansuBroker
 from pagestream.stack.postgres import PrivatePostgres
+from tests.schema_guard import ProducerSchemaGuard
 
 _HERE = Path(__file__).parent.resolve()
 
@@ -34,11 +36,20 @@ def stack_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def tansu_broker(stack_dir: Path) -> Iterator[TansuBroker | None]:
-    """The embedded broker, or None when KAFKA_BOOTSTRAP_SERVERS names an external one."""
+    """The embedded broker, or None when KAFKA_BOOTSTRAP_SERVERS names an external one.
+
+    Either way a record that does not match its topic's schema is refused at produce time
+    (docs/schemas.md): by Tansu, or by a test-only guard in our producer for an external broker.
+    """
     if os.environ.get("KAFKA_BOOTSTRAP_SERVERS"):
-        yield None
+        # an external broker validates nothing: our producers refuse what Tansu would (tests only)
+        with ProducerSchemaGuard(unvalidated_topics=(DOCUMENT_SUBMIT,)).installed():
+            yield None
         return
-    broker = TansuBroker(stack_dir / "broker")
+    # The broker refuses records that do not match their topic's schema, so every record the suite's
+    # services produce is checked. Except on the command topic: test_submit_topic hands the submit
+    # consumer undecodable commands, as a broker without validation (Apache Kafka) would accept them.
+    broker = TansuBroker(stack_dir / "broker", unvalidated_topics=(DOCUMENT_SUBMIT,))
     try:
         broker.start()
         yield broker

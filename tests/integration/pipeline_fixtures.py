@@ -105,6 +105,8 @@ def running_stack() -> Iterator[RunningStack]:
     import tempfile
     from pathlib import Path
 
+    from pagestream.events.topics import PAGE_OCR_COMPLETED, PAGE_OCR_FAILED
+    from pagestream.stack.broker import UNVALIDATED_TOPICS_ENV
     from pagestream.stack.supervisor import StackSupervisor
 
     # /var/tmp so the postgres user can reach the data dir when the tests run as root
@@ -113,6 +115,9 @@ def running_stack() -> Iterator[RunningStack]:
     environ = {k: v for k, v in os.environ.items()
                if k not in ("KAFKA_BOOTSTRAP_SERVERS", "DATABASE_URL", "STORAGE_URL", "PAGESTREAM_API_URL")}
     environ.update(PAGESTREAM_OCR_WORKERS="2", PAGESTREAM_CDC_HEARTBEAT_SECONDS="1", OMP_THREAD_LIMIT="1")
+    # The embedded broker refuses records that do not match their topic's schema; persist's input topics
+    # stay open because test_liveness_pipeline feeds persist poison an unvalidating broker would accept.
+    environ[UNVALIDATED_TOPICS_ENV] = f"{PAGE_OCR_COMPLETED},{PAGE_OCR_FAILED}"
     sup = StackSupervisor(state, environ, fast_database=True)
     t = threading.Thread(target=sup.run, kwargs={"install_signal_handlers": False}, daemon=True, name="stack")
     t.start()
