@@ -7,8 +7,8 @@ What a pod gets here, and what is approximated (docs/deploy.md, "What the smoke 
 - Transport is the one thing rewritten: the embedded broker speaks PLAINTEXT, so KAFKA_BOOTSTRAP_SERVERS
   points at it and KAFKA_SECURITY_PROTOCOL/SASL/SSL settings are replaced by PLAINTEXT (TLS+SCRAM is only
   checked on a real cluster); S3 is moto's server (S3_ENDPOINT_URL), the bucket of STORAGE_URL kept.
-- Filesystem (tests/deploy/sandbox.py, root only): everything read-only, a fresh directory per emptyDir
-  mount, the pod's runAsUser/runAsGroup/fsGroup. Secret volumes are not mounted (only the Kafka CA, which
+- Filesystem (tests/deploy/sandbox.py): everything read-only, a fresh directory per emptyDir mount, and
+  as root the pod's runAsUser/runAsGroup/fsGroup (as another user, a user namespace keeps its uid). Secret volumes are not mounted (only the Kafka CA, which
   PLAINTEXT does not use); memory limits and seccomp are not applied.
 - Ports: each container's PAGESTREAM_HTTP_PORT must equal the containerPort its probes name; both are
   moved to a free local port. Probes are called like the kubelet: startup, then readiness, then liveness.
@@ -182,7 +182,8 @@ def containers_of(docs: list[dict], stack: Stack, workdir: Path) -> list[tuple[s
                 if "emptyDir" in vol and not m.get("readOnly"):
                     host = workdir / f"{d['metadata']['name']}-{c['name']}-{m['name']}"
                     host.mkdir(parents=True)
-                    os.chown(host, sc.get("runAsUser", 0), sc.get("fsGroup", sc.get("runAsGroup", 0)))
+                    if os.geteuid() == 0:   # as the kubelet does for fsGroup
+                        os.chown(host, sc.get("runAsUser", 0), sc.get("fsGroup", sc.get("runAsGroup", 0)))
                     host.chmod(0o2770)
                     writable.append((str(host), m["mountPath"]))
             probes = {k: c[k] for k in ("startupProbe", "readinessProbe", "livenessProbe") if k in c}
@@ -208,14 +209,26 @@ def containers_of(docs: list[dict], stack: Stack, workdir: Path) -> list[tuple[s
     return out
 
 
+def sandbox_mode() -> tuple[list[str] | None, str]:
+    """How containers are sandboxed here: (unshare command, description), or (None, why not).
+    As root: a private mount namespace, and the pod's runAsUser. Otherwise, where unprivileged user
+    namespaces are enabled (Debian's default): the same read-only filesystem and emptyDir mounts, but
+    the process keeps the invoking user's uid (no other uid is mapped into the namespace)."""
+    if not shutil.which("unshare"):
+        return None, "unshare (util-linux) is not installed"
+    unshare = ["unshare", "--mount", "--propagation", "private"]
+    if os.geteuid() != 0:
+        unshare.insert(1, "--map-root-user")
+    r = subprocess.run([*unshare, "true"], capture_output=True)
+    if r.returncode != 0:
+        return None, f"{' '.join(unshare)} failed: {r.stderr.decode().strip()} (run as root, or enable user namespaces)"
+    return unshare, "root: runAsUser applied" if os.geteuid() == 0 else "user namespace: runAsUser not applied"
+
+
 def sandbox_available() -> str | None:
     """None if containers can be sandboxed here, else why not."""
-    if os.geteuid() != 0:
-        return "not root: cannot create a mount namespace to make the filesystem read-only"
-    if not shutil.which("unshare"):
-        return "unshare (util-linux) not installed"
-    r = subprocess.run(["unshare", "--mount", "--propagation", "private", "true"], capture_output=True)
-    return None if r.returncode == 0 else f"unshare --mount failed: {r.stderr.decode().strip()}"
+    unshare, why = sandbox_mode()
+    return None if unshare else why
 
 
 def expose_interpreter(shadow_root: Path) -> list[tuple[str, str, str]]:
@@ -240,13 +253,15 @@ class Running:
     def __init__(self, c: Container, log: Path):
         self.c, self.log = c, log
         assert c.security.get("readOnlyRootFilesystem") is True, f"{c.label}: readOnlyRootFilesystem must be true"
+        unshare, why = sandbox_mode()
+        assert unshare, why
         spec = {"argv": c.argv, "env": c.env, "workingDir": c.working_dir, "writable": c.writable,
-                "expose": expose_interpreter(log.parent / "expose"),
+                "expose": expose_interpreter(log.parent / "expose"), "switchUser": os.geteuid() == 0,
                 "runAsUser": c.security.get("runAsUser", 0), "runAsGroup": c.security.get("runAsGroup", 0),
                 "fsGroup": c.security.get("fsGroup", c.security.get("runAsGroup", 0))}
         with log.open("wb") as out:
             self.proc = subprocess.Popen(
-                ["unshare", "--mount", "--propagation", "private", sys.executable, "-I", str(SANDBOX), json.dumps(spec)],
+                [*unshare, sys.executable, "-I", str(SANDBOX), json.dumps(spec)],
                 stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True, env={})
 
     def tail(self, n: int = 40) -> str:

@@ -1,6 +1,7 @@
 """Start one container's command the way the kubelet would, on this machine (no container runtime).
 
-Run as root inside a private mount namespace (``unshare --mount --propagation private``) with one
+Run inside a private mount namespace (``unshare --mount --propagation private``, as root or with
+``--map-root-user``) with one
 JSON argument (see ``tests/deploy/pods.py``): it makes every mounted filesystem read-only
 (readOnlyRootFilesystem), bind-mounts a fresh host directory at each emptyDir ``mountPath`` (the only
 writable places, besides /dev/shm as in a pod), changes to ``workingDir``, drops to the pod's
@@ -52,9 +53,10 @@ def main() -> None:
         mount("--bind", host_dir, mount_path)
         mount("-o", "remount,bind,rw", mount_path)  # a bind mount starts with its source's (now ro) flags
     os.chdir(spec["workingDir"])
-    os.setgroups([spec["fsGroup"]])
-    os.setgid(spec["runAsGroup"])
-    os.setuid(spec["runAsUser"])
+    if spec.get("switchUser", True):
+        os.setgroups([spec["fsGroup"]])
+        os.setgid(spec["runAsGroup"])
+        os.setuid(spec["runAsUser"])
     argv = spec["argv"]
     os.execvpe(argv[0], argv, spec["env"])
 
