@@ -106,6 +106,13 @@ class ApiClient:
         """Delete a document, its pages and (when no other document shares them) its stored bytes."""
         self._request("DELETE", f"/v1/documents/{document_id}")
 
+    def reprocess(self, document_id: str, *, engine: str | None = None, languages: str | None = None,
+                  force_ocr: bool | None = None) -> dict[str, Any]:
+        """OCR a document again from scratch (optionally with another engine or languages)."""
+        body = {k: v for k, v in (("engine", engine), ("languages", languages), ("force_ocr", force_ocr))
+                if v is not None}
+        return self._request("POST", f"/v1/documents/{document_id}/reprocess", json=body).json()
+
     def wait(self, document_id: str, timeout: float = 600.0,
              on_progress: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
         """Poll until the document reaches a final state; raise ApiClientError on timeout."""

@@ -206,6 +206,25 @@ def _inspect_pdf(data: bytes, limits: IntakeLimits, password: str | None) -> tup
     return pages, encrypted, True
 
 
+def decrypt_pdf(data: bytes, password: str) -> bytes:
+    """A copy of an encrypted PDF without its security, so workers never need the password.
+
+    Under the same PDFium lock as every other PDFium call here: PDFium is not thread-safe,
+    and ingest inspects uploads from several threads (API thread pool, submit consumer).
+    """
+    import pypdfium2
+    import pypdfium2.raw as pdfium_c
+
+    with _PDFIUM_LOCK:
+        pdf = pypdfium2.PdfDocument(data, password=password)
+        try:
+            out = io.BytesIO()
+            pdf.save(out, flags=pdfium_c.FPDF_REMOVE_SECURITY)
+            return out.getvalue()
+        finally:
+            pdf.close()
+
+
 def _inspect_image(data: bytes, media_type: str, limits: IntakeLimits) -> int:
     """Check an image's header bounds, then its integrity: the page count, or raise RejectedDocument."""
     from PIL import Image

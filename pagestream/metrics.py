@@ -59,6 +59,10 @@ CDC_RETAINED_WAL = Gauge(
 CDC_RECONNECTS = Counter("pagestream_cdc_reconnects_total", "Replication reconnects", ["target"])
 CDC_HEARTBEATS = Counter("pagestream_cdc_heartbeats_total", "Heartbeat messages emitted")
 CDC_CONNECTED = Gauge("pagestream_cdc_connected", "1 while streaming from the slot")
+CDC_SLOT_RECREATED = Counter(
+    "pagestream_cdc_slot_recreated_total",
+    "Replication slots recreated after they vanished (events committed meanwhile may have been skipped)",
+)
 
 # --- ocr ---
 OCR_PAGES = Counter(
@@ -86,6 +90,24 @@ DUPLICATES_ABSORBED = Counter(
     ["service"],
 )
 ERRORS = Counter("pagestream_errors_total", "Errors by service and kind", ["service", "kind"])
+DLQ_DEPTH = Gauge(
+    "pagestream_dlq_depth", "Records held in a dead-letter topic (high minus low watermark)", ["topic"],
+    multiprocess_mode="livemax",
+)
+
+# --- reconciler (liveness) ---
+DOCUMENTS_OVERDUE = Gauge(
+    "pagestream_documents_overdue",
+    "Accepted documents not final although received longer ago than the reconciler's stall bound",
+    multiprocess_mode="livemax",
+)
+RECONCILE_REDRIVEN_PAGES = Counter(
+    "pagestream_reconciler_redriven_pages_total", "Missing pages re-requested through the outbox"
+)
+RECONCILE_FINISHED = Counter(
+    "pagestream_reconciler_finished_documents_total", "Stalled documents moved to a final state", ["status"]
+)
+RECONCILE_ROUNDS = Counter("pagestream_reconciler_rounds_total", "Reconciler rounds run", ["outcome"])
 
 # --- persist ---
 PERSIST_BATCH_SIZE = Histogram(

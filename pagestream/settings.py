@@ -96,6 +96,25 @@ class Settings(BaseSettings):
     # --- persist ---
     persist_batch_size: int = Field(100, alias="PAGESTREAM_PERSIST_BATCH_SIZE")
     persist_batch_seconds: float = Field(0.2, alias="PAGESTREAM_PERSIST_BATCH_SECONDS")
+    processed_events_retention_days: int = Field(14, alias="PAGESTREAM_PROCESSED_EVENTS_RETENTION_DAYS")
+
+    # --- liveness: every accepted document reaches a final state in bounded time ---
+    #: a page result whose record would exceed this goes to the object store (claim check);
+    #: keep it well under the broker's message.max.bytes (1 MiB by default)
+    event_max_bytes: int = Field(256 * 1024, alias="PAGESTREAM_EVENT_MAX_BYTES")
+    #: a document not final and without progress for this long is re-driven by the reconciler
+    reconcile_stall_seconds: float = Field(900.0, alias="PAGESTREAM_RECONCILE_STALL_SECONDS")
+    #: re-drives before a stalled document is failed with its reason
+    reconcile_max_rounds: int = Field(3, alias="PAGESTREAM_RECONCILE_MAX_ROUNDS")
+    reconcile_interval_seconds: float = Field(15.0, alias="PAGESTREAM_RECONCILE_INTERVAL_SECONDS")
+    #: when the broker's topics began (unix seconds); the embedded broker keeps topics in
+    #: memory, so unfinished documents last updated before it started are re-driven at once
+    broker_epoch: float | None = Field(None, alias="PAGESTREAM_BROKER_EPOCH")
+
+    # --- hardening (issue 11/10): slot failover, request bodies ---
+    #: recreate a replication slot that vanished (e.g. failover without slot sync), accepting that
+    #: outbox events committed since its last confirmed position may have been skipped
+    cdc_allow_slot_recreate: bool = Field(False, alias="PAGESTREAM_CDC_ALLOW_SLOT_RECREATE")
 
     def database_dsn(self) -> str:
         """The database URL in libpq form (``postgresql://``), secret included."""

@@ -9,7 +9,6 @@ recorded as ``failed`` with the reason, so it can be resubmitted with ``password
 from __future__ import annotations
 
 import hashlib
-import io
 import logging
 from dataclasses import dataclass
 from typing import Any
@@ -19,7 +18,7 @@ from pagestream.db import Engine
 from pagestream.db.documents import NewDocument, create_document, find_existing
 from pagestream.events.envelope import new_traceparent
 from pagestream.events.models import DocumentOptions
-from pagestream.intake import InspectedDocument, IntakeLimits, RejectedDocument, inspect_document
+from pagestream.intake import InspectedDocument, IntakeLimits, RejectedDocument, decrypt_pdf, inspect_document
 from pagestream.settings import Settings
 from pagestream.storage import ObjectStore, content_key
 
@@ -35,20 +34,6 @@ class SubmissionResult:
 
     document: dict[str, Any]
     created: bool
-
-
-def _decrypt_pdf(data: bytes, password: str) -> bytes:
-    """A copy of an encrypted PDF without its security, so workers never need the password."""
-    import pypdfium2
-    import pypdfium2.raw as pdfium_c
-
-    pdf = pypdfium2.PdfDocument(data, password=password)
-    try:
-        out = io.BytesIO()
-        pdf.save(out, flags=pdfium_c.FPDF_REMOVE_SECURITY)
-        return out.getvalue()
-    finally:
-        pdf.close()
 
 
 class DocumentIntake:
@@ -88,7 +73,7 @@ class DocumentIntake:
         if info.encrypted and not info.password_ok:
             unprocessable = WRONG_PASSWORD_REASON if password else ENCRYPTED_REASON
         elif info.encrypted and password:
-            stored = _decrypt_pdf(data, password)
+            stored = decrypt_pdf(data, password)
         stored_sha = info.sha256 if stored is data else hashlib.sha256(stored).hexdigest()
         uri = self._store.put(content_key(stored_sha), stored, info.media_type)
         doc = create_document(self._engine, NewDocument(

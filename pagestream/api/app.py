@@ -16,14 +16,17 @@ from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import Depends, FastAPI, File, Form, Header, Query, Request, UploadFile
+from fastapi import Depends, FastAPI, Header, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from pagestream import metrics
+from pagestream.api.limits import UPLOAD_PATH, RequestBodyLimit, RequestTooLarge
+from pagestream.api.operations import operations_router
 from pagestream.api.problems import ApiProblem, problem_response
+from pagestream.api.uploads import UPLOAD_OPENAPI, UploadForm, upload_form
 from pagestream.db import Engine, make_engine, ping, queries
 from pagestream.db.apikeys import verify_key
 from pagestream.db.documents import get_document, get_text, list_documents
@@ -148,6 +151,7 @@ def create_app(settings: Settings, *, engine: Engine | None = None, store: Objec
     intake = DocumentIntake(settings, engine, store)
     app = FastAPI(title="pagestream", version="1", description="Document OCR pipeline: upload, status, pages, OCR layout, text, search.")
     app.state.engine = engine
+    app.state.max_upload_bytes = settings.max_upload_bytes  # read by the upload form dependency
     if settings.auth == "disabled":
         log.warning("API authentication is DISABLED (PAGESTREAM_AUTH=disabled): anyone who reaches the port can use it")
 
@@ -159,6 +163,12 @@ def create_app(settings: Settings, *, engine: Engine | None = None, store: Objec
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         return problem_response(request, exc.status_code, "HTTP error", str(exc.detail))
 
+    @app.exception_handler(RequestTooLarge)
+    async def _too_large(request: Request, exc: RequestTooLarge) -> JSONResponse:
+        if request.method == "POST" and request.url.path.rstrip("/") == UPLOAD_PATH:
+            metrics.DOCUMENTS_REJECTED.labels("http", "413").inc()
+        return problem_response(request, 413, "Request too large", str(exc.detail))
+
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
         errs = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
@@ -167,6 +177,9 @@ def create_app(settings: Settings, *, engine: Engine | None = None, store: Objec
     @app.exception_handler(DatabaseUnavailableError)
     async def _db_down(request: Request, exc: DatabaseUnavailableError) -> JSONResponse:
         return problem_response(request, 503, "Database unavailable", "the database is unreachable; retry shortly")
+
+    # Bodies are capped before anything parses them (inside _metrics, so 413s are counted there too).
+    app.add_middleware(RequestBodyLimit, max_upload_bytes=settings.max_upload_bytes)
 
     @app.middleware("http")
     async def _metrics(request: Request, call_next: Any) -> Response:
@@ -199,28 +212,18 @@ def create_app(settings: Settings, *, engine: Engine | None = None, store: Objec
         except DocumentNotFoundError as e:
             raise ApiProblem(404, "Document not found", f"no document with id {document_id}") from e
 
-    @app.post("/v1/documents", status_code=202, dependencies=auth)
+    @app.post("/v1/documents", status_code=202, dependencies=auth, openapi_extra=UPLOAD_OPENAPI)
     def upload(
         request: Request,
-        file: Annotated[UploadFile, File(description="a PDF or an image (PNG, JPEG, TIFF, GIF, WebP, BMP)")],
-        password: Annotated[str | None, Form()] = None,
-        force_ocr: Annotated[bool, Form()] = False,
-        engine_name: Annotated[str | None, Form(alias="engine")] = None,
-        languages: Annotated[str | None, Form()] = None,
-        client_reference: Annotated[str | None, Form()] = None,
+        form: Annotated[UploadForm, Depends(upload_form)],
         force: Annotated[bool, Query(description="accept identical bytes again as a new document")] = False,
         idempotency_key: Annotated[str | None, Header()] = None,
     ) -> JSONResponse:
-        limit = settings.max_upload_bytes
-        data = file.file.read(limit + 1)
-        if len(data) > limit:
-            metrics.DOCUMENTS_REJECTED.labels("http", "413").inc()
-            raise ApiProblem(413, "Upload too large", f"upload exceeds the limit of {limit} bytes")
         try:
-            options = DocumentOptions(force_ocr=force_ocr, engine=engine_name, languages=languages)
+            options = DocumentOptions(force_ocr=form.force_ocr, engine=form.engine, languages=form.languages)
             result = intake.submit(
-                data, channel="http", filename=file.filename, idempotency_key=idempotency_key,
-                client_reference=client_reference, options=options, password=password, force=force,
+                form.data, channel="http", filename=form.filename, idempotency_key=idempotency_key,
+                client_reference=form.client_reference, options=options, password=form.password, force=force,
                 traceparent=request.headers.get("traceparent"),
             )
         except RejectedDocument as e:
@@ -299,6 +302,8 @@ def create_app(settings: Settings, *, engine: Engine | None = None, store: Objec
                             extra={"document_id": str(document_id)})
         log.info("document deleted", extra={"document_id": str(document_id), "bytes_removed": uri is not None})
         return Response(status_code=204)
+
+    app.include_router(operations_router(engine, auth))
 
     @app.get("/healthz", include_in_schema=False)
     def healthz() -> dict[str, str]:

@@ -213,7 +213,8 @@ def make_relay(settings: Settings) -> Any:
             raise DebeziumUnavailableError(f"--engine debezium cannot run: {why}")
         from pagestream.cdc.slot import prepare
 
-        prepare(settings.database_dsn(), settings.cdc_debezium_slot, settings.cdc_publication)
+        prepare(settings.database_dsn(), settings.cdc_debezium_slot, settings.cdc_publication,
+                allow_recreate=settings.cdc_allow_slot_recreate)
         return DebeziumRelay(settings)
     from pagestream.cdc.relay import OutboxRelay
 

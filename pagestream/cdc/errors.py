@@ -19,6 +19,16 @@ class ReplicationSetupError(CdcError, ConfigurationError):
     reason = "replication_setup"
 
 
+class SlotVanishedError(ReplicationSetupError):
+    """The slot this database had before is gone (e.g. a failover without slot synchronization).
+
+    Recreating it would start at the current WAL position and silently skip every outbox
+    event committed since its last confirmed position, so it is refused unless allowed.
+    """
+
+    reason = "slot_vanished"
+
+
 class ReplicationDisconnectedError(CdcError, TransientError):
     """The replication stream went away; reconnect from the last flushed LSN."""
 

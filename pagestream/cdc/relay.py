@@ -34,7 +34,7 @@ import psycopg2.extras
 from pagestream import metrics
 from pagestream.cdc import pgoutput
 from pagestream.cdc.errors import BrokerDisconnectedError, CdcError, ReplicationDisconnectedError
-from pagestream.cdc.slot import OUTBOX_TABLE, connect, prepare, slot_stats
+from pagestream.cdc.slot import OUTBOX_TABLE, STATE_TABLE, connect, prepare, remember_slot, slot_stats
 from pagestream.errors import PagestreamError
 from pagestream.events.envelope import encode_headers
 from pagestream.events.topics import topic_for
@@ -173,7 +173,7 @@ class OutboxRelay:
 
     def _stream(self, stop: threading.Event) -> None:
         s = self._settings
-        prepare(self._dsn, s.cdc_slot, s.cdc_publication)
+        prepare(self._dsn, s.cdc_slot, s.cdc_publication, allow_recreate=s.cdc_allow_slot_recreate)
         self._txns.clear()
         self._unacked = self._unacked_bytes = 0
         self._failure = None
@@ -355,6 +355,10 @@ class OutboxRelay:
 
     def _refresh_stats(self, aux: Any) -> None:
         stats = slot_stats(aux, self._settings.cdc_slot)
+        try:
+            remember_slot(aux, self._settings.cdc_slot)  # its last confirmed position, should it ever vanish
+        except psycopg2.Error as e:
+            log.warning("cannot record the slot position in %s: %s", STATE_TABLE, str(e).strip())
         if stats is not None:
             metrics.CDC_LAG_BYTES.set(stats.lag_bytes)
             metrics.CDC_RETAINED_WAL.set(stats.retained_wal_bytes)

@@ -12,12 +12,16 @@ from pagestream.cli._common import cli_settings
 @click.command()
 def migrate() -> None:
     """Apply database migrations and create the cdc publication and slot."""
+    from pagestream.cdc.errors import ReplicationSetupError
     from pagestream.cdc.slot import prepare
     from pagestream.db import migrate as run_migrations
 
     s = cli_settings()
     run_migrations(s.database_dsn())
-    prepare(s.database_dsn(), s.cdc_slot, s.cdc_publication)
+    try:
+        prepare(s.database_dsn(), s.cdc_slot, s.cdc_publication, allow_recreate=s.cdc_allow_slot_recreate)
+    except ReplicationSetupError as e:  # e.g. the slot vanished: refuse, and say what to do
+        raise click.ClickException(str(e)) from e
     click.echo("database migrated; publication and replication slot ready")
 
 

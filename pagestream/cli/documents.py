@@ -201,6 +201,28 @@ def delete(document_ids: tuple[str, ...], yes: bool) -> None:
             click.echo(f"{did}  deleted")
 
 
+@click.command()
+@click.argument("document_ids", nargs=-1, required=True)
+@click.option("--engine", type=click.Choice(["tesseract", "google-vision", "textract"]), default=None,
+              help="Use this engine for the new run.")
+@click.option("--languages", default=None, help="Tesseract languages for the new run, e.g. eng+deu.")
+@click.option("--force-ocr", is_flag=True, default=None, help="OCR even pages that have a text layer.")
+@click.option("--wait", is_flag=True, help="Wait until each document is final again.")
+@click.option("--timeout", default=1800.0, show_default=True, help="Seconds to wait per document with --wait.")
+def reprocess(document_ids: tuple[str, ...], engine: str | None, languages: str | None, force_ocr: bool | None,
+              wait: bool, timeout: float) -> None:
+    """OCR documents again from scratch, through the same committed-only path as an upload."""
+    with api_client() as client:
+        for did in document_ids:
+            try:
+                out = client.reprocess(did, engine=engine, languages=languages, force_ocr=force_ocr)
+                if wait:
+                    out = wait_with_progress(client, {"id": did, **out}, timeout)
+            except ApiClientError as e:
+                raise fail(e) from e
+            click.echo(f"{did}  {out['status']}")
+
+
 def register(group: click.Group) -> None:
-    for c in (submit, text, show, ls_command, pages, search, delete):
+    for c in (submit, text, show, ls_command, pages, search, delete, reprocess):
         group.add_command(c)

@@ -107,7 +107,13 @@ def up(state_dir: Path, detach: bool, timeout: float) -> None:
         state = read_state(state_dir)
         if state is not None:
             _print_status(stack_status(state))
-        click.echo("authentication is disabled in the embedded stack; press Ctrl-C to stop", err=True)
+        if state is not None and state.get("auth") == "disabled":
+            click.echo("authentication is disabled (every part embedded, API on loopback); press Ctrl-C to stop",
+                       err=True)
+        else:
+            why = "; ".join((state or {}).get("auth_reasons") or [])
+            click.echo(f"API keys are required ({why}); create one with `pagestream apikey create NAME`; "
+                       "press Ctrl-C to stop", err=True)
 
     try:
         supervisor.run(on_started=started)

@@ -21,3 +21,9 @@ class DocumentNotFoundError(DatabaseError):
     """No document with that id."""
 
     reason = "document_not_found"
+
+
+class DocumentNotReprocessableError(DatabaseError):
+    """The document was never processable as stored (e.g. encrypted, no pages): submit it again."""
+
+    reason = "not_reprocessable"

@@ -7,11 +7,13 @@ counters are recomputed, so concurrent batches never both miss the last page.
 
 from __future__ import annotations
 
+import re
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import Engine, func, select, text, update
+from sqlalchemy import Connection, Engine, func, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
 from pagestream.db import translate_errors
@@ -39,14 +41,35 @@ class BatchResult:
     finished: list[tuple[uuid.UUID, str, float | None]] = field(default_factory=list)  # id, status, e2e s
 
 
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def storable(value: Any) -> Any:
+    """``value`` with every string fit for PostgreSQL text and jsonb: NUL removed, lone UTF-16
+    surrogates (which no UTF-8 database can hold) replaced by U+FFFD."""
+    if isinstance(value, str):
+        if "\x00" in value:
+            value = value.replace("\x00", "")
+        return _LONE_SURROGATE.sub("\ufffd", value)
+    if isinstance(value, dict):
+        return {storable(k): storable(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [storable(v) for v in value]
+    return value
+
+
 def _page_values(o: PageOutcome) -> dict:
+    return storable(_raw_page_values(o))  # type: ignore[no-any-return]
+
+
+def _raw_page_values(o: PageOutcome) -> dict:
     e = o.event
     base = {"id": e.page_id, "document_id": e.document_id, "page_number": e.page_number, "event_id": o.event_id}
     if isinstance(e, PageOcrCompletedV1):
         lay = e.layout
         tb = lay.title_block
         return {
-            **base, "status": "completed", "text": lay.text.replace("\x00", ""),
+            **base, "status": "completed", "text": lay.text,
             "layout": lay.model_dump(mode="json", exclude={"text"}), "source": lay.source,
             "engine": lay.engine, "engine_version": lay.engine_version, "rotation": lay.rotation,
             "mean_confidence": lay.mean_confidence, "sheet_number": tb.sheet_number if tb else None,
@@ -97,33 +120,46 @@ def apply_page_outcomes(engine: Engine, outcomes: list[PageOutcome], *, consumer
             conn.execute(stmt)
             result.applied += 1
             touched.add(o.event.document_id)
-        now = utcnow()
         for doc_id in sorted(touched):
             _, status, page_count, received_at = locked[doc_id]
-            if status == "completed":
-                continue  # nothing replaces a success
-            counts = dict(conn.execute(
-                select(pages.c.status, func.count()).where(pages.c.document_id == doc_id).group_by(pages.c.status)
-            ).all())
-            done, failed = counts.get("completed", 0), counts.get("failed", 0)
-            values: dict = {"pages_done": done, "pages_failed": failed, "updated_at": now}
-            if status == "received":
-                values["status"] = "processing"
-                values["ocr_started_at"] = now
-            final = page_count is not None and done + failed >= page_count
-            new_status = ("completed" if failed == 0 else ("failed" if done == 0 else "partial")) if final else None
-            # first final state, or a late success improving a partial/failed document
-            if new_status is not None and new_status != status:
-                values.update(status=new_status, completed_at=now,
-                              error=None if failed == 0 else f"{failed} of {page_count} pages failed")
-                write_event(conn, DocumentOcrCompletedV1(
-                    document_id=doc_id, status=new_status, page_count=page_count, pages_done=done,
-                    pages_failed=failed, received_at=received_at, completed_at=now, error=values["error"],
-                ), traceparent=_trace_for(outcomes, doc_id))
-                e2e = (now - received_at).total_seconds() if isinstance(received_at, datetime) else None
-                result.finished.append((doc_id, new_status, e2e))
-            conn.execute(update(documents).where(documents.c.id == doc_id).values(**values))
+            finished = advance_document(conn, doc_id, status=status, page_count=page_count, received_at=received_at,
+                                        traceparent=_trace_for(outcomes, doc_id))
+            if finished is not None:
+                result.finished.append(finished)
     return result
+
+
+def advance_document(conn: Connection, doc_id: uuid.UUID, *, status: str, page_count: int | None,
+                     received_at: datetime | None, traceparent: str | None,
+                     reason: str | None = None) -> tuple[uuid.UUID, str, float | None] | None:
+    """Recount a (locked) document's pages and move it on; on reaching a final state (or a better
+    one), write ``document.ocr-completed.v1`` to the outbox. Returns (id, status, e2e s) then."""
+    if status == "completed":
+        return None  # nothing replaces a success
+    now = utcnow()
+    counts = dict(conn.execute(
+        select(pages.c.status, func.count()).where(pages.c.document_id == doc_id).group_by(pages.c.status)
+    ).all())
+    done, failed = counts.get("completed", 0), counts.get("failed", 0)
+    values: dict = {"pages_done": done, "pages_failed": failed, "updated_at": now}
+    if status == "received":
+        values["status"] = "processing"
+        values["ocr_started_at"] = now
+    final = page_count is not None and done + failed >= page_count
+    new_status = ("completed" if failed == 0 else ("failed" if done == 0 else "partial")) if final else None
+    finished = None
+    # first final state, or a late success improving a partial/failed document
+    if new_status is not None and new_status != status:
+        error = None if failed == 0 else f"{failed} of {page_count} pages failed" + (f": {reason}" if reason else "")
+        values.update(status=new_status, completed_at=now, error=error)
+        write_event(conn, DocumentOcrCompletedV1(
+            document_id=doc_id, status=new_status, page_count=page_count, pages_done=done,
+            pages_failed=failed, received_at=received_at, completed_at=now, error=error,
+        ), traceparent=traceparent)
+        e2e = (now - received_at).total_seconds() if isinstance(received_at, datetime) else None
+        finished = (doc_id, new_status, e2e)
+    conn.execute(update(documents).where(documents.c.id == doc_id).values(**values))
+    return finished
 
 
 def _trace_for(outcomes: list[PageOutcome], doc_id: uuid.UUID) -> str | None:

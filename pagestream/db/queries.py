@@ -16,7 +16,7 @@ from sqlalchemy import Engine, and_, bindparam, delete, exists, select, text
 from pagestream.db import translate_errors
 from pagestream.db.errors import DocumentNotFoundError
 from pagestream.db.outbox import write_event
-from pagestream.db.schema import documents, pages
+from pagestream.db.schema import documents, page_attempts, pages
 from pagestream.events.models import DocumentDeletedV1, utcnow
 
 #: Private-use characters that delimit highlighted terms in snippets (the API turns them into markup).
@@ -122,6 +122,7 @@ def delete_document(engine: Engine, document_id: uuid.UUID, *, traceparent: str 
         if uri is None:
             raise DocumentNotFoundError(f"document {document_id} not found")
         conn.execute(delete(documents).where(documents.c.id == document_id))  # pages: ON DELETE CASCADE
+        conn.execute(delete(page_attempts).where(page_attempts.c.document_id == document_id))
         shared = conn.execute(select(exists().where(and_(documents.c.storage_uri == uri)))).scalar()
         write_event(conn, DocumentDeletedV1(document_id=document_id, deleted_at=utcnow()), traceparent=traceparent)
     return None if shared else uri

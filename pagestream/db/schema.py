@@ -39,6 +39,18 @@ documents = Table(
     Column("ocr_started_at", DateTime(timezone=True)),
     Column("completed_at", DateTime(timezone=True)),
     Column("updated_at", DateTime(timezone=True), nullable=False),
+    Column("reconcile_rounds", Integer, nullable=False, server_default="0"),
+    Column("last_reconciled_at", DateTime(timezone=True)),
+)
+
+page_attempts = Table(
+    "page_attempts", metadata,
+    Column("page_id", UUID(as_uuid=True), primary_key=True),
+    Column("document_id", UUID(as_uuid=True), nullable=False),
+    Column("page_number", Integer, nullable=False),
+    Column("attempts", Integer, nullable=False),
+    Column("last_started_at", DateTime(timezone=True), nullable=False),
+    Column("last_worker", Text),
 )
 
 pages = Table(

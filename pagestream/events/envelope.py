@@ -12,7 +12,7 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from pagestream.events.errors import EventDecodeError, UnknownEventTypeError
+from pagestream.events.errors import EventDecodeError, EventEncodeError, UnknownEventTypeError
 from pagestream.events.models import Event, utcnow
 from pagestream.events.registry import decode_payload
 
@@ -72,8 +72,11 @@ def encode_headers(
 
 
 def encode_data(event: Event) -> bytes:
-    """The record value: the event's JSON data."""
-    return event.model_dump_json().encode()
+    """The record value: the event's JSON data; ``EventEncodeError`` if it cannot be serialized."""
+    try:
+        return event.model_dump_json().encode()
+    except (ValueError, TypeError) as e:  # PydanticSerializationError is a ValueError
+        raise EventEncodeError(f"{event.event_type} cannot be serialized: {str(e)[:300]}") from e
 
 
 def make_record(event: Event, *, traceparent: str | None = None, source: str = DEFAULT_SOURCE,

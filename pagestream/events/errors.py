@@ -15,3 +15,9 @@ class UnknownEventTypeError(EventDecodeError):
     """The record's ``ce_type`` names no event this build knows."""
 
     reason = "unknown_event_type"
+
+
+class EventEncodeError(InputError):
+    """An event cannot be serialized (e.g. text with lone surrogates): permanent, never retried."""
+
+    reason = "unencodable_event"

@@ -107,9 +107,11 @@ class PageOcrCompletedV1(Event):
     page_number: int = Field(ge=1)
     page_count: int = Field(ge=1)
     attempt: int = 1
-    layout: PageLayout
+    layout: PageLayout = Field(description="the page layout; without words, lines and blocks when claim-checked")
     started_at: datetime
     completed_at: datetime
+    layout_uri: str | None = Field(None, description="claim check: the full layout JSON in the object store")
+    layout_sha256: str | None = Field(None, description="sha256 of the object at layout_uri")
 
     def aggregate_id(self) -> str:
         return str(self.page_id)

@@ -83,3 +83,37 @@ def topic_end_offsets(settings: Settings, topic: str, timeout: float = 10.0) -> 
         return out
     finally:
         c.close()
+
+
+class WatermarkProbe:
+    """Reads partition watermarks with one long-lived consumer (no group membership, no commits)."""
+
+    def __init__(self, settings: Settings):
+        self._conf = {**settings.kafka_client_config(), "group.id": "pagestream-watermark-probe",
+                      "enable.auto.commit": False}
+        self._consumer: object | None = None
+
+    def depth(self, topic: str, timeout: float = 5.0) -> int:
+        """Records held in ``topic`` (sum of high minus low watermark); 0 for a topic not created yet."""
+        from confluent_kafka import Consumer, TopicPartition
+
+        if self._consumer is None:
+            self._consumer = Consumer(self._conf)
+        c: Consumer = self._consumer  # type: ignore[assignment]
+        try:
+            md = c.list_topics(topic, timeout=timeout)
+            t = md.topics.get(topic)
+            if t is None or t.error is not None:
+                return 0
+            total = 0
+            for p in t.partitions:
+                low, high = c.get_watermark_offsets(TopicPartition(topic, p), timeout=timeout)
+                total += max(0, high - low)
+            return total
+        except KafkaException as e:
+            raise BrokerUnavailableError(f"cannot read watermarks of {topic}: {e}") from e
+
+    def close(self) -> None:
+        if self._consumer is not None:
+            self._consumer.close()  # type: ignore[attr-defined]
+            self._consumer = None

@@ -153,6 +153,15 @@ class EventConsumer:
     def resume(self, record: ConsumedRecord) -> None:
         self.consumer.resume([TopicPartition(record.topic, record.partition)])
 
+    def resume_partition(self, topic: str, partition: int) -> None:
+        """Resume one partition; a partition no longer assigned (rebalanced away) is ignored."""
+        if (topic, partition) not in self._assignment:
+            return
+        try:
+            self.consumer.resume([TopicPartition(topic, partition)])
+        except KafkaException as e:
+            log.warning("resume failed", extra={"topic": topic, "partition": partition, "error": str(e)})
+
     def pause_all(self) -> None:
         parts = self.consumer.assignment()
         if parts:

@@ -9,7 +9,8 @@ durable (the cdc relay, consumers committing offsets) use the delivery callback 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from confluent_kafka import KafkaError as _RdKafkaError
@@ -18,12 +19,15 @@ from confluent_kafka import KafkaException, Message, Producer
 from pagestream.events.envelope import Headers, make_record
 from pagestream.events.models import Event
 from pagestream.events.topics import topic_for
-from pagestream.kafka.errors import BrokerUnavailableError, DeliveryError
+from pagestream.kafka.errors import BrokerUnavailableError, KafkaError, delivery_error
 from pagestream.settings import Settings
 
 log = logging.getLogger(__name__)
 
-DeliveryCallback = Callable[[DeliveryError | None, Any], None]
+DeliveryCallback = Callable[[KafkaError | None, Any], None]
+
+#: how long ``produce`` keeps serving delivery callbacks to make room in a full local queue
+BUFFER_FULL_TIMEOUT_SECONDS = 30.0
 
 
 class EventProducer:
@@ -69,9 +73,10 @@ class EventProducer:
             if err is None:
                 on_delivery(None, opaque)
             else:
-                on_delivery(DeliveryError(f"delivery to {topic} failed: {err.str()}", code=err.name(),
-                                          retriable=err.retriable() or not err.fatal()), opaque)
+                on_delivery(delivery_error(topic, err.name(), err.str(),
+                                           retriable=err.retriable() or not err.fatal()), opaque)
 
+        deadline = time.monotonic() + BUFFER_FULL_TIMEOUT_SECONDS
         while True:
             try:
                 if partition is None:
@@ -81,10 +86,17 @@ class EventProducer:
                                           partition=partition)
                 break
             except BufferError:
-                # local queue full: serve callbacks to make room, then try again
+                # local queue full: serve callbacks to make room, then try again (bounded)
+                if time.monotonic() > deadline:
+                    raise BrokerUnavailableError(
+                        f"produce to {topic}: local queue still full after {BUFFER_FULL_TIMEOUT_SECONDS:.0f} s"
+                    ) from None
                 self.producer.poll(0.1)
             except KafkaException as e:
-                raise BrokerUnavailableError(f"produce to {topic} failed: {e}") from e
+                err = e.args[0] if e.args else None
+                name = err.name() if hasattr(err, "name") else ""
+                retriable = bool(err.retriable()) if hasattr(err, "retriable") else True
+                raise delivery_error(topic, name, str(e), retriable=retriable) from e
         self.producer.poll(0)
 
     def publish(self, event: Event, *, traceparent: str | None = None,
@@ -98,20 +110,32 @@ class EventProducer:
     def publish_sync(self, event: Event, *, traceparent: str | None = None, topic: str | None = None,
                      timeout: float = 30.0) -> str:
         """Publish and wait for the broker's acknowledgement; raise if not acknowledged."""
-        result: list[DeliveryError | None] = []
-        eid = self.publish(event, traceparent=traceparent, topic=topic,
-                           on_delivery=lambda err, _: result.append(err))
-        self.wait_for(lambda: bool(result), timeout)
-        if not result:
-            raise BrokerUnavailableError(f"no acknowledgement for {event.event_type} within {timeout:.0f} s")
-        if result[0] is not None:
-            raise result[0]
-        return eid
+        return self.publish_all([(event, topic, None)], traceparent=traceparent, timeout=timeout)[0]
+
+    def publish_all(self, items: Sequence[tuple[Event, str | None, int | None]], *, traceparent: str | None = None,
+                    timeout: float = 30.0) -> list[str]:
+        """Publish ``(event, topic or None, partition or None)`` items and wait until the broker
+        acknowledged every one; raise the first delivery error (its class says whether to retry)."""
+        errors: list[KafkaError] = []
+        acked = [0]
+
+        def on_delivery(err: KafkaError | None, _: object) -> None:
+            if err is not None:
+                errors.append(err)
+            acked[0] += 1
+
+        ids = [self.publish(ev, traceparent=traceparent, topic=t, partition=p, on_delivery=on_delivery)
+               for ev, t, p in items]
+        self.wait_for(lambda: acked[0] >= len(ids), timeout)
+        if errors:
+            raise errors[0]
+        if acked[0] < len(ids):
+            raise BrokerUnavailableError(f"{len(ids) - acked[0]} of {len(ids)} records not acknowledged "
+                                         f"within {timeout:.0f} s")
+        return ids
 
     def wait_for(self, condition: Callable[[], bool], timeout: float) -> bool:
         """Serve delivery callbacks until ``condition()`` holds or ``timeout`` passes."""
-        import time
-
         deadline = time.monotonic() + timeout
         while not condition():
             remaining = deadline - time.monotonic()

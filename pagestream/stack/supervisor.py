@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import fcntl
+import ipaddress
 import json
 import logging
 import os
@@ -53,6 +54,46 @@ def default_services() -> list[ServiceSpec]:
     return [ServiceSpec(name, (sys.executable, "-m", f"services.{name}")) for name in SERVICE_NAMES]
 
 
+def is_loopback(host: str) -> bool:
+    """True when ``host`` is reachable only from this machine (127.0.0.0/8, ::1, ``localhost``)."""
+    host = host.strip().strip("[]")
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # another host name: it may resolve to anything
+
+
+@dataclass(frozen=True)
+class AuthDecision:
+    """Whether the stack's API runs without API keys, and why keys are (or are not) required."""
+
+    disabled: bool
+    reasons: tuple[str, ...]  # the conditions that require API keys (empty when disabled by the rule)
+    explicit: bool = False  # PAGESTREAM_AUTH was set by the operator and is honoured as given
+
+
+def decide_auth(environ: Mapping[str, str], *, broker_embedded: bool, database_embedded: bool,
+                storage_embedded: bool) -> AuthDecision:
+    """Auth is off only when Kafka, PostgreSQL and the object store are all embedded AND the
+    API binds to a loopback address; an explicit ``PAGESTREAM_AUTH`` always wins."""
+    explicit = environ.get("PAGESTREAM_AUTH", "").strip().lower()
+    if explicit in ("enabled", "disabled"):
+        return AuthDecision(disabled=explicit == "disabled", reasons=("PAGESTREAM_AUTH is set",), explicit=True)
+    reasons = []
+    if not broker_embedded:
+        reasons.append("Kafka is external (KAFKA_BOOTSTRAP_SERVERS is set)")
+    if not database_embedded:
+        reasons.append("PostgreSQL is external (DATABASE_URL is set)")
+    if not storage_embedded:
+        reasons.append("the object store is external (STORAGE_URL is set)")
+    host = environ.get("PAGESTREAM_HTTP_HOST") or HOST
+    if not is_loopback(host):
+        reasons.append(f"the API binds to {host} (PAGESTREAM_HTTP_HOST), not a loopback address")
+    return AuthDecision(disabled=not reasons, reasons=tuple(reasons))
+
+
 @dataclass(frozen=True)
 class Backoff:
     """Restart delays: ``initial`` doubling up to ``cap``; back to ``initial`` after ``reset_after`` s up."""
@@ -87,12 +128,17 @@ def prepare_infrastructure(settings: Settings) -> None:
     The slot must exist before ingest writes its first outbox row, or that row's event
     would precede the slot and never be streamed.
     """
+    from pagestream.cdc.errors import ReplicationSetupError
     from pagestream.cdc.slot import prepare
     from pagestream.db import migrate
     from pagestream.kafka.admin import ensure_topics
 
     migrate(settings.database_dsn())
-    prepare(settings.database_dsn(), settings.cdc_slot, settings.cdc_publication)
+    try:
+        prepare(settings.database_dsn(), settings.cdc_slot, settings.cdc_publication,
+                allow_recreate=settings.cdc_allow_slot_recreate)
+    except ReplicationSetupError as e:  # e.g. the slot vanished: `pagestream up` says why and stops
+        raise StackError(str(e)) from e
     ensure_topics(settings)
 
 
@@ -125,9 +171,11 @@ class StackSupervisor:
         self._infra_retry_at = 0.0
         self._children: dict[str, _Child] = {}
         self._bootstrap = ""
+        self._broker_epoch: float | None = None  # when the embedded (in-memory) broker's topics began
         self._database_url = ""
         self._storage_url = ""
         self._api_url = ""
+        self._auth = AuthDecision(disabled=False, reasons=("the stack has not started",))
         self._stop = threading.Event()
         self._lock_fd: int | None = None
         self._started_at = 0.0
@@ -195,14 +243,36 @@ class StackSupervisor:
             ingest = self._children.get("ingest")
             self._api_url = f"http://{HOST}:{ingest.port}" if ingest else self._environ.get(
                 "PAGESTREAM_API_URL", "")
-            log.warning("authentication is DISABLED in the embedded stack (PAGESTREAM_AUTH=disabled); "
-                        "its API listens on 127.0.0.1 only")
+            self._auth = decide_auth(self._environ, broker_embedded=self._broker is not None,
+                                     database_embedded=self._postgres is not None,
+                                     storage_embedded=not self._environ.get("STORAGE_URL"))
+            self._log_auth()
             for child in self._children.values():
                 self._spawn(child)
             self.write_state()
         except BaseException:
             self.stop()
             raise
+
+    @property
+    def auth(self) -> AuthDecision:
+        """Whether the services run without API keys, and why."""
+        return self._auth
+
+    def _log_auth(self) -> None:
+        host = self._environ.get("PAGESTREAM_HTTP_HOST") or HOST
+        if self._auth.disabled:
+            if self._auth.explicit:
+                log.warning("authentication is DISABLED (PAGESTREAM_AUTH=disabled, set explicitly); the API binds "
+                            "to %s%s", host, "" if is_loopback(host) else ": ANYONE WHO REACHES THAT ADDRESS CAN USE IT")
+            else:
+                log.warning("authentication is DISABLED: every part is embedded and the API listens on %s "
+                            "(loopback) only; set PAGESTREAM_AUTH=enabled to require API keys anyway", host)
+        elif self._auth.explicit:
+            log.info("API keys are required (PAGESTREAM_AUTH=enabled)")
+        else:
+            log.warning("API keys are required because %s; create one with `pagestream apikey create NAME` and "
+                        "send it as X-API-Key (the CLI reads PAGESTREAM_API_KEY)", "; and ".join(self._auth.reasons))
 
     def settings(self) -> Settings:
         """Settings as the services see them."""
@@ -301,7 +371,8 @@ class StackSupervisor:
             "database_embedded": self._postgres is not None,
             "storage_url": self._storage_url,
             "api_url": self._api_url,
-            "auth": "disabled",
+            "auth": "disabled" if self._auth.disabled else "enabled",
+            "auth_reasons": list(self._auth.reasons),
             "parts": parts,
         }
 
@@ -338,6 +409,7 @@ class StackSupervisor:
         else:
             self._broker = TansuBroker(self.state_dir / "broker")
             self._broker.start()
+            self._broker_epoch = time.time()
             self._bootstrap = self._broker.bootstrap_servers
         if env.get("DATABASE_URL"):
             self._database_url = env["DATABASE_URL"]
@@ -370,27 +442,37 @@ class StackSupervisor:
                 self._infra_restarts["broker"] += 1
                 changed = True
                 self._broker.restart()
+                self._broker_epoch = time.time()
                 self._prepare(self.settings())
+                # the in-memory topics are gone: the reconciler (in ocr) re-drives what was in them
+                ocr = self._children.get("ocr")
+                if ocr is not None and ocr.proc is not None:
+                    ocr.proc.terminate()
         except Exception:
             log.exception("restarting embedded infrastructure failed; retrying in 5 s")
             self._infra_retry_at = now + 5.0
         return changed
 
     def _service_env_common(self) -> dict[str, str]:
-        return {
+        env = {
             "KAFKA_BOOTSTRAP_SERVERS": self._bootstrap,
             "DATABASE_URL": self._database_url,
             "STORAGE_URL": self._storage_url,
             "PAGESTREAM_STATE_DIR": str(self.state_dir),
             "PAGESTREAM_API_URL": self._api_url,
         }
+        if self._broker_epoch is not None:
+            # the embedded broker keeps topics in memory: documents last touched before it
+            # started lost their events, and the reconciler re-drives them at once
+            env["PAGESTREAM_BROKER_EPOCH"] = f"{self._broker_epoch:.3f}"
+        return env
 
     def _child_env(self, child: _Child) -> dict[str, str]:
         env = dict(self._environ)
         env.update(self._service_env_common())
         env.update({
             "PAGESTREAM_HTTP_PORT": str(child.port),
-            "PAGESTREAM_AUTH": "disabled",
+            "PAGESTREAM_AUTH": "disabled" if self._auth.disabled else "enabled",
             "OMP_THREAD_LIMIT": "1",
             "PYTHONUNBUFFERED": "1",
         })

@@ -30,6 +30,20 @@ class ObjectStore(ABC):
     def delete(self, uri: str) -> None:
         """Remove the object at ``uri`` if present."""
 
+    def get_bounded(self, uri: str, max_bytes: int) -> bytes:
+        """The bytes at ``uri`` if there are at most ``max_bytes``, else ``ObjectTooLargeError``.
+
+        Stores override it to check the size before reading (S3: HEAD first) and to read
+        at most ``max_bytes + 1`` bytes whatever the size claimed.
+        """
+        from pagestream.storage.errors import ObjectTooLargeError
+
+        data = self.get(uri)
+        if len(data) > max_bytes:
+            raise ObjectTooLargeError(f"{uri} is {len(data)} bytes; limit is {max_bytes} bytes",
+                                      size=len(data), limit=max_bytes)
+        return data
+
     def handles(self, uri: str) -> bool:
         """Whether ``uri`` belongs to this kind of store."""
         return uri.startswith(self.scheme + "://")

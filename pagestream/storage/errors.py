@@ -19,3 +19,19 @@ class StorageUnavailableError(StorageError, TransientError):
     """The store cannot be reached right now."""
 
     reason = "storage_unavailable"
+
+
+class InvalidObjectUriError(StorageError, InputError):
+    """The URI or bucket name is malformed: no retry can make it readable."""
+
+    reason = "bad_uri"
+
+
+class ObjectTooLargeError(StorageError, InputError):
+    """The object is larger than the caller accepts; it was not read (or read only up to the cap)."""
+
+    reason = "too_large"
+
+    def __init__(self, message: str, *, size: int | None, limit: int):
+        super().__init__(message)
+        self.size, self.limit = size, limit

@@ -8,7 +8,7 @@ from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 from pagestream.storage.base import ObjectStore
-from pagestream.storage.errors import ObjectNotFoundError, StorageError
+from pagestream.storage.errors import ObjectNotFoundError, ObjectTooLargeError, StorageError
 
 
 def _path_from_uri(uri: str) -> Path:
@@ -62,6 +62,24 @@ class LocalObjectStore(ObjectStore):
             raise ObjectNotFoundError(f"no object at {uri}") from e
         except OSError as e:
             raise StorageError(f"cannot read {uri}: {e.strerror}") from e
+
+    def get_bounded(self, uri: str, max_bytes: int) -> bytes:
+        """Size checked before reading; never reads more than ``max_bytes + 1`` bytes."""
+        path = self._resolve(uri)
+        try:
+            with path.open("rb") as f:
+                size = os.fstat(f.fileno()).st_size
+                if size > max_bytes:
+                    raise ObjectTooLargeError(f"{uri} is {size} bytes; limit is {max_bytes} bytes",
+                                              size=size, limit=max_bytes)
+                data = f.read(max_bytes + 1)
+        except FileNotFoundError as e:
+            raise ObjectNotFoundError(f"no object at {uri}") from e
+        except OSError as e:
+            raise StorageError(f"cannot read {uri}: {e.strerror}") from e
+        if len(data) > max_bytes:  # it grew while being read
+            raise ObjectTooLargeError(f"{uri} is over {max_bytes} bytes", size=None, limit=max_bytes)
+        return data
 
     def exists(self, uri: str) -> bool:
         return self._resolve(uri).is_file()

@@ -5,36 +5,85 @@ transaction, run in a thread so the event loop keeps heartbeating. Redelivered e
 change nothing (``processed_events`` and the (document_id, page_number) upsert).
 
 faust acknowledges a ``take_events`` batch in a ``finally`` block — even when the agent
-body raised. So the body never raises with an unpersisted batch: database outages are
-retried in place (with backoff), and anything else ends the process at once, before any
-offset of the batch can be committed; the supervisor restarts it and the batch is
-delivered again.
+body raised. So the body never raises with an unpersisted batch: database and object-store
+outages are retried in place (with backoff). A batch the database refuses for what it holds
+is split until the one record at fault is found; that record is dead-lettered and its page
+recorded as ``failed`` with the reason, so it still counts toward its document and never
+crash-loops persist. An undecodable record is dead-lettered too, and when its document and page
+can still be read from it, the page is recorded as failed. Only a failure of that machinery
+itself ends the process, before any offset of the batch can be committed.
+
+Claim-checked page results (``layout_uri``) are read back from the object store here.
+Dedupe records older than ``processed_events_retention_days`` are pruned every hour.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
-import os
 import ssl
 import time
+import uuid
 from typing import Any
 
 import faust
 
 from pagestream import metrics
 from pagestream.db import make_engine, ping
-from pagestream.db.progress import PageOutcome, apply_page_outcomes
+from pagestream.db.progress import PageOutcome, apply_page_outcomes, purge_processed_events
 from pagestream.errors import PagestreamError
-from pagestream.events.envelope import decode_record
+from pagestream.events.envelope import decode_record, header_map
 from pagestream.events.errors import EventDecodeError
-from pagestream.events.models import PageOcrCompletedV1, PageOcrFailedV1
+from pagestream.events.models import PageOcrCompletedV1, PageOcrFailedV1, utcnow
 from pagestream.events.topics import PAGE_OCR_COMPLETED, PAGE_OCR_FAILED, PERSIST_DLQ
+from pagestream.exitcodes import ExitCode
+from pagestream.kafka.dlq import dead_letter_headers
+from pagestream.retry import Backoff
+from pagestream.runtime import die
 from pagestream.settings import Settings
+from pagestream.storage import ObjectStore, open_store
+from pagestream.workers.claimcheck import ClaimCheckError, check_out
 
 log = logging.getLogger(__name__)
 GROUP = "pagestream-persist"
-EXIT_UNPERSISTED = 70
+EXIT_UNPERSISTED = int(ExitCode.UNPERSISTED)
+MAX_RECORDED_ATTEMPTS = 1_000_000  # a stand-in failure must itself be storable
+#: ids of the failure records persist writes itself are derived from the original event's
+_FAILURE_NAMESPACE = uuid.UUID("0f5b8a3e-2c4d-4f6a-9b1e-7d3c5a9e2f10")
+
+
+class UnstorableResultError(PagestreamError):
+    """The database refused a page result for what it holds; the page is recorded as failed."""
+
+    reason = "unstorable_result"
+
+
+def failed_outcome(o: PageOutcome, reason: str, detail: str) -> PageOutcome:
+    """A ``page.ocr-failed.v1`` outcome standing in for a page result that cannot be stored."""
+    e = o.event
+    return PageOutcome(uuid.uuid5(_FAILURE_NAMESPACE, f"{reason}/{o.event_id}"), PageOcrFailedV1(
+        page_id=e.page_id, document_id=e.document_id, page_number=e.page_number, page_count=e.page_count,
+        attempts=min(MAX_RECORDED_ATTEMPTS, max(1, getattr(e, "attempt", None) or getattr(e, "attempts", 1))),
+        reason=reason, detail=detail[:2000],
+        failed_at=utcnow(),
+    ), o.traceparent)
+
+
+def salvage_failure(value: bytes | None, headers: list[tuple[str, bytes]], error: EventDecodeError) -> PageOutcome | None:
+    """For an undecodable page result, a failed-page outcome when its ids can still be read."""
+    try:
+        data = json.loads(value or b"")
+        ce_id = header_map(headers).get("ce_id") or ""
+        failed = PageOcrFailedV1(
+            page_id=uuid.UUID(str(data["page_id"])), document_id=uuid.UUID(str(data["document_id"])),
+            page_number=int(data["page_number"]), page_count=int(data["page_count"]),
+            attempts=int(data.get("attempt") or data.get("attempts") or 1), reason="undecodable_result",
+            detail=f"the page result could not be read: {error}"[:2000], failed_at=utcnow(),
+        )
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return None
+    return PageOutcome(uuid.uuid5(_FAILURE_NAMESPACE, f"undecodable/{ce_id or value!r}"), failed, None)
 
 
 class PersistState:
@@ -77,6 +126,7 @@ def broker_credentials(settings: Settings) -> faust.SASLCredentials | faust.SSLC
 def create_app(settings: Settings, state: PersistState) -> faust.App:
     """The faust app with its one agent."""
     engine = make_engine(settings.database_dsn(), application_name="pagestream-persist")
+    store: ObjectStore = open_store(settings)
     app = faust.App(
         GROUP,
         broker="kafka://" + settings.kafka_bootstrap_servers,
@@ -100,53 +150,109 @@ def create_app(settings: Settings, state: PersistState) -> faust.App:
     results = app.topic(PAGE_OCR_COMPLETED, PAGE_OCR_FAILED, value_serializer="raw", key_serializer="raw")
     dlq = app.topic(PERSIST_DLQ, value_serializer="raw", key_serializer="raw")
 
-    async def persist_batch(outcomes: list[PageOutcome]) -> None:
-        backoff = 0.5
+    async def in_thread(fn: Any, *args: Any) -> Any:
+        return await asyncio.get_running_loop().run_in_executor(None, fn, *args)
+
+    async def send_dead_letter(msg: Any, value: bytes | None, error: BaseException) -> None:
+        reason = error.reason if isinstance(error, PagestreamError) else "unexpected_error"
+        await dlq.send(key=msg.key, value=value or b"", headers=dead_letter_headers(
+            _headers(msg), source=f"{msg.topic}[{msg.partition}]@{msg.offset}", reason=reason,
+            detail=f"{type(error).__name__}: {error}", error_class=type(error).__name__))
+        metrics.DLQ_RECORDS.labels(PERSIST_DLQ, reason).inc()
+
+    async def with_retries(what: str, fn: Any, *args: Any) -> Any:
+        """``fn(*args)`` in a thread, retrying transient failures (database, object store) in place."""
+        backoff = Backoff(initial=0.5, maximum=15.0)
         while True:
-            started = time.perf_counter()
             try:
-                res = await asyncio.get_running_loop().run_in_executor(None, apply_page_outcomes, engine, outcomes)
+                result = await in_thread(fn, *args)
             except PagestreamError as e:
                 if not e.retryable:
                     raise
                 state.db_ok = False
                 metrics.ERRORS.labels("persist", e.reason).inc()
-                log.warning("persist: database unavailable, retrying batch: %s", e)
-                await asyncio.sleep(backoff)
-                backoff = min(15.0, backoff * 2)
+                log.warning("persist: %s failed, retrying: %s", what, e)
+                await asyncio.sleep(backoff.next_delay())
                 continue
-            state.db_ok = True
-            state.batches += 1
-            state.duplicates += res.duplicates
-            metrics.PERSIST_BATCH_SIZE.observe(len(outcomes))
-            metrics.PERSIST_BATCH_SECONDS.observe(time.perf_counter() - started)
-            metrics.PAGES_PERSISTED.labels("applied").inc(res.applied)
-            if res.duplicates:
-                metrics.DUPLICATES_ABSORBED.labels("persist").inc(res.duplicates)
-            for doc_id, status, e2e in res.finished:
-                metrics.DOCUMENTS_FINISHED.labels(status).inc()
-                if e2e is not None:
-                    metrics.DOCUMENT_E2E_SECONDS.observe(e2e)
-                log.info("document finished", extra={"document_id": str(doc_id), "status": status})
+            return result
+
+    def checked_out(o: PageOutcome) -> PageOutcome:
+        """The outcome with its claim-checked layout read back (a bad claim check fails the page)."""
+        e = o.event
+        if not isinstance(e, PageOcrCompletedV1) or not e.layout_uri:
+            return o
+        try:
+            layout = check_out(e, store)
+        except ClaimCheckError as err:
+            return failed_outcome(o, err.reason, str(err))
+        return PageOutcome(o.event_id, e.model_copy(update={"layout": layout}), o.traceparent)
+
+    async def persist_batch(outcomes: list[PageOutcome]) -> None:
+        started = time.perf_counter()
+        res = await with_retries("batch", apply_page_outcomes, engine, outcomes)
+        state.db_ok = True
+        state.batches += 1
+        state.duplicates += res.duplicates
+        metrics.PERSIST_BATCH_SIZE.observe(len(outcomes))
+        metrics.PERSIST_BATCH_SECONDS.observe(time.perf_counter() - started)
+        metrics.PAGES_PERSISTED.labels("applied").inc(res.applied)
+        if res.duplicates:
+            metrics.DUPLICATES_ABSORBED.labels("persist").inc(res.duplicates)
+        for doc_id, status, e2e in res.finished:
+            metrics.DOCUMENTS_FINISHED.labels(status).inc()
+            if e2e is not None:
+                metrics.DOCUMENT_E2E_SECONDS.observe(e2e)
+            log.info("document finished", extra={"document_id": str(doc_id), "status": status})
+
+    async def persist_isolating(items: list[tuple[PageOutcome, Any]]) -> None:
+        """Persist ``items``; if the database refuses the batch, split it to find the record at fault,
+        dead-letter that one and record its page as failed."""
+        try:
+            await persist_batch([o for o, _ in items])
             return
+        except Exception as e:  # noqa: BLE001 - anything permanent: isolate the record at fault
+            if len(items) > 1:
+                half = len(items) // 2
+                await persist_isolating(items[:half])
+                await persist_isolating(items[half:])
+                return
+            error = e
+        (o, ev), = items
+        log.error("persist: page result refused; dead-lettering it and failing the page",
+                  extra={"document_id": str(o.event.document_id), "page": o.event.page_number, "error": str(error)})
+        await send_dead_letter(ev.message, ev.value, error)
+        if isinstance(o.event, PageOcrFailedV1) and o.event.reason == UnstorableResultError.reason:
+            return  # even the failure record cannot be stored: the reconciler will finish the document
+        stand_in = failed_outcome(o, UnstorableResultError.reason,
+                                  f"the page result could not be stored ({type(error).__name__}): {error}")
+        await persist_isolating([(stand_in, ev)])
 
     def db_answers() -> bool:
         return ping(engine) is None
 
     @app.timer(interval=5.0, on_leader=False)
     async def check_database() -> None:
-        state.db_ok = await asyncio.get_running_loop().run_in_executor(None, db_answers)
+        state.db_ok = await in_thread(db_answers)
+
+    @app.timer(interval=3600.0, on_leader=False)
+    async def prune_processed_events() -> None:
+        try:
+            n = await in_thread(purge_processed_events, engine, settings.processed_events_retention_days)
+        except PagestreamError as e:
+            log.warning("persist: pruning processed events failed; trying again in an hour: %s", e)
+            return
+        log.info("persist: pruned processed events", extra={"deleted": n})
 
     @app.task
     async def first_check() -> None:
-        state.db_ok = await asyncio.get_running_loop().run_in_executor(None, db_answers)
+        state.db_ok = await in_thread(db_answers)
 
     @app.agent(results)
     async def persist(stream: Any) -> None:
         state.agent_running = True
         async for events in stream.take_events(settings.persist_batch_size, within=settings.persist_batch_seconds):
             try:
-                outcomes: list[PageOutcome] = []
+                items: list[tuple[PageOutcome, Any]] = []
                 for ev in events:
                     msg = ev.message
                     try:
@@ -155,21 +261,21 @@ def create_app(settings: Settings, state: PersistState) -> faust.App:
                             raise EventDecodeError(f"unexpected {env.type} on {msg.topic}")
                     except EventDecodeError as e:
                         log.error("persist: dead-lettering undecodable record: %s", e)
-                        await dlq.send(key=msg.key, value=ev.value or b"", headers=_headers(msg) + [
-                            ("pagestream_dlq_reason", e.reason.encode()),
-                            ("pagestream_dlq_detail", str(e)[:2000].encode()),
-                            ("pagestream_dlq_source", f"{msg.topic}[{msg.partition}]@{msg.offset}".encode()),
-                        ])
-                        metrics.DLQ_RECORDS.labels(PERSIST_DLQ, e.reason).inc()
+                        await send_dead_letter(msg, ev.value, e)
+                        salvaged = salvage_failure(ev.value, _headers(msg), e)
+                        if salvaged is not None:  # the page still counts toward its document
+                            items.append((salvaged, ev))
                         continue
                     metrics.EVENTS_CONSUMED.labels("persist", env.type).inc()
-                    outcomes.append(PageOutcome(env.id, env.data, env.traceparent))
-                if outcomes:
-                    await persist_batch(outcomes)
+                    outcome = PageOutcome(env.id, env.data, env.traceparent)
+                    if isinstance(env.data, PageOcrCompletedV1) and env.data.layout_uri:
+                        outcome = await with_retries("claim check", checked_out, outcome)
+                    items.append((outcome, ev))
+                if items:
+                    await persist_isolating(items)
             except BaseException:
                 # Leaving the body would let faust acknowledge this unpersisted batch.
                 log.exception("persist: batch not persisted; exiting without acknowledging it")
-                logging.shutdown()
-                os._exit(EXIT_UNPERSISTED)
+                die(ExitCode.UNPERSISTED, "persist: exiting without acknowledging an unpersisted batch")
 
     return app

@@ -118,25 +118,14 @@ class DocumentSplitter:
         """Publish every page task of the document and wait for all acknowledgements."""
         doc = env.data
         assert isinstance(doc, DocumentCommittedV1)
-        errors: list[object] = []
-        acked = [0]
-
-        def on_delivery(err: object, _: object) -> None:
-            if err is not None:
-                errors.append(err)
-            acked[0] += 1
-
-        for n in range(1, doc.page_count + 1):
-            task = PageOcrRequestedV1(
+        tasks = [
+            (PageOcrRequestedV1(
                 page_id=page_id_for(doc.document_id, n), document_id=doc.document_id, page_number=n,
                 page_count=doc.page_count, storage_uri=doc.storage_uri, media_type=doc.media_type,
                 sha256=doc.sha256, options=doc.options,
-            )
-            self._producer.publish(task, traceparent=child_traceparent(env.traceparent), topic=PAGE_OCR_REQUESTED,
-                                   on_delivery=on_delivery, partition=self._next_partition())
-        if not self._producer.wait_for(lambda: acked[0] >= doc.page_count, 120.0) or errors:
-            from pagestream.kafka.errors import BrokerUnavailableError
-
-            raise BrokerUnavailableError(f"page tasks of {doc.document_id} not acknowledged: {errors[:1]}")
+            ), PAGE_OCR_REQUESTED, self._next_partition())
+            for n in range(1, doc.page_count + 1)
+        ]
+        self._producer.publish_all(tasks, traceparent=child_traceparent(env.traceparent), timeout=120.0)
         log.info("document split", extra={"document_id": str(doc.document_id), "pages": doc.page_count,
                                           "traceparent": env.traceparent})

@@ -26,8 +26,14 @@ from pagestream.kafka.consumer import ConsumedRecord, EventConsumer
 from pagestream.kafka.dlq import dead_letter
 from pagestream.kafka.producer import EventProducer
 from pagestream.settings import Settings
-from pagestream.storage import LocalObjectStore, ObjectStore
-from pagestream.storage.errors import ObjectNotFoundError, StorageError
+from pagestream.storage import LocalObjectStore, ObjectStore, S3ObjectStore
+from pagestream.storage.errors import (
+    InvalidObjectUriError,
+    ObjectNotFoundError,
+    ObjectTooLargeError,
+    StorageError,
+)
+from pagestream.storage.s3 import bucket_name_problem, parse_s3_uri
 from pagestream.submission import DocumentIntake
 from pagestream.workers.loop import ConsumerLoop
 
@@ -116,13 +122,27 @@ class SubmitCommandConsumer:
         if parts.scheme == "file":
             return self._read_file(uri)
         if parts.scheme == "s3":
-            if not parts.netloc or not parts.path.strip("/"):
-                raise CommandRejected(400, "bad_uri", f"uri {uri!r} must be s3://bucket/key")
-            if self._store.scheme != "s3":
-                raise CommandRejected(400, "bad_uri", "s3:// URIs need an S3 object store (STORAGE_URL=s3://…); "
-                                                      "this deployment stores files locally: use file://")
-            return self._get(self._store, uri)
+            return self._read_s3(uri)
         raise CommandRejected(400, "bad_uri", f"uri {uri[:200]!r} must be s3://bucket/key or file:///absolute/path")
+
+    def _read_s3(self, uri: str) -> bytes:
+        """Only from the configured store's bucket and prefix; size checked (HEAD) before reading."""
+        try:
+            bucket, _key = parse_s3_uri(uri)
+        except InvalidObjectUriError as e:
+            raise CommandRejected(400, "bad_uri", f"{e}; send s3://bucket/key") from e
+        store = self._store
+        if not isinstance(store, S3ObjectStore):
+            raise CommandRejected(400, "bad_uri", "s3:// URIs need an S3 object store (STORAGE_URL=s3://…); "
+                                                  "this deployment stores files locally: use file://")
+        if bucket != store.bucket and (problem := bucket_name_problem(bucket)):
+            raise CommandRejected(400, "bad_uri", f"uri {uri[:200]!r}: {problem}")
+        if not store.within(uri):
+            raise CommandRejected(403, "uri_not_allowed",
+                                  f"{uri[:200]} is outside the bucket and prefix submit commands may read "
+                                  f"({store.location}); upload the document under {store.location} and resubmit")
+        limit = self._intake.limits.max_bytes
+        return self._get(store, uri, limit)
 
     def _read_file(self, uri: str) -> bytes:
         parts = urlsplit(uri)
@@ -145,14 +165,21 @@ class SubmitCommandConsumer:
         if size > limit:
             raise CommandRejected(413, "too_large",
                                   f"file is {size} bytes; limit is {limit} bytes (PAGESTREAM_MAX_UPLOAD_BYTES)")
-        return self._get(LocalObjectStore(self._file_root), path.as_uri())
+        return self._get(LocalObjectStore(self._file_root), path.as_uri(), limit)
 
     @staticmethod
-    def _get(store: ObjectStore, uri: str) -> bytes:
+    def _get(store: ObjectStore, uri: str, limit: int) -> bytes:
         try:
-            return store.get(uri)
+            return store.get_bounded(uri, limit)
         except ObjectNotFoundError as e:
             raise CommandRejected(404, "object_not_found", f"no object at {uri}") from e
+        except ObjectTooLargeError as e:
+            size = f"{e.size} bytes" if e.size is not None else f"over {limit} bytes"
+            raise CommandRejected(413, "too_large", f"object is {size}; limit is {limit} bytes "
+                                                    "(PAGESTREAM_MAX_UPLOAD_BYTES); split the document and "
+                                                    "submit the parts") from e
+        except InvalidObjectUriError as e:
+            raise CommandRejected(400, "bad_uri", f"cannot read {uri[:200]}: {e}") from e
         except StorageError as e:
             if e.retryable:
                 raise

@@ -30,6 +30,7 @@ from datetime import timedelta
 
 from pagestream import metrics
 from pagestream.events.envelope import Envelope, child_traceparent
+from pagestream.events.errors import EventEncodeError
 from pagestream.events.models import (
     DocumentCommittedV1,
     DocumentOcrJobSubmittedV1,
@@ -46,14 +47,15 @@ from pagestream.events.topics import (
     PAGE_OCR_FAILED,
 )
 from pagestream.kafka.consumer import ConsumedRecord, EventConsumer
-from pagestream.kafka.errors import BrokerUnavailableError
 from pagestream.kafka.producer import EventProducer
 from pagestream.layout import PageLayout
 from pagestream.ocr import _textract
 from pagestream.ocr.errors import OcrError
 from pagestream.ocr.textract import TextractAsyncJobs
 from pagestream.settings import Settings
+from pagestream.storage import ObjectStore, open_store
 from pagestream.storage.s3 import parse_s3_uri
+from pagestream.workers.claimcheck import check_in
 from pagestream.workers.loop import ConsumerLoop
 
 log = logging.getLogger(__name__)
@@ -86,9 +88,11 @@ def default_textract_jobs() -> TextractAsyncJobs:
 class TextractJobPoller:
     """Polls submitted Textract jobs one non-blocking call at a time and publishes their page results."""
 
-    def __init__(self, settings: Settings, *, jobs: TextractAsyncJobs | None = None):
+    def __init__(self, settings: Settings, *, jobs: TextractAsyncJobs | None = None, store: ObjectStore | None = None):
         """Configure only; ``jobs`` may be injected (tests), else it is made on the first job."""
+        self._settings = settings
         self._jobs = jobs
+        self._store = store  # for claim-checked page results; opened on first use
         self._consumer = EventConsumer(settings, GROUP, [DOCUMENT_OCR_JOB_SUBMITTED],
                                        client_id="pagestream-ocr-textract-jobs")
         self._producer = EventProducer(settings, client_id="pagestream-ocr-textract-jobs")
@@ -175,36 +179,32 @@ class TextractJobPoller:
                        reason: str, detail: str) -> None:
         """One completed or failed event per page of the document; waits for every acknowledgement."""
         now = utcnow()
-        errors: list[object] = []
-        acked = [0]
-
-        def on_delivery(err: object, _: object) -> None:
-            if err is not None:
-                errors.append(err)
-            acked[0] += 1
-
+        if self._store is None:
+            self._store = open_store(self._settings)
+        items: list[tuple[Event, str | None, int | None]] = []
         done = 0
         for n in range(1, job.page_count + 1):
             page_id = page_id_for(job.document_id, n)
             layout = layouts.get(n)
-            event: Event
+            event: Event | None = None
             if layout is not None:
-                event = PageOcrCompletedV1(
-                    page_id=page_id, document_id=job.document_id, page_number=n, page_count=job.page_count,
-                    attempt=1, layout=layout, started_at=job.submitted_at, completed_at=now,
-                )
-                topic = PAGE_OCR_COMPLETED
-                done += 1
+                try:
+                    event = check_in(PageOcrCompletedV1(
+                        page_id=page_id, document_id=job.document_id, page_number=n, page_count=job.page_count,
+                        attempt=1, layout=layout, started_at=job.submitted_at, completed_at=now,
+                    ), self._store, self._settings.event_max_bytes)
+                    items.append((event, PAGE_OCR_COMPLETED, None))
+                    done += 1
+                    continue
+                except EventEncodeError as e:  # the page's text cannot be serialized: the page fails, saying so
+                    page_reason, page_detail = e.reason, str(e)
             else:
-                event = PageOcrFailedV1(
-                    page_id=page_id, document_id=job.document_id, page_number=n, page_count=job.page_count,
-                    attempts=job.poll_attempt + 1, reason=reason, detail=detail[:2000], failed_at=now,
-                )
-                topic = PAGE_OCR_FAILED
-            self._producer.publish(event, traceparent=child_traceparent(env.traceparent), topic=topic,
-                                   on_delivery=on_delivery)
-        if not self._producer.wait_for(lambda: acked[0] >= job.page_count, 120.0) or errors:
-            raise BrokerUnavailableError(f"page results of {job.document_id} not acknowledged: {errors[:1]}")
+                page_reason, page_detail = reason, detail
+            items.append((PageOcrFailedV1(
+                page_id=page_id, document_id=job.document_id, page_number=n, page_count=job.page_count,
+                attempts=job.poll_attempt + 1, reason=page_reason, detail=page_detail[:2000], failed_at=now,
+            ), PAGE_OCR_FAILED, None))
+        self._producer.publish_all(items, traceparent=child_traceparent(env.traceparent), timeout=120.0)
         failed = job.page_count - done
         metrics.OCR_PAGES.labels(ENGINE, "ocr", "completed").inc(done)
         if failed:

@@ -1,4 +1,5 @@
-"""Run ocr: ``python -m services.ocr`` (splitter and Textract job poller threads + PAGESTREAM_OCR_WORKERS processes)."""
+"""Run ocr: ``python -m services.ocr`` (splitter, Textract job poller and reconciler threads +
+PAGESTREAM_OCR_WORKERS processes). A thread that dies ends the process, so it is restarted."""
 
 from __future__ import annotations
 
@@ -27,22 +28,23 @@ def main() -> None:
         _prepare_multiproc_dir(os.environ["PROMETHEUS_MULTIPROC_DIR"])
     os.environ.setdefault("OMP_THREAD_LIMIT", "1")
 
-    from pagestream.runtime import run_service
+    from pagestream.runtime import run_service, start_essential_thread
     from pagestream.settings import load_settings
     from pagestream.workers.pool import WorkerPool, default_workers
+    from pagestream.workers.reconciler import Reconciler
     from pagestream.workers.splitter import DocumentSplitter
     from pagestream.workers.textract_jobs import TextractJobPoller
 
     settings = load_settings()
     splitter = DocumentSplitter(settings)
     poller = TextractJobPoller(settings)  # idle unless async Textract jobs are submitted
+    reconciler = Reconciler(settings)
     pool = WorkerPool(settings, default_workers(settings.ocr_workers))
 
     def body(stop: threading.Event) -> None:
-        threads = [threading.Thread(target=splitter.run, args=(stop,), name="splitter", daemon=True),
-                   threading.Thread(target=poller.run, args=(stop,), name="textract-jobs", daemon=True)]
-        for t in threads:
-            t.start()
+        threads = [start_essential_thread("splitter", splitter.run, stop),
+                   start_essential_thread("textract-jobs", poller.run, stop),
+                   start_essential_thread("reconciler", reconciler.run, stop)]
         try:
             pool.run(stop)
         finally:
@@ -51,7 +53,8 @@ def main() -> None:
                 t.join(15)
 
     run_service("ocr", settings, body, ready=lambda: splitter.ready and poller.ready and pool.alive > 0,
-                details=lambda: {"workers_alive": pool.alive, "worker_restarts": pool.restarts})
+                details=lambda: {"workers_alive": pool.alive, "worker_restarts": pool.restarts,
+                                 "reconciler_rounds": reconciler.rounds, "reconciler_error": reconciler.last_error})
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import signal
 import subprocess
@@ -141,7 +142,7 @@ def test_services_get_the_stack_environment(supervised: StackSupervisor, externa
     assert env["STORAGE_URL"] == external_environ["STORAGE_URL"]
     assert env["PAGESTREAM_HTTP_PORT"] == str(supervised.port("ocr"))
     assert env["PAGESTREAM_API_URL"] == f"http://127.0.0.1:{supervised.port('ingest')}"
-    assert env["PAGESTREAM_AUTH"] == "disabled"
+    assert env["PAGESTREAM_AUTH"] == "enabled"  # Kafka, PostgreSQL and storage are external: keys required
     assert env["OMP_THREAD_LIMIT"] == "1"
     assert env["PAGESTREAM_STATE_DIR"] == str(supervised.state_dir)
 
@@ -166,6 +167,7 @@ def test_embedded_stack_redacts_the_password_and_stops_everything(tmp_path: Path
         state = json.loads(text)
         assert state["database_url"].startswith("postgresql://pagestream:***@127.0.0.1:")
         assert state["storage_url"] == f"file://{state_dir / 'objects'}"
+        assert (state["auth"], state["auth_reasons"]) == ("disabled", [])  # all embedded, API on 127.0.0.1
         assert {"broker", "postgres", "ingest", "cdc"} <= set(state["parts"])
         infra_pids = [state["parts"]["broker"]["pid"], state["parts"]["postgres"]["pid"]]
         assert all(pid_alive(p) for p in infra_pids)
@@ -238,3 +240,27 @@ def test_down_stops_a_background_stack(tmp_path: Path, external_environ: dict[st
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
+
+
+def test_external_parts_require_api_keys_and_the_log_says_why(
+    tmp_path: Path, external_environ: dict[str, str], caplog: pytest.LogCaptureFixture
+) -> None:
+    environ = {k: v for k, v in external_environ.items() if k != "PAGESTREAM_AUTH"}
+    environ["PAGESTREAM_HTTP_HOST"] = "0.0.0.0"
+    supervisor = StackSupervisor(tmp_path / "state", environ, services=fake_services("ingest"),
+                                 prepare=RecordingPrepare())
+    with caplog.at_level(logging.INFO, logger="pagestream.stack.supervisor"):
+        thread = run_in_thread(supervisor)
+        try:
+            state = json.loads(supervisor.stack_file.read_text())
+        finally:
+            supervisor.request_stop()
+            thread.join(60)
+    assert state["auth"] == "enabled"
+    assert state["auth_reasons"] == [
+        "Kafka is external (KAFKA_BOOTSTRAP_SERVERS is set)", "PostgreSQL is external (DATABASE_URL is set)",
+        "the object store is external (STORAGE_URL is set)",
+        "the API binds to 0.0.0.0 (PAGESTREAM_HTTP_HOST), not a loopback address"]
+    assert "API keys are required because Kafka is external" in caplog.text
+    assert "not a loopback address" in caplog.text
+    assert "DISABLED" not in caplog.text and "127.0.0.1 only" not in caplog.text

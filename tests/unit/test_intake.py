@@ -149,3 +149,27 @@ def test_corpus_generation_is_deterministic(tmp_path: Path, bad_inputs: dict[str
     again = generate(tmp_path)
     for name in small:
         assert again[name].read_bytes() == bad_inputs[name].read_bytes(), name
+
+
+def test_decrypting_a_pdf_waits_for_the_pdfium_lock(bad_inputs: dict[str, Path], monkeypatch: pytest.MonkeyPatch) -> None:
+    """PDFium is not thread-safe: decrypt_pdf must not call it while another thread holds the lock."""
+    import threading
+
+    from pagestream import intake
+
+    data = bad_inputs["encrypted_pdf"].read_bytes()
+    lock = threading.Lock()
+    monkeypatch.setattr(intake, "_PDFIUM_LOCK", lock)
+    result: list[bytes] = []
+    lock.acquire()  # another thread is inside PDFium
+    worker = threading.Thread(target=lambda: result.append(intake.decrypt_pdf(data, PDF_PASSWORD)), daemon=True)
+    try:
+        worker.start()
+        worker.join(0.5)
+        assert worker.is_alive() and not result, "decrypt_pdf called PDFium without holding the PDFium lock"
+    finally:
+        lock.release()
+    worker.join(10)
+    assert result and not lock.locked()
+    info = inspect_document(result[0], LIMITS)  # the copy opens without a password
+    assert (info.encrypted, info.page_count) == (False, 1)

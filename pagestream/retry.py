@@ -1,0 +1,36 @@
+"""Backoff: how long to wait before trying again, capped, with jitter.
+
+One vocabulary for every "try again later" in pagestream, so bounds are stated once.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+
+
+@dataclass
+class Backoff:
+    """Exponential backoff from ``initial`` seconds, multiplied by ``factor`` per failure, capped at
+    ``maximum``; ``jitter`` spreads retries of many workers (a fraction of the delay)."""
+
+    initial: float = 0.5
+    maximum: float = 30.0
+    factor: float = 2.0
+    jitter: float = 0.1
+    failures: int = 0
+
+    def next_delay(self) -> float:
+        """The delay before the next try; counts one more failure."""
+        base = min(self.maximum, self.initial * self.factor ** self.failures)
+        self.failures += 1
+        return base * (1.0 + random.uniform(-self.jitter, self.jitter)) if self.jitter else base
+
+    def reset(self) -> None:
+        """A success: the next failure starts from ``initial`` again."""
+        self.failures = 0
+
+
+def capped_exponential(attempt: int, *, initial: float, factor: float, maximum: float) -> float:
+    """Delay before attempt ``attempt + 1`` (``attempt`` ≥ 1), without jitter: deterministic schedules."""
+    return float(min(maximum, initial * factor ** max(0, attempt - 1)))
