@@ -35,7 +35,9 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 K8S = ROOT / "deploy" / "k8s"
-VENV_BIN = Path(sys.executable).parent
+# The containers' /opt/pagestream: this venv, or PAGESTREAM_SMOKE_VENV (e.g. one installed from
+# requirements-runtime.lock as the Dockerfile does, to run the pods with the image's dependencies only).
+VENV_BIN = Path(os.environ.get("PAGESTREAM_SMOKE_VENV") or Path(sys.executable).parent.parent) / "bin"
 SANDBOX = Path(__file__).with_name("sandbox.py")
 OUR_IMAGE = re.compile(r"(^|/)pagestream(:|@|$)")   # the image built from ./Dockerfile, any registry
 READY_WITHIN_SECONDS = 90.0
@@ -235,7 +237,7 @@ def expose_interpreter(shadow_root: Path) -> list[tuple[str, str, str]]:
     """(closed dir, child, stand-in) for each ancestor of the real interpreter that others cannot
     traverse: the pod's user must be able to run the venv's python, as /opt/pagestream in the image."""
     out = []
-    real = Path(os.path.realpath(sys.executable))
+    real = Path(os.path.realpath(VENV_BIN / "python"))
     for parent in list(reversed(real.parents))[1:]:
         if not parent.stat().st_mode & 0o001:
             child = real.relative_to(parent).parts[0]

@@ -30,7 +30,6 @@ DELIBERATELY_DEFAULTED = {
     "PAGESTREAM_CDC_DEBEZIUM_SLOT": "only for the embedded Debezium engine, not used on Kubernetes",
     "PAGESTREAM_SUBMIT_FILE_ROOT": "unset: file:// submit commands are refused with an S3 store",
     "PAGESTREAM_BROKER_EPOCH": "set by the embedded stack only (its broker keeps topics in memory)",
-    "PAGESTREAM_CDC_ALLOW_SLOT_RECREATE": "false: an operator sets it, after a slot vanished, to accept the gap",
 }
 # Every Deployment must set these itself (or through the ConfigMap).
 REQUIRED_IN_EVERY_SERVICE = {
