@@ -151,6 +151,7 @@ class Container:
     probes: dict[str, dict]
     port: int | None                    # local port of the probes
     grace_seconds: int
+    completes: bool = False             # runs to exit 0 (init containers, Job containers)
 
     @property
     def label(self) -> str:
@@ -205,7 +206,8 @@ def containers_of(docs: list[dict], stack: Stack, workdir: Path) -> list[tuple[s
             group.append(Container(
                 pod=name, name=c["name"], init=init, argv=list(c.get("command", [])) + list(c.get("args", [])),
                 env=env, working_dir=c.get("workingDir", "/"), writable=writable, security=csc, probes=probes,
-                port=port, grace_seconds=int(pod.get("terminationGracePeriodSeconds", 30))))
+                port=port, grace_seconds=int(pod.get("terminationGracePeriodSeconds", 30)),
+                completes=init or d["kind"] == "Job"))
         if group:
             out.append((name, group))
     return out

@@ -50,18 +50,18 @@ def stack(kafka_bootstrap: str, database_url: str, s3_endpoint: str) -> pods.Sta
 
 
 def run_workload(name: str, containers: list[pods.Container], logs: Path) -> dict[str, float]:
-    """Init containers one by one to exit 0, then the containers together until all are ready and live.
-    Returns seconds to ready per container."""
+    """Init (and Job) containers one by one to exit 0, then the containers together until all are ready
+    and live, then SIGTERM within the grace period. Returns seconds to ready per container."""
     started: list[pods.Running] = []
     timings = {}
     try:
         for c in containers:
             log = logs / f"{c.label.replace('/', '_').replace(':', '_')}.log"
             t0 = time.monotonic()
-            if c.init:
+            if c.completes:
                 r = pods.Running(c, log)
                 rc = r.wait_exit(INIT_WITHIN_SECONDS)
-                assert rc == 0, f"{c.label} exited {rc} (the pod would never start):\n{r.tail()}"
+                assert rc == 0, f"{c.label} exited {rc} (the pod would never complete or start):\n{r.tail()}"
                 timings[c.label] = time.monotonic() - t0
                 continue
             started.append(pods.Running(c, log))
@@ -95,7 +95,7 @@ def test_every_pod_starts_and_becomes_ready(overlay: str, stack: pods.Stack, tmp
     names = {n for n, _ in workloads}
     expected = {f"deployment/pagestream-{s}" for s in ("ingest", "ocr", "persist")}
     expected |= set() if overlay == "prod-debezium" else {"deployment/pagestream-cdc"}
-    assert names == expected, f"{overlay}: workloads {names}"
+    assert expected <= names, f"{overlay}: workloads {names}, expected at least {expected}"
     logs = tmp_path / "logs"
     logs.mkdir()
     for name, containers in workloads:
