@@ -18,6 +18,7 @@ from pagestream.settings import Settings
 from tests.deploy import pods
 
 OVERLAYS = ("dev", "prod", "prod-debezium")
+pytestmark = pytest.mark.integration  # needs the broker, PostgreSQL and Tesseract, like tests/integration
 INIT_WITHIN_SECONDS = 120.0
 
 
