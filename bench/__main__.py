@@ -22,7 +22,7 @@ from typing import Any
 from bench.machine import CpuMeter
 
 REPO = Path(__file__).resolve().parent.parent
-NAMES = ("ocr", "cdc", "latency", "ingest", "born-digital", "scaling")
+NAMES = ("ocr", "cdc", "latency", "ingest", "born-digital", "scaling", "liveness")
 
 
 @dataclass(frozen=True)
@@ -139,7 +139,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     with tempfile.TemporaryDirectory(prefix="pagestream-bench-pages-") as tmp:
         pages: list[Path] = []
-        if {"ocr", "latency", "scaling"} & set(selected):
+        if {"ocr", "latency", "scaling", "liveness"} & set(selected):
             say(f"generating {plan.scanned_pages} scanned pages (300 dpi PNG)")
             pages = write_scanned_pages(Path(tmp), plan.scanned_pages)
 
@@ -194,6 +194,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                 return {"runs": runs}
 
             runner.measure("scaling", scaling)
+
+        if "liveness" in selected:
+            from bench.liveness import liveness_costs
+
+            runner.measure("liveness", lambda: liveness_costs(pages))
 
         if "ingest" in selected:
             def ingest() -> dict[str, Any]:

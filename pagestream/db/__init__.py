@@ -9,7 +9,7 @@ from pathlib import Path
 from sqlalchemy import Engine, create_engine, text
 from sqlalchemy import exc as sa_exc
 
-from pagestream.db.errors import DatabaseError, DatabaseUnavailableError
+from pagestream.db.errors import DatabaseError, DatabaseUnavailableError, DataRejectedError
 from pagestream.settings import redact_url
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
@@ -45,6 +45,8 @@ def translate_errors(what: str) -> Iterator[None]:
         code = getattr(e.orig, "pgcode", None)
         if code in ("40001", "40P01"):  # serialization failure, deadlock
             raise DatabaseUnavailableError(f"{what}: transaction conflict ({code}), retry") from e
+        if code and code[:2] in ("22", "23"):  # data exception, integrity violation: this data, not the database
+            raise DataRejectedError(f"{what}: {type(e.orig).__name__} {code}") from e
         raise DatabaseError(f"{what}: {type(e.orig).__name__} {code or ''}".strip()) from e
 
 

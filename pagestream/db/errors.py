@@ -17,6 +17,12 @@ class DatabaseUnavailableError(DatabaseError, TransientError):
     reason = "database_unavailable"
 
 
+class DataRejectedError(DatabaseError):
+    """The database refused the data itself (out of range, invalid text, constraint): permanent for it."""
+
+    reason = "data_rejected"
+
+
 class DocumentNotFoundError(DatabaseError):
     """No document with that id."""
 

@@ -63,6 +63,8 @@ DEFAULT_ASYNC_PAGE_SIZE = (1000, 1000)
 
 _CLIENT_TOKEN = re.compile(r"^[a-zA-Z0-9\-_]{1,64}$")
 _ASYNC_SUFFIXES = (".pdf", ".tif", ".tiff", ".png", ".jpg", ".jpeg")
+#: what Textract's async API reads (it looks at the bytes, not at the object's key)
+_ASYNC_MEDIA_TYPES = frozenset({"application/pdf", "image/tiff", "image/png", "image/jpeg"})
 
 JobState = Literal["IN_PROGRESS", "SUCCEEDED", "FAILED", "PARTIAL_SUCCESS"]
 
@@ -299,11 +301,19 @@ def check_async_document(
     size_bytes: int | None = None,
     page_count: int | None = None,
     encrypted: bool | None = None,
+    media_type: str | None = None,
 ) -> None:
-    """Reject, before paying for a job, documents Textract's async API would refuse."""
+    """Reject, before paying for a job, documents Textract's async API would refuse.
+
+    The format is judged by ``media_type`` (what ingest detected from the bytes) when known;
+    content-addressed keys have no suffix. Without it, the key's suffix must say.
+    """
     if not bucket or not key:
         raise UnreadablePageError("Textract async jobs read from S3 only; give a bucket and a key")
-    if not key.lower().endswith(_ASYNC_SUFFIXES):
+    if media_type is not None:
+        if media_type not in _ASYNC_MEDIA_TYPES:
+            raise UnreadablePageError(f"Textract async accepts PDF, TIFF, PNG or JPEG; got {media_type}")
+    elif not key.lower().endswith(_ASYNC_SUFFIXES):
         raise UnreadablePageError(f"Textract async accepts PDF, TIFF, PNG or JPEG; got {key!r}")
     if size_bytes is not None and size_bytes > ASYNC_MAX_BYTES:
         raise UnreadablePageError(
@@ -345,6 +355,7 @@ class TextractAsyncJobs:
         size_bytes: int | None = None,
         page_count: int | None = None,
         encrypted: bool | None = None,
+        media_type: str | None = None,
     ) -> str:
         """StartDocumentTextDetection; the same ``client_token`` returns the same job (idempotent)."""
         if not _CLIENT_TOKEN.match(client_token):
@@ -352,7 +363,8 @@ class TextractAsyncJobs:
                 "client_token must be 1–64 characters of letters, digits, '-' or '_' "
                 "(derive it from the document id, e.g. its uuid hex)"
             )
-        check_async_document(bucket, key, size_bytes=size_bytes, page_count=page_count, encrypted=encrypted)
+        check_async_document(bucket, key, size_bytes=size_bytes, page_count=page_count, encrypted=encrypted,
+                             media_type=media_type)
         s3_object: dict[str, str] = {"Bucket": bucket, "Name": key}
         if version:
             s3_object["Version"] = version

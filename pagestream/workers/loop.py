@@ -9,8 +9,9 @@ Semantics, decided by error class:
   unserializable; or an unexpected exception) gives that record up: it is dead-lettered intact
   with the error class, message and attempts, and committed, so no record blocks its partition
   or crash-loops its consumer;
-- an error of the loop itself (the broker refused the dead letter, a fatal consumer error)
-  escapes ``run``: the thread running it must end its process (``pagestream.runtime``), so the
+- a ``ConfigurationError`` (the process cannot work at all: a missing table, a bad setting) and
+  an error of the loop itself (the broker refused the dead letter, a fatal consumer error)
+  escape ``run``, so no record is dead-lettered for what is not its fault: the thread running it must end its process (``pagestream.runtime``), so the
   supervisor or Kubernetes restarts it.
 
 Records that are not the expected event are dead-lettered the same way (``decode``).
@@ -23,7 +24,7 @@ import threading
 from collections.abc import Callable
 
 from pagestream import metrics
-from pagestream.errors import PagestreamError
+from pagestream.errors import ConfigurationError, PagestreamError
 from pagestream.events.envelope import Envelope, decode_record, header_map
 from pagestream.events.errors import EventDecodeError
 from pagestream.events.models import Event
@@ -99,6 +100,9 @@ class ConsumerLoop:
     def _one(self, rec: ConsumedRecord, handle: Callable[[ConsumedRecord], None], stop: threading.Event) -> None:
         try:
             handle(rec)
+        except ConfigurationError:
+            self.consumer.seek(rec)
+            raise
         except PagestreamError as e:
             if e.retryable:
                 self._retry_later(rec, e, stop)

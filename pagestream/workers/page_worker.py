@@ -33,7 +33,8 @@ from typing import Any
 from pagestream import metrics
 from pagestream.db import Engine, make_engine
 from pagestream.db.attempts import start_attempt
-from pagestream.errors import PagestreamError
+from pagestream.db.errors import DatabaseError
+from pagestream.errors import ConfigurationError, PagestreamError
 from pagestream.events.envelope import Envelope, child_traceparent
 from pagestream.events.errors import EventEncodeError
 from pagestream.events.models import PageOcrCompletedV1, PageOcrFailedV1, PageOcrRequestedV1, utcnow
@@ -163,8 +164,14 @@ class PageWorker:
             if wait > 0:
                 self._defer(rec, min(wait, 60.0))
                 return
-        ledger = start_attempt(self.db, page_id=task.page_id, document_id=task.document_id,
-                               page_number=task.page_number, worker=self._name)
+        try:
+            ledger = start_attempt(self.db, page_id=task.page_id, document_id=task.document_id,
+                                   page_number=task.page_number, worker=self._name)
+        except DatabaseError as e:
+            if e.retryable:
+                raise
+            # not this page's fault: end the process rather than fail every page
+            raise ConfigurationError(f"the page attempt ledger is unusable ({e}); run `pagestream migrate`") from e
         if ledger.already_completed:
             log.info("page already completed; skipping the task", extra={
                 "document_id": str(task.document_id), "page": task.page_number, "attempts": ledger.attempts})

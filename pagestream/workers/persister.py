@@ -31,6 +31,7 @@ import faust
 
 from pagestream import metrics
 from pagestream.db import make_engine, ping
+from pagestream.db.errors import DatabaseError, DataRejectedError
 from pagestream.db.progress import PageOutcome, apply_page_outcomes, purge_processed_events
 from pagestream.errors import PagestreamError
 from pagestream.events.envelope import decode_record, header_map
@@ -210,13 +211,19 @@ def create_app(settings: Settings, state: PersistState) -> faust.App:
         try:
             await persist_batch([o for o, _ in items])
             return
-        except Exception as e:  # noqa: BLE001 - anything permanent: isolate the record at fault
-            if len(items) > 1:
-                half = len(items) // 2
-                await persist_isolating(items[:half])
-                await persist_isolating(items[half:])
-                return
+        except DatabaseError as e:
+            if not isinstance(e, DataRejectedError):
+                raise  # the database itself is wrong (missing table, permissions): not any record's fault
+            error: BaseException = e
+        except PagestreamError:
+            raise
+        except Exception as e:  # noqa: BLE001 - e.g. text the driver cannot encode: isolate the record
             error = e
+        if len(items) > 1:
+            half = len(items) // 2
+            await persist_isolating(items[:half])
+            await persist_isolating(items[half:])
+            return
         (o, ev), = items
         log.error("persist: page result refused; dead-lettering it and failing the page",
                   extra={"document_id": str(o.event.document_id), "page": o.event.page_number, "error": str(error)})

@@ -95,7 +95,7 @@ class DocumentSplitter:
                 self._textract_jobs = default_textract_jobs()  # no region/credentials: page tasks say so
             jobs = self._textract_jobs
             job_id = jobs.start(*location, client_token=doc.document_id.hex, size_bytes=doc.size_bytes,
-                                page_count=doc.page_count)
+                                page_count=doc.page_count, media_type=doc.media_type)
         except OcrError as e:
             if e.retryable:
                 raise  # throttled or unavailable: the loop rewinds and retries this document

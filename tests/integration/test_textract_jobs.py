@@ -143,11 +143,12 @@ def _results(stub: Stubber, job_id: str, body: dict[str, Any], token: str | None
     stub.add_response("get_document_text_detection", body, params)
 
 
-def _committed(doc_id: uuid.UUID, *, uri: str, pages: int = 3, engine: str | None = "textract") -> DocumentCommittedV1:
+def _committed(doc_id: uuid.UUID, *, uri: str, pages: int = 3, engine: str | None = "textract",
+               size_bytes: int = 120_000) -> DocumentCommittedV1:
     """A committed PDF document event."""
     return DocumentCommittedV1(
         document_id=doc_id, sha256=hashlib.sha256(doc_id.bytes).hexdigest(), media_type="application/pdf",
-        size_bytes=120_000, page_count=pages, storage_uri=uri, options=DocumentOptions(engine=engine),
+        size_bytes=size_bytes, page_count=pages, storage_uri=uri, options=DocumentOptions(engine=engine),
         received_at=utcnow(),
     )
 
@@ -240,6 +241,32 @@ def test_s3_pdf_goes_through_one_async_job_polled_with_backoff(
     services.poller_stub.assert_no_pending_responses()
 
 
+def test_an_ingested_pdf_under_its_content_address_takes_the_async_job_path(
+    services: Services, consumer_factory: Callable[..., EventConsumer]
+) -> None:
+    """Ingest stores bytes under ``documents/<sha[:2]>/<sha>`` (no suffix): the media type ingest
+    detected decides, so a multi-page PDF submitted with engine=textract really runs as one job."""
+    doc_id = uuid.uuid4()
+    job_id = f"job-{doc_id.hex}"
+    sha = hashlib.sha256(doc_id.bytes).hexdigest()
+    key = f"documents/{sha[:2]}/{sha}"
+    services.splitter_stub.add_response(
+        "start_document_text_detection", {"JobId": job_id},
+        {"DocumentLocation": {"S3Object": {"Bucket": BUCKET, "Name": key}}, "ClientRequestToken": doc_id.hex})
+    _poll(services.poller_stub, job_id, {"JobStatus": "SUCCEEDED", "DocumentMetadata": {"Pages": 3}})
+    _results(services.poller_stub, job_id, _result("SUCCEEDED", [1, 2, 3]))
+    out = consumer_factory(DOCUMENT_OCR_JOB_SUBMITTED, PAGE_OCR_REQUESTED, PAGE_OCR_COMPLETED, PAGE_OCR_FAILED)
+
+    services.producer.publish_sync(_committed(doc_id, uri=f"s3://{BUCKET}/{key}"), topic=DOCUMENT_COMMITTED)
+    events = _collect(out, doc_id, _pages_final(3))
+
+    assert sorted(e.page_number for e in _of(events, PageOcrCompletedV1)) == [1, 2, 3]
+    assert not _of(events, PageOcrRequestedV1), "no page tasks: the async job did the work"
+    assert {s.job_id for s in _of(events, DocumentOcrJobSubmittedV1)} == {job_id}
+    services.splitter_stub.assert_no_pending_responses()
+    services.poller_stub.assert_no_pending_responses()
+
+
 def test_failed_job_fails_every_page_with_its_reason(
     services: Services, consumer_factory: Callable[..., EventConsumer]
 ) -> None:
@@ -298,8 +325,9 @@ def test_other_documents_still_become_page_tasks(
     for ev in (_committed(single, uri=f"s3://{BUCKET}/uploads/{single}.pdf", pages=1),
                _committed(local, uri=f"file:///var/objects/{local}.pdf", pages=2),
                _committed(other_engine, uri=f"s3://{BUCKET}/uploads/{other_engine}.pdf", engine="tesseract"),
-               # refused before any call (check_async_document wants a known suffix): page tasks instead
-               _committed(refused, uri=f"s3://{BUCKET}/documents/ab/{refused.hex}", pages=2)):
+               # refused before any call (over Textract async's 500 MB): page tasks instead
+               _committed(refused, uri=f"s3://{BUCKET}/documents/ab/{refused.hex}", pages=2,
+                          size_bytes=600 * 1024 * 1024)):
         services.producer.publish_sync(ev, topic=DOCUMENT_COMMITTED)
     def counts(rs: list[ConsumedRecord]) -> list[int]:
         return [len(_events_of(rs, d)) for d in (single, local, other_engine, refused)]
