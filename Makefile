@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml requirements.lock | sha256sum | cut -c1-12)
 export OMP_THREAD_LIMIT ?= 1
 
-.PHONY: help install demo test test-unit test-integration chaos bench lint schemas examples clean
+.PHONY: help install demo test test-unit test-integration test-deploy chaos bench lint schemas examples clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -34,6 +34,9 @@ test: install ## run the whole test suite against real components
 
 test-unit: install ## unit tests only (seconds)
 	$(PY) -m pytest tests/unit -q
+
+test-deploy: install ## deploy checks: manifests vs vendored CRDs, alert rule tests (promtool), pod-by-pod smoke test
+	$(PY) -m pytest tests/unit/test_deploy_*.py tests/deploy -q
 
 chaos: install ## the full chaos suite
 	$(PY) -m pytest -m chaos -q

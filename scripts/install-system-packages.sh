@@ -12,6 +12,8 @@ done
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing+=(postgresql)
 # kubectl renders the k8s overlays offline; any kubectl will do (Debian's is kubernetes-client).
 command -v kubectl >/dev/null 2>&1 || missing+=(kubernetes-client)
+# promtool runs the alert rules' unit tests (tests/unit/test_deploy_alerts.py); Debian ships it in prometheus.
+command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
 [ ${#missing[@]} -eq 0 ] && exit 0
 echo "installing Debian packages: ${missing[*]}"
 if [ "$(id -u)" -eq 0 ]; then SUDO=(); elif command -v sudo >/dev/null; then SUDO=(sudo); else
@@ -21,3 +23,7 @@ export DEBIAN_FRONTEND=noninteractive
 "${SUDO[@]}" apt-get update -qq
 "${SUDO[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 # Debian's postgresql package starts a system cluster; pagestream never uses it (it runs its own).
+# Debian's prometheus package enables a Prometheus server where systemd runs; only promtool is wanted.
+if [[ " ${missing[*]} " == *" prometheus "* ]] && command -v systemctl >/dev/null && [ -d /run/systemd/system ]; then
+  "${SUDO[@]}" systemctl disable --now prometheus prometheus-node-exporter >/dev/null 2>&1 || true
+fi

@@ -8,11 +8,24 @@ import tempfile
 import threading
 
 
+def _prepare_multiproc_dir(path: str) -> None:
+    os.makedirs(path, exist_ok=True)
+    for name in os.listdir(path):
+        if name.endswith(".db"):
+            os.remove(os.path.join(path, name))
+
+
 def main() -> None:
     # Worker processes report metrics through prometheus_client's multiprocess mode; this
     # must be set before prometheus_client is first imported, here and in every child.
     if "PROMETHEUS_MULTIPROC_DIR" not in os.environ:
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="pagestream-ocr-metrics-")
+    else:
+        # A configured directory (deployment-ocr.yaml: /tmp/metrics on an emptyDir, which starts
+        # empty) must exist before the import, or prometheus_client raises FileNotFoundError.
+        # Files of an earlier run of this container (the emptyDir outlives a restart) would be
+        # summed into the new counters: start from an empty directory.
+        _prepare_multiproc_dir(os.environ["PROMETHEUS_MULTIPROC_DIR"])
     os.environ.setdefault("OMP_THREAD_LIMIT", "1")
 
     from pagestream.runtime import run_service, start_essential_thread

@@ -30,7 +30,6 @@ DELIBERATELY_DEFAULTED = {
     "PAGESTREAM_CDC_DEBEZIUM_SLOT": "only for the embedded Debezium engine, not used on Kubernetes",
     "PAGESTREAM_SUBMIT_FILE_ROOT": "unset: file:// submit commands are refused with an S3 store",
     "PAGESTREAM_BROKER_EPOCH": "set by the embedded stack only (its broker keeps topics in memory)",
-    "PAGESTREAM_CDC_ALLOW_SLOT_RECREATE": "false: an operator sets it, after a slot vanished, to accept the gap",
 }
 # Every Deployment must set these itself (or through the ConfigMap).
 REQUIRED_IN_EVERY_SERVICE = {
@@ -90,8 +89,11 @@ def strict(schema: dict) -> dict:
             if ("properties" in node and "additionalProperties" not in node
                     and not node.get("x-kubernetes-preserve-unknown-fields")):
                 node["additionalProperties"] = False
-            for v in node.values():
-                walk(v)
+            for k, v in node.items():
+                # oneOf/anyOf/allOf/not branches only constrain (structural schemas: their
+                # properties never declare fields), e.g. Strimzi's {"required": ["pattern"]} choices.
+                if k not in ("oneOf", "anyOf", "allOf", "not"):
+                    walk(v)
         elif isinstance(node, list):
             for v in node:
                 walk(v)
@@ -153,10 +155,12 @@ def test_strict_validation_rejects_unknown_fields() -> None:
 
 def test_every_topic_has_a_kafkatopic() -> None:
     for overlay in OVERLAYS:
-        topics = {d["metadata"]["name"]: d for d in rendered(overlay) if d["kind"] == "KafkaTopic"}
+        topics = {d["spec"].get("topicName", d["metadata"]["name"]): d
+                  for d in rendered(overlay) if d["kind"] == "KafkaTopic"}
         assert set(ALL_TOPICS) <= set(topics), f"{overlay}: missing {set(ALL_TOPICS) - set(topics)}"
         for t in topics.values():
-            assert t["spec"]["config"]["retention.ms"] > 0
+            if t["spec"]["config"]["cleanup.policy"] == "delete":
+                assert t["spec"]["config"]["retention.ms"] > 0
     for t in (d for d in rendered("prod") if d["kind"] == "KafkaTopic"):
         assert t["spec"]["replicas"] == 3 and t["spec"]["config"]["min.insync.replicas"] == 2, t["metadata"]["name"]
 
@@ -164,7 +168,12 @@ def test_every_topic_has_a_kafkatopic() -> None:
 def test_kafka_is_kraft_with_scram_and_acls() -> None:
     docs = rendered("prod")
     kafka = next(d for d in docs if d["kind"] == "Kafka")
-    assert kafka["metadata"]["annotations"]["strimzi.io/kraft"] == "enabled"
+    # Strimzi 1.x: only kafka.strimzi.io/v1 is served, KRaft with node pools is the only mode, Kafka 4.x.
+    strimzi = [d for d in docs if d["apiVersion"].startswith("kafka.strimzi.io/")]
+    assert {d["apiVersion"] for d in strimzi} == {"kafka.strimzi.io/v1"}
+    assert kafka["spec"]["kafka"]["version"].startswith("4.")
+    assert kafka["spec"]["kafka"]["metadataVersion"].startswith(kafka["spec"]["kafka"]["version"][:3])
+    assert "zookeeper" not in kafka["spec"] and "strimzi.io/kraft" not in kafka["metadata"].get("annotations", {})
     pool = next(d for d in docs if d["kind"] == "KafkaNodePool")
     assert set(pool["spec"]["roles"]) == {"controller", "broker"} and pool["spec"]["replicas"] == 3
     assert all(lst["authentication"]["type"] == "scram-sha-512" for lst in kafka["spec"]["kafka"]["listeners"])
@@ -230,10 +239,9 @@ def test_autoscaling_pdbs_monitors() -> None:
     trig = so["spec"]["triggers"][0]
     assert so["spec"]["scaleTargetRef"]["name"] == "pagestream-ocr" and trig["type"] == "kafka"
     assert trig["metadata"]["consumerGroup"] == "pagestream-ocr-worker"
-    topic = next(d for d in docs if d["kind"] == "KafkaTopic" and d["metadata"]["name"] == trig["metadata"]["topic"])
-    assert so["spec"]["maxReplicaCount"] <= topic["spec"]["partitions"]
     pdbs = {d["spec"]["selector"]["matchLabels"]["app.kubernetes.io/name"] for d in docs if d["kind"] == "PodDisruptionBudget"}
-    monitors = {d["spec"]["selector"]["matchLabels"]["app.kubernetes.io/name"] for d in docs if d["kind"] == "PodMonitor"}
+    monitors = {d["spec"]["selector"].get("matchLabels", {}).get("app.kubernetes.io/name")
+                for d in docs if d["kind"] == "PodMonitor"}
     services = set(_deployments(docs))
     assert services <= pdbs and services <= monitors
     assert any(d["kind"] == "NetworkPolicy" and d["spec"]["policyTypes"] == ["Ingress", "Egress"] for d in docs)
@@ -288,3 +296,103 @@ def test_debezium_component_matches_the_relay() -> None:
     relay = {k for k, _ in encode_headers(event_id="i", event_type="t", subject="s", time="x", traceparent="tp")}
     literal = {conn[f"transforms.{t}.header"] for t in conn["transforms"].split(",") if t != "outbox"}
     assert relay == set(placed.values()) | literal | {"id"}  # "id": the router's default event-id header
+
+
+def _env(container: dict) -> dict[str, str]:
+    return {e["name"]: e["value"] for e in container.get("env", []) if "value" in e}
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_keda_sized_from_partitions_per_consumer(overlay: str) -> None:
+    """maxReplicaCount = the partitions a worker can usefully own / consumers per pod, and the lag
+    counted is that of every topic of the group (the retry topic too)."""
+    from pagestream.events.topics import PAGE_OCR_REQUESTED, PAGE_OCR_REQUESTED_RETRY
+    from pagestream.workers.page_worker import GROUP  # the worker group and its topics
+
+    docs = rendered(overlay)
+    so = next(d for d in docs if d["kind"] == "ScaledObject")
+    trig = so["spec"]["triggers"][0]["metadata"]
+    assert trig["consumerGroup"] == GROUP
+    assert "topic" not in trig, "name no topic: KEDA then sums the lag of all the group's topics (retry included)"
+    partitions = {d["spec"].get("topicName", d["metadata"]["name"]): d["spec"]["partitions"]
+                  for d in docs if d["kind"] == "KafkaTopic"}
+    ocr = _deployments(docs)[so["spec"]["scaleTargetRef"]["name"]]
+    per_pod = int(_env(ocr["spec"]["template"]["spec"]["containers"][0])["PAGESTREAM_OCR_WORKERS"])
+    # roundrobin over both topics: consumer i gets requested-i and retry-i; past the requested
+    # topic's partition count a consumer would own only a retry partition.
+    assert partitions[PAGE_OCR_REQUESTED_RETRY] == partitions[PAGE_OCR_REQUESTED]
+    assert so["spec"]["maxReplicaCount"] == partitions[PAGE_OCR_REQUESTED] // per_pod
+    assert partitions[PAGE_OCR_REQUESTED] % per_pod == 0
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_autoscaled_workloads_set_no_replicas(overlay: str) -> None:
+    docs = rendered(overlay)
+    scaled = {d["spec"]["scaleTargetRef"]["name"] for d in docs
+              if d["kind"] in ("HorizontalPodAutoscaler", "ScaledObject")}
+    assert scaled == {"pagestream-ingest", "pagestream-ocr"}
+    for name in scaled:
+        assert "replicas" not in _deployments(docs)[name]["spec"], f"{overlay}/{name}: the autoscaler owns replicas"
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_pdbs_never_block_a_drain(overlay: str) -> None:
+    for d in rendered(overlay):
+        if d["kind"] == "PodDisruptionBudget":
+            assert "minAvailable" not in d["spec"] and d["spec"]["maxUnavailable"] >= 1, d["metadata"]["name"]
+            assert d["spec"]["unhealthyPodEvictionPolicy"] == "AlwaysAllow"
+
+
+def test_postgres_synchronizes_the_logical_slot() -> None:
+    cluster = next(d for d in rendered("prod") if d["kind"] == "Cluster")
+    spec = cluster["spec"]
+    major = int(spec["imageName"].rpartition(":")[2].split(".")[0])
+    assert major >= 17, "logical slot failover (sync_replication_slots, failover=true slots) needs PostgreSQL 17+"
+    assert spec["replicationSlots"]["highAvailability"]["synchronizeLogicalDecoding"] is True
+    params = spec["postgresql"]["parameters"]
+    assert params["sync_replication_slots"] == "on" and params["hot_standby_feedback"] == "on"
+    assert "synchronized_standby_slots" not in params, "CloudNativePG manages it"
+    config = next(d for d in rendered("prod") if d["kind"] == "ConfigMap" and d["metadata"]["name"] == "pagestream-config")
+    assert config["data"]["PAGESTREAM_CDC_ALLOW_SLOT_RECREATE"] == "false"
+
+
+def test_prod_debezium_is_namespaced_and_complete() -> None:
+    docs = rendered("prod-debezium")
+    cluster_scoped = {"Namespace"}
+    for d in docs:
+        if d["kind"] not in cluster_scoped:
+            assert d["metadata"].get("namespace") == "pagestream", f"{d['kind']}/{d['metadata']['name']}"
+    conn = next(d for d in docs if d["kind"] == "KafkaConnector")
+    assert conn["spec"]["autoRestart"]["enabled"] is True
+    heartbeat = "__debezium-heartbeat." + conn["spec"]["config"]["topic.prefix"]
+    topics = {d["spec"].get("topicName", d["metadata"]["name"]) for d in docs if d["kind"] == "KafkaTopic"}
+    connect = next(d for d in docs if d["kind"] == "KafkaConnect")
+    assert heartbeat in topics
+    assert {connect["spec"][k] for k in ("configStorageTopic", "offsetStorageTopic", "statusStorageTopic")} <= topics
+    assert connect["spec"]["metricsConfig"]["type"] == "jmxPrometheusExporter"
+    image = connect["spec"]["build"]["output"]["image"]
+    assert ":" in image.rpartition("/")[2] and not image.endswith(":latest"), image
+    assert any(d["kind"] == "PodMonitor" and d["spec"]["selector"]["matchLabels"].get("strimzi.io/kind") == "KafkaConnect"
+               for d in docs)
+
+
+def test_kafka_and_postgres_are_scraped() -> None:
+    monitors = [d["spec"]["selector"].get("matchLabels", {}) for d in rendered("prod") if d["kind"] == "PodMonitor"]
+    assert {"strimzi.io/cluster": "pagestream-kafka", "strimzi.io/kind": "Kafka"} in monitors  # brokers + Kafka Exporter
+    assert any(m.get("cnpg.io/cluster") == "pagestream-db" for m in monitors)
+    kafka = next(d for d in rendered("prod") if d["kind"] == "Kafka")
+    assert "kafkaExporter" in kafka["spec"] and "metricsConfig" in kafka["spec"]["kafka"]
+
+
+def test_crds_are_the_vendored_releases() -> None:
+    """Every CRD file is a byte-for-byte copy of the release named in crds/README.md (sha256 recorded)."""
+    import hashlib
+    import re
+
+    readme = (K8S / "crds" / "README.md").read_text()
+    recorded = dict(re.findall(r"^\| `([\w.]+\.yaml)` \|.*`([0-9a-f]{64})` \|$", readme, re.M))
+    files = {p.name for p in (K8S / "crds").glob("*.yaml")}
+    assert files == set(recorded), f"README does not record: {files ^ set(recorded)}"
+    for name, digest in recorded.items():
+        assert hashlib.sha256((K8S / "crds" / name).read_bytes()).hexdigest() == digest, name
+

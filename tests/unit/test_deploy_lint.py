@@ -59,7 +59,8 @@ def test_dockerfile() -> None:
     assert text.splitlines()[0].startswith("# syntax=")
     assert text.count("\nFROM ") + text.startswith("FROM ") >= 2  # multi-stage
     for needle in ("tesseract-ocr tesseract-ocr-eng tesseract-ocr-osd", "TESSDATA_PREFIX=/usr/share/tesseract-ocr/5/tessdata",
-                   "OMP_THREAD_LIMIT=1", "pip install -r requirements.lock", "pip install --no-deps .", "USER 10001"):
+                   "OMP_THREAD_LIMIT=1", "-r requirements-runtime.lock", "pip install --no-deps --no-build-isolation .",
+                   "USER 10001"):
         assert needle in text, needle
-    for path in ("requirements.lock", "pyproject.toml", "pagestream", "services"):
+    for path in ("requirements-runtime.lock", "requirements-build.lock", "pyproject.toml", "pagestream", "services"):
         assert (ROOT / path).exists()
