@@ -180,6 +180,14 @@ def _text_height(gray: np.ndarray) -> tuple[float | None, float]:
     return height, specks / max(1, total)
 
 
+def _is_bilevel(gray: np.ndarray) -> bool:
+    """A thresholded page (fax, bilevel TIFF saved as JPEG): few mid-grey pixels next to its ink."""
+    sample = _sample(gray)
+    dark = np.count_nonzero(sample < 64)
+    mid = np.count_nonzero((sample >= 64) & (sample < 192))
+    return dark > 0 and mid < 0.5 * dark
+
+
 def _sauvola(gray: np.ndarray, window: int, k: float = 0.2, r: float = 128.0) -> np.ndarray:
     """Sauvola's adaptive threshold: ink where the pixel is below mean·(1 + k·(std/R − 1))."""
     g = gray.astype(np.float32)
@@ -309,11 +317,19 @@ def preprocess(image: Image.Image, dpi: float | None, options: PreprocessOptions
                 steps.add("denoise", t, removed=removed, share=round(speck_share, 3))
         if factor > 1.05:
             t = time.perf_counter()
-            out = cv2.resize(out, (round(out.shape[1] * factor), round(out.shape[0] * factor)),
-                             interpolation=cv2.INTER_CUBIC)
+            size = (round(out.shape[1] * factor), round(out.shape[0] * factor))
+            bilevel = _is_bilevel(out)
+            if bilevel:
+                # A thresholded page (fax): enlarge its black/white shapes smoothly and threshold
+                # again, instead of enlarging the JPEG's blotches around every stroke.
+                _, binary = cv2.threshold(out, 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
+                big = cv2.GaussianBlur(cv2.resize(binary, size, interpolation=cv2.INTER_LINEAR), (0, 0), factor / 2)
+                out = np.where(big > 127, 255, 0).astype(np.uint8)
+            else:
+                out = cv2.resize(out, size, interpolation=cv2.INTER_CUBIC)
             to_source = to_source @ _scale_matrix(1 / factor)
             out_dpi = (dpi * factor) if dpi else TARGET_DPI
-            steps.add("upscale", t, factor=round(factor, 3),
+            steps.add("upscale", t, factor=round(factor, 3), bilevel=bilevel,
                       text_height=round(text_height, 1) if text_height else 0.0, dpi=round(dpi or 0.0, 1))
 
     if uneven and options.binarization:
