@@ -18,6 +18,7 @@ from pagestream.layout import Block, Box, Line, PageLayout, Word
 from pagestream.ocr import render, textlayer
 from pagestream.ocr.engine import OcrEngine
 from pagestream.ocr.preprocess import Preprocessed, PreprocessOptions, preprocess
+from pagestream.settings import Settings
 
 #: OSD confidence below which a detected 90/180/270° turn is not trusted (Tesseract's scale).
 MIN_ORIENTATION_CONFIDENCE = 2.0
@@ -102,6 +103,13 @@ class PageProcessor:
         self.preprocessing = preprocessing or PreprocessOptions()
         # Tesseract brings OSD; other engines may be given a detector (or rotate pages themselves).
         self.orientation = orientation or (engine if isinstance(engine, OrientationDetector) else None)
+
+    @classmethod
+    def from_settings(cls, engine: OcrEngine, settings: Settings) -> PageProcessor:
+        """A processor configured as the OCR workers run it (dpi, pixel budget, languages, preprocessing)."""
+        return cls(engine, dpi=settings.ocr_dpi, max_pixels=settings.ocr_max_page_pixels,
+                   languages=settings.ocr_languages,
+                   preprocessing=PreprocessOptions.from_flags(settings.ocr_preprocess, settings.ocr_preprocess_disable))
 
     def start(self) -> None:
         """Start the engine (load models, connect)."""

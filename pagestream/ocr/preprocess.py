@@ -26,6 +26,7 @@ import cv2
 import numpy as np
 from PIL import Image
 
+from pagestream.errors import ConfigurationError
 from pagestream.layout import Preprocessing, PreprocessingStep
 
 #: Long side of the copy the decisions are made on.
@@ -52,6 +53,10 @@ SPECK_MAX_AREA = 3
 SPECK_MIN_SHARE = 0.15
 
 
+#: Step names as ``PAGESTREAM_OCR_PREPROCESS_DISABLE`` takes them.
+STEP_NAMES = ("page-detection", "illumination", "binarization", "upscale", "denoise")
+
+
 @dataclass(frozen=True)
 class PreprocessOptions:
     """Which steps may run (each still only when the page needs it). All on by default."""
@@ -62,6 +67,18 @@ class PreprocessOptions:
     binarization: bool = True
     upscale: bool = True
     denoise: bool = True
+
+    @classmethod
+    def from_flags(cls, enabled: bool = True, disable: str = "") -> PreprocessOptions:
+        """From the settings: the stage on or off, and a comma-separated list of steps to turn off."""
+        off = {name.strip().lower().replace("_", "-") for name in disable.split(",") if name.strip()}
+        unknown = off - set(STEP_NAMES)
+        if unknown:
+            raise ConfigurationError(
+                f"unknown preprocessing step(s) {', '.join(sorted(unknown))} in PAGESTREAM_OCR_PREPROCESS_DISABLE; "
+                f"choose from {', '.join(STEP_NAMES)}"
+            )
+        return cls(enabled=enabled, **{name.replace("-", "_"): name not in off for name in STEP_NAMES})
 
 
 @dataclass
