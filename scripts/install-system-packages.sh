@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs the Debian packages pagestream needs, only those missing. Idempotent.
 set -euo pipefail
-packages=(tesseract-ocr tesseract-ocr-eng tesseract-ocr-osd poppler-utils yamllint)
+packages=(tesseract-ocr tesseract-ocr-eng tesseract-ocr-osd poppler-utils yamllint fonts-dejavu-core)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

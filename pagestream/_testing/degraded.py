@@ -38,6 +38,8 @@ class DegradedPage:
     data: bytes
     media_type: str
     truth: str
+    #: for photos: the 3×3 homography taking the clean 300 dpi sheet's pixels into the photo's
+    sheet_to_image: tuple[tuple[float, ...], ...] | None = None
 
 
 def page_lines(seed: int, body_lines: int = 24) -> list[str]:
@@ -125,7 +127,8 @@ def phone_photo(seed: int, *, size: tuple[int, int] = (2448, 3264), font_pt: flo
     gray = np.clip(scene, 0, 255)
     tint = np.stack([gray * 1.0, gray * 0.96, gray * 0.86], axis=-1)
     rgb = np.clip(tint, 0, 255).astype(np.uint8)
-    return DegradedPage(f"photo-{seed}", "photo", _jpeg(rgb, 88), "image/jpeg", _truth(lines))
+    return DegradedPage(f"photo-{seed}", "photo", _jpeg(rgb, 88), "image/jpeg", _truth(lines),
+                        sheet_to_image=tuple(tuple(float(v) for v in row) for row in homography))
 
 
 def fax_page(seed: int, *, font_pt: float = 11.0, record_dpi: bool | None = None) -> DegradedPage:
