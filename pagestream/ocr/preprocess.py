@@ -262,10 +262,10 @@ def preprocess(image: Image.Image, dpi: float | None, options: PreprocessOptions
     text_height: float | None = None
     speck_share = 0.0
     small_text = False
-    if dpi is not None and corners is None:
-        small_text = dpi < MIN_DPI
-    elif corners is None and not uneven:
-        # No resolution given (phone JPEGs say 72 dpi or nothing): measure the letters.
+    if corners is None and not uneven and (dpi is None or dpi < MIN_DPI):
+        # Low or no resolution given (phone JPEGs say 72 dpi or nothing): measure the letters. A
+        # low dpi alone is no reason: a poster rendered at 20 dpi to fit the pixel budget has
+        # letters hundreds of pixels tall.
         text_height, speck_share = _text_height(gray)
         small_text = text_height is not None and text_height < MIN_TEXT_HEIGHT
     analysis_seconds = time.perf_counter() - started
@@ -326,8 +326,6 @@ def preprocess(image: Image.Image, dpi: float | None, options: PreprocessOptions
         factor = (TARGET_DPI / dpi) if dpi else TARGET_TEXT_HEIGHT / float(text_height or TARGET_TEXT_HEIGHT)
         factor = float(min(MAX_UPSCALE, factor, (MAX_OUTPUT_PIXELS / (out.shape[0] * out.shape[1])) ** 0.5))
         if options.denoise:
-            if text_height is None:
-                _, speck_share = _text_height(out)
             if speck_share >= SPECK_MIN_SHARE:
                 t = time.perf_counter()
                 out, removed = _remove_specks(out)
