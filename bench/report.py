@@ -229,10 +229,6 @@ def _cdc(d: dict[str, Any]) -> list[str]:
     return [*lines, "```json", json.dumps(d, indent=2, sort_keys=True, default=str), "```"]
 
 
-_RENDER: dict[str, Callable[[dict[str, Any]], list[str]]] = {
-    "ocr": _ocr, "scaling": _scaling, "latency": _latency, "born-digital": _born_digital, "ingest": _ingest,
-    "cdc": _cdc, "preprocessing": _preprocessing,
-}
 
 
 def _preprocessing(d: dict[str, Any]) -> list[str]:
@@ -306,6 +302,12 @@ def _headline(records: dict[str, dict[str, Any]]) -> list[str]:
     if not rows:
         return []
     return ["| figure | value |", "|---|---|", *[f"| {a} | {b} |" for a, b in rows], ""]
+
+
+_RENDER: dict[str, Callable[[dict[str, Any]], list[str]]] = {
+    "ocr": _ocr, "scaling": _scaling, "latency": _latency, "born-digital": _born_digital, "ingest": _ingest,
+    "cdc": _cdc, "preprocessing": _preprocessing,
+}
 
 
 def render(records: dict[str, dict[str, Any]]) -> str:

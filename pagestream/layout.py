@@ -77,9 +77,9 @@ class Preprocessing(BaseModel):
     """What preprocessing decided for a page: the steps applied (none for a clean scan) and timings."""
 
     steps: list[PreprocessingStep] = Field(default_factory=list)
-    analysis_seconds: float = Field(0.0, description="time spent deciding (a look at a small copy)")
-    seconds: float = Field(0.0, description="total time, deciding included")
-    unevenness: float | None = Field(None, description="1 - p5/p95 of the paper's brightness")
+    analysis_seconds: float = 0.0  # time spent deciding (a look at a small copy)
+    seconds: float = 0.0  # total, deciding included
+    unevenness: float | None = None  # 1 - p5/p95 of the paper's brightness
 
 
 class PageLayout(BaseModel):
@@ -99,9 +99,8 @@ class PageLayout(BaseModel):
     title_block: TitleBlock | None = None
     render_seconds: float = 0.0
     ocr_seconds: float = 0.0
-    preprocessing: Preprocessing | None = Field(
-        None, description="image repairs before OCR and their timings; None when not run (text layer, off)"
-    )
+    #: image repairs before OCR and their timings; None when not run (text layer, other engines, off)
+    preprocessing: Preprocessing | None = None
 
     def words(self) -> list[Word]:
         return [w for b in self.blocks for ln in b.lines for w in ln.words]

@@ -82,17 +82,17 @@ def phone_photo(seed: int, *, size: tuple[int, int] = (2448, 3264), font_pt: flo
     top = page_w * (1 - shrink) / 2
     bottom = page_w / 2
     jitter = lambda: r.uniform(-35, 35)  # noqa: E731 - a one-line helper
-    quad = np.float32([
+    quad = np.array([
         [cx - top + jitter(), cy - page_h / 2 + jitter()],
         [cx + top + jitter(), cy - page_h / 2 + jitter()],
         [cx + bottom + jitter(), cy + page_h / 2 + jitter()],
         [cx - bottom + jitter(), cy + page_h / 2 + jitter()],
-    ])
+    ], dtype=np.float32)
     # a small in-plane turn of the whole sheet
     angle = np.deg2rad(r.uniform(-3.0, 3.0))
-    rot = np.float32([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
+    rot = np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]], dtype=np.float32)
     quad = ((quad - [cx, cy]) @ rot.T + [cx, cy]).astype(np.float32)
-    src = np.float32([[0, 0], [sw, 0], [sw, sh], [0, sh]])
+    src = np.array([[0, 0], [sw, 0], [sw, sh], [0, sh]], dtype=np.float32)
     homography = cv2.getPerspectiveTransform(src, quad)
     paper = cv2.warpPerspective(sheet, homography, (width, height), flags=cv2.INTER_AREA, borderValue=0)
     mask = cv2.warpPerspective(np.full_like(sheet, 255), homography, (width, height), flags=cv2.INTER_LINEAR)
@@ -102,7 +102,7 @@ def phone_photo(seed: int, *, size: tuple[int, int] = (2448, 3264), font_pt: flo
     table = 70 + 12 * texture
     paper_f = 30 + paper.astype(np.float32) * (228 - 30) / 255
     alpha = mask.astype(np.float32) / 255
-    scene = alpha * paper_f + (1 - alpha) * table
+    scene: np.ndarray = alpha * paper_f + (1 - alpha) * table
 
     # Light: a gradient across the frame, a vignette and a soft shadow (the phone's, or the hand's)
     # over a band of the sheet. Smooth fields: computed small, then enlarged.
@@ -110,12 +110,12 @@ def phone_photo(seed: int, *, size: tuple[int, int] = (2448, 3264), font_pt: flo
     yy, xx = np.mgrid[0:lh, 0:lw].astype(np.float32)
     theta = r.uniform(0, 2 * np.pi)
     ramp = (np.cos(theta) * (xx / lw - 0.5) + np.sin(theta) * (yy / lh - 0.5)) + 0.5
-    light = 1.0 - r.uniform(0.45, 0.6) * np.clip(ramp, 0, 1)
+    light: np.ndarray = 1.0 - r.uniform(0.45, 0.6) * np.clip(ramp, 0, 1)
     radius = ((xx - lw / 2) / lw) ** 2 + ((yy - lh / 2) / lh) ** 2
     light *= 1.0 - 0.5 * radius
-    shadow = np.zeros((lh, lw), np.float32)
+    shadow: np.ndarray = np.zeros((lh, lw), np.float32)
     x0 = r.uniform(0.1, 0.6) * lw
-    band = np.float32([[x0, 0], [x0 + 0.25 * lw, 0], [x0 + 0.45 * lw, lh], [x0 + 0.2 * lw, lh]])
+    band = np.array([[x0, 0], [x0 + 0.25 * lw, 0], [x0 + 0.45 * lw, lh], [x0 + 0.2 * lw, lh]], dtype=np.float32)
     cv2.fillConvexPoly(shadow, band.astype(np.int32), 1.0)
     shadow = cv2.GaussianBlur(shadow, (0, 0), lw / 40)
     light *= 1.0 - r.uniform(0.3, 0.4) * shadow
@@ -144,8 +144,8 @@ def fax_page(seed: int, *, font_pt: float = 11.0, record_dpi: bool | None = None
     tilt = r.uniform(-0.8, 0.8)
     clean = clean.rotate(tilt, resample=Image.Resampling.BICUBIC, fillcolor=255)
     page = np.asarray(clean, dtype=np.uint8)
-    low = cv2.resize(page, (page.shape[1] // 2, page.shape[0] // 2), interpolation=cv2.INTER_AREA)
-    low = cv2.GaussianBlur(low.astype(np.float32), (0, 0), 0.5)
+    half = cv2.resize(page, (page.shape[1] // 2, page.shape[0] // 2), interpolation=cv2.INTER_AREA)
+    low: np.ndarray = cv2.GaussianBlur(half.astype(np.float32), (0, 0), 0.5)
     low += rng.normal(0, 6, low.shape).astype(np.float32)
     binary = np.where(low < r.uniform(135, 160), 0, 255).astype(np.uint8)
     # Speckle: isolated black dots (1-2 px) on the paper, white dropouts in the strokes.

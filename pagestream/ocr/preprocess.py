@@ -94,7 +94,7 @@ class Preprocessed:
 
     def map_box(self, x0: float, y0: float, x1: float, y1: float) -> tuple[float, float, float, float]:
         """The axis-aligned box, in input pixels, around a box of ``image``."""
-        corners = np.float32([[[x0, y0]], [[x1, y0]], [[x1, y1]], [[x0, y1]]])
+        corners = np.array([[[x0, y0]], [[x1, y0]], [[x1, y1]], [[x0, y1]]], dtype=np.float32)
         mapped = cv2.perspectiveTransform(corners, self.to_source.astype(np.float64)).reshape(-1, 2)
         return (float(mapped[:, 0].min()), float(mapped[:, 1].min()),
                 float(mapped[:, 0].max()), float(mapped[:, 1].max()))
@@ -125,7 +125,7 @@ def _order_corners(points: np.ndarray) -> np.ndarray:
     pts = points.reshape(4, 2).astype(np.float32)
     s = pts.sum(axis=1)
     d = np.diff(pts, axis=1).ravel()
-    return np.float32([pts[np.argmin(s)], pts[np.argmin(d)], pts[np.argmax(s)], pts[np.argmax(d)]])
+    return np.array([pts[np.argmin(s)], pts[np.argmin(d)], pts[np.argmax(s)], pts[np.argmax(d)]], dtype=np.float32)
 
 
 def _find_sheet(background: np.ndarray) -> np.ndarray | None:
@@ -202,7 +202,7 @@ def _is_bilevel(gray: np.ndarray) -> bool:
     sample = _sample(gray)
     dark = np.count_nonzero(sample < 64)
     mid = np.count_nonzero((sample >= 64) & (sample < 192))
-    return dark > 0 and mid < 0.5 * dark
+    return bool(dark > 0 and mid < 0.5 * dark)
 
 
 def _sauvola(gray: np.ndarray, window: int, k: float = 0.2, r: float = 128.0) -> np.ndarray:
@@ -276,7 +276,7 @@ def preprocess(image: Image.Image, dpi: float | None, options: PreprocessOptions
                                seconds=round(time.perf_counter() - started, 4), unevenness=round(unevenness, 3))
         return Preprocessed(image, identity, dpi, record)
 
-    to_source = identity
+    to_source: np.ndarray = identity
     out = gray
     out_dpi = dpi
 
@@ -289,7 +289,7 @@ def preprocess(image: Image.Image, dpi: float | None, options: PreprocessOptions
         left = np.linalg.norm(quad[3] - quad[0])
         right = np.linalg.norm(quad[2] - quad[1])
         width, height = max(top, bottom), max(left, right)
-        rect = np.float32([[0, 0], [width, 0], [width, height], [0, height]])
+        rect = np.array([[0, 0], [width, 0], [width, height], [0, height]], dtype=np.float32)
         warp = cv2.getPerspectiveTransform(quad.astype(np.float32), rect)
         flat = cv2.warpPerspective(gray, warp, (round(width), round(height)), flags=cv2.INTER_LINEAR,
                                    borderMode=cv2.BORDER_REPLICATE)
@@ -300,7 +300,7 @@ def preprocess(image: Image.Image, dpi: float | None, options: PreprocessOptions
         factor = 1.0
         if options.upscale and text_height is not None:
             factor = float(np.clip(TARGET_TEXT_HEIGHT / text_height, 1.0 / MAX_UPSCALE, MAX_UPSCALE))
-            factor = min(factor, (MAX_OUTPUT_PIXELS / (width * height)) ** 0.5)
+            factor = min(factor, float((MAX_OUTPUT_PIXELS / (width * height)) ** 0.5))
             if 0.85 <= factor <= 1.15:
                 factor = 1.0
         if factor != 1.0:

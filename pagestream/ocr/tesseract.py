@@ -9,7 +9,7 @@ import tesserocr
 from PIL import Image
 
 from pagestream.layout import Block, Box, Line, PageLayout, Word
-from pagestream.ocr._tesseract import RawWord, TessApi, resolve_osd, library_version, resolve_tessdata
+from pagestream.ocr._tesseract import RawWord, TessApi, library_version, resolve_osd, resolve_tessdata
 from pagestream.ocr.engine import OcrEngine
 from pagestream.ocr.errors import OcrError, PageTimeoutError
 
