@@ -199,7 +199,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if "preprocessing" in selected:
             from bench import preprocessing
 
-            runner.measure("preprocessing", lambda: preprocessing.run(plan.degraded_pages))
+            runner.measure("preprocessing", lambda: preprocessing.run(plan.degraded_pages, 2 * plan.degraded_pages))
 
         if "ingest" in selected:
             def ingest() -> dict[str, Any]:

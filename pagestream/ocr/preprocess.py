@@ -320,22 +320,25 @@ def preprocess(image: Image.Image, dpi: float | None, options: PreprocessOptions
         width, height = max(top, bottom), max(left, right)
         rect = np.array([[0, 0], [width, 0], [width, height], [0, height]], dtype=np.float32)
         warp = cv2.getPerspectiveTransform(quad.astype(np.float32), rect)
-        flat = cv2.warpPerspective(gray, warp, (round(width), round(height)), flags=cv2.INTER_LINEAR,
-                                   borderMode=cv2.BORDER_REPLICATE)
-        # The warp at native size tells the text height; warp again with the scale folded in
-        # (one resampling of the photo, not two).
-        normalized_sample = _normalize(flat)
-        text_height, speck_share = _text_height(normalized_sample)
+        # A window of the flattened sheet at native size tells the text height (the upper middle,
+        # where text usually is); then one warp of the whole sheet with the scale folded in.
+        side = 1200
+        sw_, sh_ = min(side, round(width)), min(side, round(height))
+        ox, oy = max(0.0, width / 2 - sw_ / 2), max(0.0, min(height - sh_, height / 3 - sh_ / 2))
+        window = np.array([[1, 0, -ox], [0, 1, -oy], [0, 0, 1]], dtype=np.float64) @ warp
+        sample = cv2.warpPerspective(gray, window, (sw_, sh_), flags=cv2.INTER_LINEAR,
+                                     borderMode=cv2.BORDER_REPLICATE)
+        text_height, speck_share = _text_height(_normalize(sample))
         factor = 1.0
         if options.upscale and text_height is not None:
             factor = float(np.clip(TARGET_TEXT_HEIGHT / text_height, 1.0 / MAX_UPSCALE, MAX_UPSCALE))
             factor = min(factor, float((MAX_OUTPUT_PIXELS / (width * height)) ** 0.5))
             if 0.85 <= factor <= 1.15:
                 factor = 1.0
-        if factor != 1.0:
-            warp = _scale_matrix(factor) @ warp
-            flat = cv2.warpPerspective(gray, warp, (round(width * factor), round(height * factor)),
-                                       flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_REPLICATE)
+        warp = _scale_matrix(factor) @ warp
+        flat = cv2.warpPerspective(gray, warp, (round(width * factor), round(height * factor)),
+                                   flags=cv2.INTER_CUBIC if factor > 1.0 else cv2.INTER_AREA if factor < 1.0
+                                   else cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
         out = flat
         to_source = np.linalg.inv(warp)
         out_dpi = TARGET_DPI if text_height else None
@@ -383,8 +386,10 @@ def preprocess(image: Image.Image, dpi: float | None, options: PreprocessOptions
         steps.add("binarization", t, method="sauvola", window=window)
         if options.denoise:
             t = time.perf_counter()
-            out, removed = _remove_specks(out)
-            steps.add("denoise", t, removed=removed)
+            _, share = _text_height(out)  # on a sample: cheap, and most photos need nothing more
+            if share >= SPECK_MIN_SHARE:
+                out, removed = _remove_specks(out)
+                steps.add("denoise", t, removed=removed, share=round(share, 3))
 
     record = Preprocessing(steps=steps.steps, analysis_seconds=round(analysis_seconds, 4),
                            seconds=round(time.perf_counter() - started, 4), unevenness=round(unevenness, 3))
