@@ -317,7 +317,7 @@ def preprocess(image: Image.Image, dpi: float | None, options: PreprocessOptions
         bottom = np.linalg.norm(quad[2] - quad[3])
         left = np.linalg.norm(quad[3] - quad[0])
         right = np.linalg.norm(quad[2] - quad[1])
-        width, height = max(top, bottom), max(left, right)
+        width, height = float(max(top, bottom)), float(max(left, right))
         rect = np.array([[0, 0], [width, 0], [width, height], [0, height]], dtype=np.float32)
         warp = cv2.getPerspectiveTransform(quad.astype(np.float32), rect)
         # A window of the flattened sheet at native size tells the text height (the upper middle,
@@ -325,8 +325,8 @@ def preprocess(image: Image.Image, dpi: float | None, options: PreprocessOptions
         side = 1200
         sw_, sh_ = min(side, round(width)), min(side, round(height))
         ox, oy = max(0.0, width / 2 - sw_ / 2), max(0.0, min(height - sh_, height / 3 - sh_ / 2))
-        window = np.array([[1, 0, -ox], [0, 1, -oy], [0, 0, 1]], dtype=np.float64) @ warp
-        sample = cv2.warpPerspective(gray, window, (sw_, sh_), flags=cv2.INTER_LINEAR,
+        to_window = np.array([[1, 0, -ox], [0, 1, -oy], [0, 0, 1]], dtype=np.float64) @ warp
+        sample = cv2.warpPerspective(gray, to_window, (sw_, sh_), flags=cv2.INTER_LINEAR,
                                      borderMode=cv2.BORDER_REPLICATE)
         text_height, speck_share = _text_height(_normalize(sample))
         factor = 1.0
