@@ -22,7 +22,7 @@ from typing import Any
 from bench.machine import CpuMeter
 
 REPO = Path(__file__).resolve().parent.parent
-NAMES = ("ocr", "cdc", "latency", "ingest", "born-digital", "scaling", "liveness")
+NAMES = ("ocr", "cdc", "latency", "ingest", "born-digital", "scaling", "liveness", "preprocessing")
 
 
 @dataclass(frozen=True)
@@ -36,12 +36,13 @@ class Plan:
     ingest_seconds: float
     repeats: int  # pipeline throughput runs per worker count
     quick: bool
+    degraded_pages: int = 4  # per kind (clean, photo, fax) in the preprocessing section
 
 
 FULL = Plan(scanned_pages=20, latency_documents=20, born_digital_pages=200, ingest_clients=8, ingest_seconds=20.0,
             repeats=2, quick=False)
 QUICK = Plan(scanned_pages=6, latency_documents=5, born_digital_pages=50, ingest_clients=8, ingest_seconds=5.0,
-             repeats=1, quick=True)
+             repeats=1, quick=True, degraded_pages=2)
 
 
 def _command(argv: Sequence[str]) -> str:
@@ -199,6 +200,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             from bench.liveness import liveness_costs
 
             runner.measure("liveness", lambda: liveness_costs(pages))
+
+        if "preprocessing" in selected:
+            from bench import preprocessing
+
+            runner.measure("preprocessing", lambda: preprocessing.run(plan.degraded_pages, 2 * plan.degraded_pages))
 
         if "ingest" in selected:
             def ingest() -> dict[str, Any]:

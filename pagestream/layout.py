@@ -64,6 +64,24 @@ class TitleBlock(BaseModel):
     scale: str | None = None
 
 
+class PreprocessingStep(BaseModel):
+    """One image repair applied before OCR (``perspective``, ``illumination``, ``binarization``,
+    ``upscale``, ``denoise``), its wall time and what it measured or chose."""
+
+    name: str
+    seconds: float
+    params: dict[str, float | int | str | bool] = Field(default_factory=dict)
+
+
+class Preprocessing(BaseModel):
+    """What preprocessing decided for a page: the steps applied (none for a clean scan) and timings."""
+
+    steps: list[PreprocessingStep] = Field(default_factory=list)
+    analysis_seconds: float = 0.0  # time spent deciding (a look at a small copy)
+    seconds: float = 0.0  # total, deciding included
+    unevenness: float | None = None  # 1 - p5/p95 of the paper's brightness
+
+
 class PageLayout(BaseModel):
     """Everything recognized on one page."""
 
@@ -81,6 +99,8 @@ class PageLayout(BaseModel):
     title_block: TitleBlock | None = None
     render_seconds: float = 0.0
     ocr_seconds: float = 0.0
+    #: image repairs before OCR and their timings; None when not run (text layer, other engines, off)
+    preprocessing: Preprocessing | None = None
 
     def words(self) -> list[Word]:
         return [w for b in self.blocks for ln in b.lines for w in ln.words]

@@ -153,6 +153,14 @@ class Settings(BaseSettings):
             conf["ssl.ca.location"] = self.kafka_ssl_ca_location
         return conf
 
+    # --- ocr preprocessing ---
+    # Image repair before Tesseract (docs/engines.md): each step runs only on pages that need it.
+    # PAGESTREAM_OCR_PREPROCESS=false turns the whole stage off; PAGESTREAM_OCR_PREPROCESS_DISABLE
+    # turns single steps off: a comma-separated list of page-detection, illumination,
+    # binarization, upscale, denoise.
+    ocr_preprocess: bool = Field(True, alias="PAGESTREAM_OCR_PREPROCESS")
+    ocr_preprocess_disable: str = Field("", alias="PAGESTREAM_OCR_PREPROCESS_DISABLE")
+
 
 def load_settings(**overrides: Any) -> Settings:
     """Read the environment (once, at an entry point) into frozen settings."""

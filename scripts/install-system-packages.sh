@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs the Debian packages pagestream needs, only those missing. Idempotent.
 set -euo pipefail
-packages=(tesseract-ocr tesseract-ocr-eng tesseract-ocr-osd poppler-utils yamllint)
+packages=(tesseract-ocr tesseract-ocr-eng tesseract-ocr-osd poppler-utils yamllint fonts-dejavu-core)
 # headless Chromium + its WebDriver: the web viewer (/ui) is tested in a real browser
 packages+=(chromium chromium-driver)
 missing=()

@@ -6,13 +6,14 @@ Nothing here knows about ``PageLayout``; ``pagestream.ocr.tesseract`` adapts the
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
 import tesserocr
 from PIL import Image
 
-from pagestream.ocr.errors import EngineConfigurationError
+from pagestream.ocr.errors import EngineConfigurationError, LanguageNotInstalledError
 
 #: Where Debian/Ubuntu and common source builds put the language data (tesseract 5 first).
 TESSDATA_CANDIDATES: tuple[str, ...] = (
@@ -38,12 +39,48 @@ class RawWord:
     confidence: float
 
 
+#: Model files in tessdata that are not languages (orientation and script detection).
+NOT_LANGUAGES = frozenset({"osd", "equ"})
+_LANGUAGE_CODE = re.compile(r"^[A-Za-z0-9_]{1,64}$")
+
+
 def _missing(path: Path, languages: str) -> list[str]:
     return [lang for lang in languages.split("+") if lang and not (path / f"{lang}.traineddata").is_file()]
 
 
+def installed_languages(tessdata: str | None = None) -> list[str]:
+    """Language codes with a model in ``tessdata`` (default: every candidate directory), sorted."""
+    found: set[str] = set()
+    for candidate in [tessdata] if tessdata else list(TESSDATA_CANDIDATES):
+        path = Path(candidate)
+        if path.is_dir():
+            found.update(p.name.removesuffix(".traineddata") for p in path.glob("*.traineddata"))
+    return sorted(found - NOT_LANGUAGES)
+
+
+def check_languages(languages: str, tessdata: str | None = None) -> None:
+    """Refuse what cannot be a language set before touching files: empty parts, paths, ``osd``."""
+    parts = languages.split("+")
+    installed = ", ".join(installed_languages(tessdata)) or "none"
+    for lang in parts:
+        if not _LANGUAGE_CODE.match(lang):
+            raise LanguageNotInstalledError(
+                f"OCR languages {languages!r} are not valid: use installed language codes joined by '+' "
+                f"(installed: {installed})"
+            )
+        if lang in NOT_LANGUAGES:
+            raise LanguageNotInstalledError(
+                f"{lang!r} is not a language (it is Tesseract's orientation/script data); "
+                f"choose from the installed languages: {installed}"
+            )
+
+
 def resolve_tessdata(tessdata: str | None, languages: str) -> str:
-    """Return the tessdata directory holding every language in ``languages`` (``eng+deu``)."""
+    """Return the tessdata directory holding every language in ``languages`` (``eng+deu``).
+
+    ``LanguageNotInstalledError`` (not retryable) names what is missing and what is installed.
+    """
+    check_languages(languages, tessdata)
     candidates = [tessdata] if tessdata else list(TESSDATA_CANDIDATES)
     for candidate in candidates:
         path = Path(candidate)
@@ -51,11 +88,22 @@ def resolve_tessdata(tessdata: str | None, languages: str) -> str:
             return str(path)
     where = tessdata or ", ".join(TESSDATA_CANDIDATES)
     missing = sorted({m for c in candidates for m in _missing(Path(c), languages)}) or languages.split("+")
-    raise EngineConfigurationError(
-        f"Tesseract language data {'+'.join(missing)!r} not found in {where}; "
+    installed = ", ".join(installed_languages(tessdata)) or "none"
+    raise LanguageNotInstalledError(
+        f"Tesseract language data {'+'.join(missing)!r} not found in {where} (installed: {installed}); "
         f"install tesseract-ocr-{missing[0]} or set TESSDATA_PREFIX "
         "to a directory containing the .traineddata files"
     )
+
+
+def resolve_osd(tessdata: str) -> str:
+    """The tessdata directory with ``osd.traineddata`` (orientation detection, not a language)."""
+    if not (Path(tessdata) / "osd.traineddata").is_file():
+        raise EngineConfigurationError(
+            f"Tesseract orientation data 'osd' not found in {tessdata}; install tesseract-ocr-osd "
+            "or set TESSDATA_PREFIX"
+        )
+    return tessdata
 
 
 def library_version() -> str:

@@ -28,6 +28,9 @@ class OcrEngine(ABC):
     #: True when the engine straightens small skew itself (and reports it in ``skew_degrees``);
     #: the page processor then does not spend time deskewing first.
     corrects_skew: ClassVar[bool] = False
+    #: True when the engine reads better after the page processor's image repair (perspective,
+    #: light, resolution, speckle: ``pagestream.ocr.preprocess``). Cloud engines do their own.
+    wants_preprocessing: ClassVar[bool] = False
 
     def start(self) -> None:  # noqa: B027 - optional hook
         """Acquire resources. Default: nothing to do."""

@@ -33,3 +33,13 @@ class EngineConfigurationError(OcrError):
     """The engine is misconfigured (missing language data, missing credentials)."""
 
     reason = "engine_configuration"
+
+
+class LanguageNotInstalledError(EngineConfigurationError, InputError):
+    """A requested OCR language has no model here (or is not a language, like ``osd``).
+
+    Not retryable: the same page asks for the same language again. The message names the missing
+    language and the installed ones, so the document can be resubmitted with ``languages`` fixed.
+    """
+
+    reason = "language_not_installed"

@@ -2,7 +2,8 @@
 
 Text layer when the PDF has a trustworthy one (no OCR spent on born-digital pages);
 otherwise render within the pixel budget → turn upright (OSD) → straighten small skew →
-recognize → parse the title block.
+repair the image where it needs it (``preprocess``: photos, uneven light, low dpi, speckle) →
+recognize → map boxes back onto the page → parse the title block.
 """
 
 from __future__ import annotations
@@ -13,9 +14,11 @@ from typing import Protocol, runtime_checkable
 from PIL import Image
 
 from pagestream import titleblock
-from pagestream.layout import PageLayout
+from pagestream.layout import Block, Box, Line, PageLayout, Word
 from pagestream.ocr import render, textlayer
 from pagestream.ocr.engine import OcrEngine
+from pagestream.ocr.preprocess import Preprocessed, PreprocessOptions, preprocess
+from pagestream.settings import Settings
 
 #: OSD confidence below which a detected 90/180/270° turn is not trusted (Tesseract's scale).
 MIN_ORIENTATION_CONFIDENCE = 2.0
@@ -89,14 +92,24 @@ class PageProcessor:
         languages: str = "eng",
         deskew: bool = True,
         orientation: OrientationDetector | None = None,
+        preprocessing: PreprocessOptions | None = None,
     ) -> None:
         self.engine = engine
         self.dpi = dpi
         self.max_pixels = max_pixels
         self.languages = languages
         self.deskew = deskew
+        #: image repair before OCR; on by default for engines that want it (Tesseract)
+        self.preprocessing = preprocessing or PreprocessOptions()
         # Tesseract brings OSD; other engines may be given a detector (or rotate pages themselves).
         self.orientation = orientation or (engine if isinstance(engine, OrientationDetector) else None)
+
+    @classmethod
+    def from_settings(cls, engine: OcrEngine, settings: Settings) -> PageProcessor:
+        """A processor configured as the OCR workers run it (dpi, pixel budget, languages, preprocessing)."""
+        return cls(engine, dpi=settings.ocr_dpi, max_pixels=settings.ocr_max_page_pixels,
+                   languages=settings.ocr_languages,
+                   preprocessing=PreprocessOptions.from_flags(settings.ocr_preprocess, settings.ocr_preprocess_disable))
 
     def start(self) -> None:
         """Start the engine (load models, connect)."""
@@ -125,12 +138,18 @@ class PageProcessor:
         *,
         force_ocr: bool = False,
         password: str | None = None,
+        languages: str | None = None,
     ) -> PageLayout:
         """Text layer if usable (and not ``force_ocr``), else OCR; ``page_number`` is 1-based.
 
-        ``render_seconds`` covers decoding/rendering, orientation and deskew; ``ocr_seconds``
-        the recognition itself.
+        ``languages`` (e.g. ``"deu+eng"``, a document's option) overrides the processor's default
+        for this page; a language without installed data fails with the (non-retryable)
+        ``LanguageNotInstalledError``. ``render_seconds`` covers decoding/rendering, orientation,
+        deskew and preprocessing; ``ocr_seconds`` the recognition itself. Boxes are in the
+        pixels of the page as rendered (turned upright and straightened, when it was), whatever
+        preprocessing did to the image the engine saw.
         """
+        languages = languages or self.languages
         started = time.perf_counter()
         if render.document_kind(data, media_type) == "pdf":
             with render.pdf_page(data, page_number, password) as page:
@@ -143,10 +162,11 @@ class PageProcessor:
         else:
             rendered = render.render_page(data, media_type, page_number, self.dpi, self.max_pixels)
         image, skew = self.straighten(rendered.image)
+        prepared = self._preprocess(image, rendered.dpi_used)
         render_seconds = time.perf_counter() - started
 
         ocr_started = time.perf_counter()
-        layout = self.engine.recognize(image, languages=self.languages, dpi=rendered.dpi_used)
+        layout = self._recognize(prepared, image, languages, rendered.dpi_used)
         ocr_seconds = time.perf_counter() - ocr_started
         rotation = 0
         # Orientation detection and our own deskew cost up to half a recognition, and nearly
@@ -161,13 +181,16 @@ class PageProcessor:
                     degrees = found % 360
             turned = rotate_clockwise(rendered.image, degrees)
             straight, turned_skew = self.straighten(turned, even_if_engine_corrects=True)
-            render_seconds += time.perf_counter() - fix_started
             if degrees or turned_skew:
+                again_prepared = self._preprocess(straight, rendered.dpi_used)
+                render_seconds += time.perf_counter() - fix_started
                 ocr_started = time.perf_counter()
-                again = self.engine.recognize(straight, languages=self.languages, dpi=rendered.dpi_used)
+                again = self._recognize(again_prepared, straight, languages, rendered.dpi_used)
                 ocr_seconds += time.perf_counter() - ocr_started
                 if _score(again) > _score(layout):
                     layout, rotation, skew = again, degrees, turned_skew or again.skew_degrees
+            else:
+                render_seconds += time.perf_counter() - fix_started
         layout = layout.model_copy(
             update={
                 "rotation": rotation,
@@ -178,6 +201,21 @@ class PageProcessor:
             }
         )
         return _with_title_block(layout)
+
+    def _preprocess(self, image: Image.Image, dpi: float | None) -> Preprocessed | None:
+        if not (self.preprocessing.enabled and self.engine.wants_preprocessing):
+            return None
+        return preprocess(image, dpi, self.preprocessing)
+
+    def _recognize(self, prepared: Preprocessed | None, image: Image.Image, languages: str,
+                   dpi: float | None) -> PageLayout:
+        """Recognize ``image`` (as prepared, when it was); boxes come back in the pixels of ``image``."""
+        if prepared is None:
+            return self.engine.recognize(image, languages=languages, dpi=dpi)
+        layout = self.engine.recognize(prepared.image, languages=languages, dpi=prepared.dpi)
+        if prepared.changed:
+            layout = map_layout(layout, prepared, image.width, image.height)
+        return layout.model_copy(update={"preprocessing": prepared.record})
 
     def straighten(self, image: Image.Image, *, even_if_engine_corrects: bool = False) -> tuple[Image.Image, float]:
         """Remove small skew: ``(image, measured tilt in degrees, counter-clockwise positive)``.
@@ -220,6 +258,26 @@ def _reads_badly(layout: PageLayout) -> bool:
 def _score(layout: PageLayout) -> float:
     """Confidence-weighted amount of text: higher for the better of two readings."""
     return sum(w.confidence * len(w.text) for w in layout.words())
+
+
+def map_layout(layout: PageLayout, prepared: Preprocessed, width: int, height: int) -> PageLayout:
+    """``layout`` of ``prepared.image`` with every box mapped into the ``width``×``height`` input image."""
+
+    def box(b: Box) -> Box:
+        x0, y0, x1, y1 = prepared.map_box(b.x0, b.y0, b.x1, b.y1)
+        x0, x1 = min(max(x0, 0.0), width), min(max(x1, 0.0), width)
+        y0, y1 = min(max(y0, 0.0), height), min(max(y1, 0.0), height)
+        return Box.from_pixels(round(x0, 1), round(y0, 1), round(x1, 1), round(y1, 1), width, height)
+
+    blocks = [
+        Block(text=b.text, box=box(b.box), lines=[
+            Line(text=ln.text, box=box(ln.box),
+                 words=[Word(text=w.text, box=box(w.box), confidence=w.confidence) for w in ln.words])
+            for ln in b.lines
+        ])
+        for b in layout.blocks
+    ]
+    return layout.model_copy(update={"blocks": blocks, "width": width, "height": height})
 
 
 def _with_title_block(layout: PageLayout) -> PageLayout:

@@ -9,12 +9,14 @@ import tesserocr
 from PIL import Image
 
 from pagestream.layout import Block, Box, Line, PageLayout, Word
-from pagestream.ocr._tesseract import RawWord, TessApi, library_version, resolve_tessdata
+from pagestream.ocr._tesseract import RawWord, TessApi, library_version, resolve_osd, resolve_tessdata
 from pagestream.ocr.engine import OcrEngine
 from pagestream.ocr.errors import OcrError, PageTimeoutError
 
 #: OSD works on the text's shape, not on its fine detail: bigger images only cost time.
 _OSD_MAX_SIDE = 1600  # OSD needs letter shapes, not 300 dpi detail; a third of the pixels
+#: Language sets other than the engine's default kept loaded at once (documents may ask for any).
+MAX_EXTRA_LANGUAGE_SETS = 3
 
 
 class TesseractEngine(OcrEngine):
@@ -23,6 +25,8 @@ class TesseractEngine(OcrEngine):
     name: ClassVar[str] = "tesseract"
     #: Tesseract's layout analysis measures and compensates skew itself
     corrects_skew: ClassVar[bool] = True
+    #: Tesseract thresholds globally and wants ~300 dpi text: photos and faxes need repair first
+    wants_preprocessing: ClassVar[bool] = True
 
     def __init__(
         self, languages: str = "eng", tessdata: str | None = None, *, timeout_seconds: float | None = None
@@ -89,11 +93,16 @@ class TesseractEngine(OcrEngine):
         assert self._api is not None and self._tessdata_resolved is not None
         if not languages or languages == self.languages:
             return self._api
-        if languages not in self._extra:
-            # Another language set: load it once too (its data must sit in the same tessdata).
+        api = self._extra.pop(languages, None)
+        if api is None:
+            # Another language set (per document): load it once too (its data must sit in the
+            # same tessdata). A few are kept, least recently used dropped: each holds a model.
             tessdata = resolve_tessdata(self.tessdata or self._tessdata_resolved, languages)
-            self._extra[languages] = TessApi(tessdata, languages, tesserocr.PSM.AUTO)
-        return self._extra[languages]
+            api = TessApi(tessdata, languages, tesserocr.PSM.AUTO)
+            while len(self._extra) >= MAX_EXTRA_LANGUAGE_SETS:
+                self._extra.pop(next(iter(self._extra))).end()
+        self._extra[languages] = api  # most recently used last
+        return api
 
     def detect_orientation(self, image: Image.Image) -> tuple[int, float]:
         """Clockwise degrees (0/90/180/270) that make ``image`` upright, and OSD's confidence.
@@ -103,7 +112,7 @@ class TesseractEngine(OcrEngine):
         if self._osd is None:
             if self._tessdata_resolved is None:
                 self._tessdata_resolved = resolve_tessdata(self.tessdata, self.languages)
-            resolve_tessdata(self._tessdata_resolved, "osd")
+            resolve_osd(self._tessdata_resolved)
             self._osd = TessApi(self._tessdata_resolved, "osd", tesserocr.PSM.OSD_ONLY)
         if max(image.size) > _OSD_MAX_SIDE:
             factor = _OSD_MAX_SIDE / max(image.size)

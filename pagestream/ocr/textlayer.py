@@ -62,13 +62,41 @@ class _PageGeometry:
         return min(xa, xb), min(ya, yb), max(xa, xb), max(ya, yb)
 
 
+def _unit(raw: object, i: int) -> int:
+    return int(pdfium_c.FPDFText_GetUnicode(raw, i))
+
+
 def _chars(textpage: pdfium.PdfTextPage, geometry: _PageGeometry) -> list[_Char | None]:
-    """Characters in content order; ``None`` marks a line break, ``' '`` a word break."""
+    """Characters in content order; ``None`` marks a line break, ``' '`` a word break.
+
+    PDFium reports UTF-16 code units: a character outside the BMP (emoji, math letters) comes
+    as a high and a low surrogate at two indices; they are joined into the one character, its
+    box the union of both. What cannot be valid text is dropped, never passed on: lone
+    surrogates (a broken ToUnicode map) and NUL. The text is always encodable UTF-8.
+    """
     out: list[_Char | None] = []
     raw = textpage.raw
-    for i in range(textpage.count_chars()):
-        code = pdfium_c.FPDFText_GetUnicode(raw, i)
-        ch = chr(code) if 0 < code < 0x110000 else "\ufffd"
+    count = textpage.count_chars()
+    i = 0
+    while i < count:
+        code = _unit(raw, i)
+        index = i
+        i += 1
+        if 0xD800 <= code <= 0xDBFF:
+            low = _unit(raw, i) if i < count else 0
+            if not 0xDC00 <= low <= 0xDFFF:
+                continue  # a high surrogate without its pair: no character to recover
+            code = 0x10000 + ((code - 0xD800) << 10) + (low - 0xDC00)
+            boxes = [_box(textpage, geometry, index), _box(textpage, geometry, i)]
+            i += 1
+            real = [b for b in boxes if b[2] > b[0] or b[3] > b[1]] or boxes
+            x0, y0, x1, y1 = min(b[0] for b in real), min(b[1] for b in real), max(b[2] for b in real), max(
+                b[3] for b in real)
+            out.append(_Char(chr(code), x0, y0, x1, y1))
+            continue
+        if code == 0 or 0xDC00 <= code <= 0xDFFF:
+            continue  # NUL or a low surrogate on its own
+        ch = chr(code) if code < 0x110000 else "\ufffd"
         if ch in "\r\n":
             if out and out[-1] is not None:
                 out.append(None)
@@ -76,9 +104,12 @@ def _chars(textpage: pdfium.PdfTextPage, geometry: _PageGeometry) -> list[_Char 
         if ch.isspace():
             out.append(_Char(" ", 0, 0, 0, 0))
             continue
-        x0, y0, x1, y1 = geometry.box(*textpage.get_charbox(i, loose=True))
-        out.append(_Char(ch, x0, y0, x1, y1))
+        out.append(_Char(ch, *_box(textpage, geometry, index)))
     return out
+
+
+def _box(textpage: pdfium.PdfTextPage, geometry: _PageGeometry, i: int) -> tuple[float, float, float, float]:
+    return geometry.box(*textpage.get_charbox(i, loose=True))
 
 
 def _group_lines(chars: list[_Char | None]) -> list[list[list[_Char]]]:

@@ -81,5 +81,11 @@ class OcrEngineContract:
         first = engine.recognize(image, dpi=200).text
         assert engine.recognize(image, dpi=200).text == first
 
+    def test_declares_its_image_needs(self, engine: OcrEngine) -> None:
+        # The page processor repairs images (perspective, light, resolution) only for engines
+        # that ask for it, and skips its own deskew for engines that straighten pages themselves.
+        assert isinstance(engine.wants_preprocessing, bool)
+        assert isinstance(engine.corrects_skew, bool)
+
     def test_close_works(self, engine: OcrEngine) -> None:
         engine.close()
