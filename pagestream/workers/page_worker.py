@@ -117,8 +117,7 @@ class PageWorker:
     def _processor(self, engine_name: str) -> PageProcessor:
         p = self._processors.get(engine_name)
         if p is None:
-            p = PageProcessor(make_ocr_engine(engine_name, self._s), dpi=self._s.ocr_dpi,
-                              max_pixels=self._s.ocr_max_page_pixels, languages=self._s.ocr_languages)
+            p = PageProcessor.from_settings(make_ocr_engine(engine_name, self._s), self._s)
             p.start()
             self._processors[engine_name] = p
         return p
