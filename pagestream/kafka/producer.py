@@ -26,6 +26,10 @@ log = logging.getLogger(__name__)
 
 DeliveryCallback = Callable[[KafkaError | None, Any], None]
 
+#: errors after which an idempotent producer must be replaced to send anything again
+_FENCING = frozenset({"INVALID_RECORD", "PRODUCER_FENCED", "_FENCED", "INVALID_PRODUCER_EPOCH",
+                      "OUT_OF_ORDER_SEQUENCE_NUMBER", "UNKNOWN_PRODUCER_ID"})
+
 #: how long ``produce`` keeps serving delivery callbacks to make room in a full local queue
 BUFFER_FULL_TIMEOUT_SECONDS = 30.0
 
@@ -46,14 +50,22 @@ class EventProducer:
             **(extra or {}),
         }
         self._producer: Producer | None = None
+        self._needs_reset = False
 
     def start(self) -> None:
+        if self._needs_reset and self._producer is not None:
+            # An idempotent producer is fenced after the broker refused one of its records (Tansu with
+            # a schema registry does this): every later record would fail too. Start a fresh one.
+            log.warning("recreating the Kafka producer after a refused record fenced it")
+            self._producer.flush(0)
+            self._producer = None
+        self._needs_reset = False
         if self._producer is None:
             self._producer = Producer(self._conf)
 
     @property
     def producer(self) -> Producer:
-        if self._producer is None:
+        if self._producer is None or self._needs_reset:
             self.start()
         assert self._producer is not None
         return self._producer
@@ -66,6 +78,8 @@ class EventProducer:
         """
 
         def _cb(err: _RdKafkaError | None, msg: Message) -> None:
+            if err is not None and err.name() in _FENCING:
+                self._needs_reset = True
             if on_delivery is None:
                 if err is not None:
                     log.error("delivery failed", extra={"topic": topic, "error": str(err)})
