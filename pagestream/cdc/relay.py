@@ -259,8 +259,8 @@ class OutboxRelay:
     def _close(self, producer: EventProducer, repl: Any, cur: Any, aux: Any) -> None:
         try:
             producer.close(timeout=5.0)  # what it still delivers is at most a duplicate
-        except PagestreamError:
-            pass
+        except Exception as e:  # noqa: BLE001 - closing after a fatal client error: the session restarts anyway
+            log.warning("cdc: closing the producer failed; a new one is made for the next session: %s", e)
         # a graceful stop confirms what the final drain acknowledged
         if cur is not None and not repl.closed and self._failure is None:
             lsn = self._completed_lsn()
