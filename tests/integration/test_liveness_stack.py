@@ -15,8 +15,6 @@ import time
 import uuid
 from datetime import UTC, datetime
 
-import pytest
-
 from pagestream.client import ApiClient
 from pagestream.events.models import page_id_for
 from tests.chaos_support import ocr_worker_pids, wait_final
@@ -27,7 +25,6 @@ from tests.liveness_support import (
     finishings,
     good_document_completes,
     scan_png,
-    signal_pid,
     stack_on,
     state_dir,
     submit,
@@ -88,3 +85,66 @@ def test_stack_down_mid_flight_then_up_finishes_every_document() -> None:
     redriven = sum(docs[i]["reconcile_rounds"] for i in after_up)
     print(f"{len(after_up)} of {n} finished after `up`, {redriven} re-driven by the reconciler")
     assert redriven >= 1, "nothing was re-driven: the documents recovered some other way"
+
+
+# ---------------------------------------------------------------- 2. a page that kills its worker
+
+
+def test_page_that_kills_its_worker_fails_after_the_attempts() -> None:
+    """A page whose worker is SIGKILLed while reading it (as an OOM kill would), every time: the
+    attempt ledger counts each start, and once ``PAGESTREAM_OCR_MAX_ATTEMPTS`` are spent the page
+    is ``failed`` (``worker_died``, with the limits and what to do), the document ``partial``."""
+    from pagestream.events.topics import PAGE_OCR_REQUESTED_DLQ
+    from tests.chaos_support import read_topic
+
+    max_attempts = 3
+    t0 = time.monotonic()
+    env = {"PAGESTREAM_OCR_MAX_ATTEMPTS": str(max_attempts)}  # default stall (900 s): no re-drive here
+    with state_dir() as state, stack_on(state, env, ocr_workers=2) as stack, \
+            ApiClient(stack.api_url, timeout=30) as client:
+        db = Db(stack)
+        try:
+            did = submit(client, "review.pdf", text_then_dense_scan_pdf())
+            page2 = page_id_for(uuid.UUID(did), 2)
+            killed: list[int] = []
+            for k in range(1, max_attempts + 1):
+                def started(k: int = k) -> dict | None:
+                    row = db.attempts(page2)
+                    return row if row is not None and row["attempts"] >= k else None
+
+                row = wait_for(started, 90, f"attempt {k} of page 2 to start", 0.02)
+                assert row["attempts"] == k, row
+                pid = int(str(row["last_worker"]).split("/")[1])
+                assert pid in ocr_worker_pids(stack), (pid, ocr_worker_pids(stack))
+                os.kill(pid, signal.SIGKILL)
+                killed.append(pid)
+                wait_gone(pid)
+            final = client.wait(did, 90)
+            page_view = {p["page_number"]: p for p in client.pages(did)["pages"]}
+            rows = db.pages([did])[did]
+            ledger = db.attempts(page2)
+            doc_row = db.documents([did])[did]
+        finally:
+            db.close()
+        seen = finishings(stack)
+        dlq = [r for r in read_topic(stack.supervisor.settings(), PAGE_OCR_REQUESTED_DLQ, settle=1.5)
+               if str(page2) in (r.value or b"").decode(errors="replace")]
+        ocr_restarts = stack.restarts()["ocr"]
+        good_document_completes(client)
+    print(f"\nworker killed {len(killed)} times on page 2: {elapsed(t0)} s")
+
+    assert len(set(killed)) == max_attempts  # a fresh worker process each time
+    assert ocr_restarts == 0  # the ocr service itself lived on; its pool replaced the workers
+    assert final["status"] == "partial", final
+    assert (final["pages_done"], final["pages_failed"]) == (1, 1), final
+    assert [(r["page_number"], r["status"]) for r in rows] == [(1, "completed"), (2, "failed")], rows
+    assert "Cover sheet" in rows[0]["text"]
+    failed = rows[1]
+    assert failed["error_reason"] == "worker_died", failed
+    detail = failed["error_detail"]
+    assert f"{max_attempts} attempts started, none finished" in detail, detail
+    assert "Split or downscale it and resubmit" in detail, detail
+    assert page_view[2]["error"] == {"reason": "worker_died", "detail": detail}, page_view[2]
+    assert ledger is not None and ledger["attempts"] == max_attempts + 1  # the last start gave the page up
+    assert len(dlq) == 1, f"{len(dlq)} dead letters for page 2"
+    assert_one_finishing(doc_row, seen.get(did, []), required=True)
