@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 
 from pagestream.client import ApiClient
 from pagestream.events.models import page_id_for
-from tests.chaos_support import ocr_worker_pids, wait_final
+from tests.chaos_support import ChaosStack, ocr_worker_pids, wait_final
 from tests.liveness_support import (
     Db,
     assert_one_finishing,
@@ -25,6 +25,7 @@ from tests.liveness_support import (
     finishings,
     good_document_completes,
     scan_png,
+    signal_pid,
     stack_on,
     state_dir,
     submit,
@@ -148,3 +149,96 @@ def test_page_that_kills_its_worker_fails_after_the_attempts() -> None:
     assert ledger is not None and ledger["attempts"] == max_attempts + 1  # the last start gave the page up
     assert len(dlq) == 1, f"{len(dlq)} dead letters for page 2"
     assert_one_finishing(doc_row, seen.get(did, []), required=True)
+
+
+# ---------------------------------------------------------------- 3. the reconciler's bound
+
+STALL_S, MAX_ROUNDS = 6, 2
+
+
+def _insert_without_event(stack: ChaosStack, db: Db, data: bytes) -> str:
+    """A committed document row whose ``document.committed.v1`` never existed (as after a slot
+    skipped on failover, or an outbox row lost): stored bytes, a ``received`` row, no outbox row."""
+    import hashlib
+
+    from pagestream.storage import open_store
+    from pagestream.storage.base import content_key
+
+    sha = hashlib.sha256(data).hexdigest()
+    uri = open_store(stack.supervisor.settings()).put(content_key(sha), data, "image/png")
+    did = str(uuid.uuid4())
+    db.execute("INSERT INTO documents (id, sha256, media_type, size_bytes, filename, storage_uri, status, page_count, "
+               "options, received_at, updated_at) VALUES (CAST(:id AS uuid), :sha, 'image/png', :size, 'orphan.png', "
+               ":uri, 'received', 1, '{}', now(), now())", id=did, sha=sha, size=len(data), uri=uri)
+    return did
+
+
+def test_reconciler_redrives_lost_events_and_bounds_documents_that_cannot_progress() -> None:
+    """(a) A document whose committed event never reached the splitter is re-requested through the
+    outbox and completes. (b) With every OCR worker frozen (SIGSTOP: a hung mount, a frozen node),
+    a document is re-driven ``PAGESTREAM_RECONCILE_MAX_ROUNDS`` times, ``PAGESTREAM_RECONCILE_STALL_SECONDS``
+    apart, then ``failed`` with the reconciler's reason, within the bound. When the workers thaw,
+    the late result upgrades it to ``completed`` (a second, better finishing), pages unique."""
+    t0 = time.monotonic()
+    env = {"PAGESTREAM_RECONCILE_STALL_SECONDS": str(STALL_S), "PAGESTREAM_RECONCILE_MAX_ROUNDS": str(MAX_ROUNDS)}
+    frozen: list[int] = []
+    with state_dir() as state, stack_on(state, env, ocr_workers=1) as stack, \
+            ApiClient(stack.api_url, timeout=30) as client:
+        db = Db(stack)
+        try:
+            # (a) the event was lost: the reconciler re-requests the missing page
+            orphan = _insert_without_event(stack, db, scan_png(301))
+            a = client.wait(orphan, STALL_S * 2 + 30)
+            a_row = db.documents([orphan])[orphan]
+            a_pages = db.pages([orphan])[orphan]
+
+            # (b) nothing can progress: re-driven MAX_ROUNDS times, then failed with the reason
+            frozen = wait_for(lambda: ocr_worker_pids(stack), 30, "the ocr workers")
+            for pid in frozen:
+                os.kill(pid, signal.SIGSTOP)
+            submitted_at = time.monotonic()
+            stuck = submit(client, "stuck.png", scan_png(302))
+            bound = STALL_S * (MAX_ROUNDS + 1) + 20  # stall per round, plus interval and pipeline slack
+            b = client.wait(stuck, bound)
+            b_seconds = time.monotonic() - submitted_at
+            b_row = db.documents([stuck])[stuck]
+            b_pages = db.pages([stuck])[stuck]
+            b_view = client.pages(stuck)["pages"]
+
+            # the workers thaw: the queued page tasks run, the late result upgrades the document
+            for pid in frozen:
+                signal_pid(pid, signal.SIGCONT)
+            frozen = []
+            wait_for(lambda: client.document(stuck)["status"] == "completed", 60, "the late result to upgrade it", 0.5)
+            b_late = db.documents([stuck])[stuck]
+            b_late_pages = db.pages([stuck])[stuck]
+        finally:
+            for pid in frozen:
+                signal_pid(pid, signal.SIGCONT)
+            db.close()
+        seen = finishings(stack)
+        good_document_completes(client)
+    print(f"\nreconciler: lost event re-driven; stuck document failed after {b_seconds:.1f} s; total {elapsed(t0)} s")
+
+    # (a)
+    assert a["status"] == "completed", a
+    assert a_row["reconcile_rounds"] >= 1, a_row
+    assert [(p["page_number"], p["status"]) for p in a_pages] == [(1, "completed")], a_pages
+    assert "00301" in a_pages[0]["text"].replace(" ", ""), a_pages[0]["text"]
+    assert_one_finishing(a_row, seen.get(orphan, []), required=True)
+
+    # (b) within the bound, with the reconciler's reason
+    assert b["status"] == "failed", b
+    assert b_seconds <= bound
+    assert b_row["reconcile_rounds"] == MAX_ROUNDS, b_row
+    assert b["error"] and "no progress" in b["error"], b
+    assert [(p["page_number"], p["status"], p["error_reason"]) for p in b_pages] == [(1, "failed", "no_progress")]
+    detail = b_pages[0]["error_detail"]
+    assert f"no result after {MAX_ROUNDS} re-drives" in detail and "reprocess the document" in detail, detail
+    assert b_view[0]["error"]["reason"] == "no_progress", b_view
+    # ... and the late result: one better finishing, still one row for the page
+    assert (b_late["status"], b_late["pages_done"], b_late["pages_failed"]) == ("completed", 1, 0), b_late
+    assert [(p["page_number"], p["status"]) for p in b_late_pages] == [(1, "completed")], b_late_pages
+    assert "00302" in b_late_pages[0]["text"].replace(" ", "")
+    events = {f.event_id: f for f in seen.get(stuck, [])}
+    assert sorted(f.status for f in events.values()) == ["completed", "failed"], list(events.values())
