@@ -40,7 +40,8 @@ def state_dir() -> Iterator[Path]:
     try:
         yield path
     finally:
-        shutil.rmtree(path, ignore_errors=True)
+        if not os.environ.get("LIVENESS_KEEP_STATE"):  # set it to read the logs of a failed run
+            shutil.rmtree(path, ignore_errors=True)
 
 
 @contextmanager

@@ -242,3 +242,45 @@ def test_reconciler_redrives_lost_events_and_bounds_documents_that_cannot_progre
     assert "00302" in b_late_pages[0]["text"].replace(" ", "")
     events = {f.event_id: f for f in seen.get(stuck, [])}
     assert sorted(f.status for f in events.values()) == ["completed", "failed"], list(events.values())
+
+
+def test_broker_killed_mid_flight_is_restarted_and_every_document_finishes() -> None:
+    """Only the embedded broker dies (SIGKILL) with work in flight: the supervisor restarts it on the
+    same port (empty: memory storage), recreates the topics, restarts ocr with the new
+    ``PAGESTREAM_BROKER_EPOCH``, and the reconciler re-drives what the broker held."""
+    n = 12
+    t0 = time.monotonic()
+    with state_dir() as state, stack_on(state, {}, ocr_workers=1) as stack, \
+            ApiClient(stack.api_url, timeout=30) as client:
+        sup = stack.supervisor
+        ids = [submit(client, f"scan-{i}.png", scan_png(i)) for i in range(n)]
+        wait_for(lambda: any(client.document(i)["status"] == "completed" for i in ids), 60,
+                 "the first document to complete", 0.2)
+        broker = sup._broker  # the embedded broker (no public handle exists)
+        assert broker is not None and broker.pid is not None
+        killed_at = datetime.now(UTC)
+        os.kill(broker.pid, signal.SIGKILL)
+        wait_for(lambda: sup.restarts("broker") >= 1 and broker.running(), 60, "the broker to be restarted")
+        final = wait_final(client, ids, 150)
+        db = Db(stack)
+        try:
+            docs = db.documents(ids)
+            pages = db.pages(ids)
+        finally:
+            db.close()
+        seen = finishings(stack)
+        restarts = stack.restarts()
+        good_document_completes(client)
+    print(f"\nbroker killed: {n} documents, {elapsed(t0)} s, restarts {restarts}")
+
+    assert {d["status"] for d in final.values()} == {"completed"}, final
+    after = [i for i in ids if docs[i]["completed_at"] > killed_at]
+    assert len(after) >= n // 4, f"only {len(after)} documents were in flight when the broker died"
+    assert restarts["broker"] == 1 and restarts["ocr"] >= 1, restarts
+    for i in ids:
+        d = docs[i]
+        assert (d["pages_done"], d["pages_failed"]) == (1, 0), d
+        assert [(p["page_number"], p["status"]) for p in pages[i]] == [(1, "completed")], pages[i]
+        assert_one_finishing(d, seen.get(i, []), required=i in after)
+    print(f"{len(after)} of {n} finished after the broker died, "
+          f"{sum(docs[i]['reconcile_rounds'] for i in after)} re-driven by the reconciler")
