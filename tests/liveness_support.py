@@ -177,18 +177,27 @@ class Finishing:
     completed_at: datetime
 
 
-def finishings(stack: ChaosStack, *, settle: float = 3.0) -> dict[str, list[Finishing]]:
-    """Every ``document.ocr-completed.v1`` record in the (current) broker, by document."""
+def finishings(stack: ChaosStack, *, expect: dict[str, int] | None = None, settle: float = 3.0,
+               timeout: float = 30.0) -> dict[str, list[Finishing]]:
+    """Every ``document.ocr-completed.v1`` record in the (current) broker, by document.
+
+    ``expect`` maps document ids to how many distinct finishings must have arrived: the topic is
+    read again until they have (cdc relays the outbox a moment after the row commits), or ``timeout``.
+    """
     from pagestream.events.envelope import header_map
     from pagestream.events.topics import DOCUMENT_OCR_COMPLETED
 
-    out: dict[str, list[Finishing]] = {}
-    for r in read_topic(stack.supervisor.settings(), DOCUMENT_OCR_COMPLETED, settle=settle):
-        h = header_map(r.headers)
-        data = json.loads(r.value)
-        out.setdefault(str(data["document_id"]), []).append(Finishing(
-            h.get("ce_id", ""), data["status"], datetime.fromisoformat(data["completed_at"])))
-    return out
+    deadline = time.monotonic() + timeout
+    while True:
+        out: dict[str, list[Finishing]] = {}
+        for r in read_topic(stack.supervisor.settings(), DOCUMENT_OCR_COMPLETED, settle=settle):
+            h = header_map(r.headers)
+            data = json.loads(r.value)
+            out.setdefault(str(data["document_id"]), []).append(Finishing(
+                h.get("ce_id", ""), data["status"], datetime.fromisoformat(data["completed_at"])))
+        short = {d: n for d, n in (expect or {}).items() if len({f.event_id for f in out.get(d, [])}) < n}
+        if not short or time.monotonic() > deadline:
+            return out
 
 
 def assert_one_finishing(doc: dict[str, Any], seen: list[Finishing], *, required: bool = True) -> None:

@@ -64,13 +64,13 @@ def test_stack_down_mid_flight_then_up_finishes_every_document() -> None:
                 pages = db.pages(ids)
             finally:
                 db.close()
-            seen = finishings(stack)
+            after_up = [i for i in ids if docs[i]["completed_at"] > up_at]
+            seen = finishings(stack, expect=dict.fromkeys(after_up, 1))
             good_document_completes(client)
     print(f"\nbroker lost: {n} documents, {elapsed(t0)} s")
 
     assert len(docs) == n
     assert {d["status"] for d in final.values()} == {"completed"}, final
-    after_up = [i for i in ids if docs[i]["completed_at"] > up_at]
     assert len(after_up) >= n // 4, f"only {len(after_up)} documents were in flight at `down`; the test proves little"
     for i in ids:
         d = docs[i]
@@ -127,7 +127,7 @@ def test_page_that_kills_its_worker_fails_after_the_attempts() -> None:
             doc_row = db.documents([did])[did]
         finally:
             db.close()
-        seen = finishings(stack)
+        seen = finishings(stack, expect={did: 1})
         dlq = [r for r in read_topic(stack.supervisor.settings(), PAGE_OCR_REQUESTED_DLQ, settle=1.5)
                if str(page2) in (r.value or b"").decode(errors="replace")]
         ocr_restarts = stack.restarts()["ocr"]
@@ -216,7 +216,7 @@ def test_reconciler_redrives_lost_events_and_bounds_documents_that_cannot_progre
             for pid in frozen:
                 signal_pid(pid, signal.SIGCONT)
             db.close()
-        seen = finishings(stack)
+        seen = finishings(stack, expect={orphan: 1, stuck: 2})
         good_document_completes(client)
     print(f"\nreconciler: lost event re-driven; stuck document failed after {b_seconds:.1f} s; total {elapsed(t0)} s")
 
@@ -268,13 +268,13 @@ def test_broker_killed_mid_flight_is_restarted_and_every_document_finishes() -> 
             pages = db.pages(ids)
         finally:
             db.close()
-        seen = finishings(stack)
+        after = [i for i in ids if docs[i]["completed_at"] > killed_at]
+        seen = finishings(stack, expect=dict.fromkeys(after, 1))
         restarts = stack.restarts()
         good_document_completes(client)
     print(f"\nbroker killed: {n} documents, {elapsed(t0)} s, restarts {restarts}")
 
     assert {d["status"] for d in final.values()} == {"completed"}, final
-    after = [i for i in ids if docs[i]["completed_at"] > killed_at]
     assert len(after) >= n // 4, f"only {len(after)} documents were in flight when the broker died"
     assert restarts["broker"] == 1 and restarts["ocr"] >= 1, restarts
     for i in ids:
