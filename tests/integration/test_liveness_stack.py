@@ -15,9 +15,11 @@ import time
 import uuid
 from datetime import UTC, datetime
 
+import pytest
+
 from pagestream.client import ApiClient
 from pagestream.events.models import page_id_for
-from tests.chaos_support import ChaosStack, ocr_worker_pids, wait_final
+from tests.chaos_support import ChaosDoc, ChaosStack, make_corpus, ocr_worker_pids, wait_final
 from tests.liveness_support import (
     Db,
     assert_one_finishing,
@@ -37,17 +39,19 @@ from tests.liveness_support import (
 # ---------------------------------------------------------------- 1. the embedded broker is lost
 
 
-def test_stack_down_mid_flight_then_up_finishes_every_document() -> None:
-    """`pagestream down` with work in flight, then `pagestream up` on the same state dir: PostgreSQL
-    keeps its rows, the in-memory broker starts empty, and the reconciler re-drives every unfinished
-    document (last touched before ``PAGESTREAM_BROKER_EPOCH``): all complete, nothing resubmitted."""
-    n = 16
+def down_then_up(corpus: list[ChaosDoc], *, workers: int, down_after: int, timeout: float) -> None:
+    """Submit ``corpus``, `pagestream down` once ``down_after`` documents completed, `pagestream up`
+    on the same state dir, and check that every document completes exactly once, with its pages."""
+    n = len(corpus)
     t0 = time.monotonic()
     with state_dir() as state:
-        with stack_on(state, {}, ocr_workers=1) as stack, ApiClient(stack.api_url, timeout=30) as client:
-            ids = [submit(client, f"scan-{i}.png", scan_png(i)) for i in range(n)]
-            wait_for(lambda: any(client.document(i)["status"] == "completed" for i in ids), 60,
-                     "the first document to complete", 0.2)
+        with stack_on(state, {}, ocr_workers=workers) as stack, ApiClient(stack.api_url, timeout=30) as client:
+            ids = [submit(client, d.name, d.data) for d in corpus]
+
+            def completed() -> int:
+                return sum(1 for i in ids if client.document(i)["status"] == "completed")
+
+            wait_for(lambda: completed() >= down_after, 120, f"{down_after} documents to complete", 0.2)
             # as in issue 10: a checkpoint persists the slot's confirmed position, so the outbox
             # is not replayed after the restart (PostgreSQL 17 never replays it)
             db = Db(stack)
@@ -56,8 +60,8 @@ def test_stack_down_mid_flight_then_up_finishes_every_document() -> None:
             finally:
                 db.close()
         up_at = datetime.now(UTC)
-        with stack_on(state, {}, ocr_workers=1) as stack, ApiClient(stack.api_url, timeout=30) as client:
-            final = wait_final(client, ids, 120)
+        with stack_on(state, {}, ocr_workers=workers) as stack, ApiClient(stack.api_url, timeout=30) as client:
+            final = wait_final(client, ids, timeout)
             db = Db(stack)
             try:
                 docs = db.documents(ids)
@@ -67,15 +71,18 @@ def test_stack_down_mid_flight_then_up_finishes_every_document() -> None:
             after_up = [i for i in ids if docs[i]["completed_at"] > up_at]
             seen = finishings(stack, expect=dict.fromkeys(after_up, 1))
             good_document_completes(client)
-    print(f"\nbroker lost: {n} documents, {elapsed(t0)} s")
+    redriven = sum(docs[i]["reconcile_rounds"] for i in after_up)
+    print(f"\nbroker lost: {n} documents, {len(after_up)} finished after `up`, {redriven} re-driven by the "
+          f"reconciler; {elapsed(t0)} s")
 
     assert len(docs) == n
     assert {d["status"] for d in final.values()} == {"completed"}, final
-    assert len(after_up) >= n // 4, f"only {len(after_up)} documents were in flight at `down`; the test proves little"
-    for i in ids:
+    assert len(after_up) >= min(n // 4, 10), f"only {len(after_up)} documents were in flight at `down`; the test proves little"
+    for i, doc in zip(ids, corpus, strict=True):
         d = docs[i]
-        assert d["status"] == "completed" and d["pages_done"] == 1 and d["pages_failed"] == 0, d
-        assert [(p["page_number"], p["status"]) for p in pages[i]] == [(1, "completed")], pages[i]
+        assert (d["page_count"], d["pages_done"], d["pages_failed"]) == (doc.pages, doc.pages, 0), (doc.name, d)
+        assert [(p["page_number"], p["status"]) for p in pages[i]] == [
+            (k, "completed") for k in range(1, doc.pages + 1)], (doc.name, pages[i])
         # re-driven at most once (the epoch), and only documents the broker had lost
         assert d["reconcile_rounds"] <= 1, d
         if i in after_up:
@@ -83,9 +90,23 @@ def test_stack_down_mid_flight_then_up_finishes_every_document() -> None:
         else:  # finished before `down`: its event may be replayed by cdc, never a second finishing
             assert d["reconcile_rounds"] == 0, d
             assert_one_finishing(d, seen.get(i, []), required=False)
-    redriven = sum(docs[i]["reconcile_rounds"] for i in after_up)
-    print(f"{len(after_up)} of {n} finished after `up`, {redriven} re-driven by the reconciler")
     assert redriven >= 1, "nothing was re-driven: the documents recovered some other way"
+
+
+def test_stack_down_mid_flight_then_up_finishes_every_document() -> None:
+    """`pagestream down` with work in flight, then `pagestream up` on the same state dir: PostgreSQL
+    keeps its rows, the in-memory broker starts empty, and the reconciler re-drives every unfinished
+    document (last touched before ``PAGESTREAM_BROKER_EPOCH``): all complete, nothing resubmitted.
+    16 one-page scans, `down` after the first finished (issue 10's reproduction)."""
+    corpus = [ChaosDoc(f"scan-{i}.png", "image", scan_png(i), 1) for i in range(16)]
+    down_then_up(corpus, workers=1, down_after=1, timeout=120)
+
+
+@pytest.mark.chaos
+def test_stack_down_mid_flight_then_up_mixed_corpus() -> None:
+    """The same with 150 mixed documents (multi-page PDFs, drawings, scans) and two workers: documents
+    half done at `down` get only their missing pages re-requested."""
+    down_then_up(make_corpus(150), workers=2, down_after=20, timeout=600)
 
 
 # ---------------------------------------------------------------- 2. a page that kills its worker
@@ -244,24 +265,26 @@ def test_reconciler_redrives_lost_events_and_bounds_documents_that_cannot_progre
     assert sorted(f.status for f in events.values()) == ["completed", "failed"], list(events.values())
 
 
-def test_broker_killed_mid_flight_is_restarted_and_every_document_finishes() -> None:
-    """Only the embedded broker dies (SIGKILL) with work in flight: the supervisor restarts it on the
-    same port (empty: memory storage), recreates the topics, restarts ocr with the new
-    ``PAGESTREAM_BROKER_EPOCH``, and the reconciler re-drives what the broker held."""
-    n = 12
+def broker_killed(corpus: list[ChaosDoc], *, workers: int, kill_after: int, timeout: float) -> None:
+    """Submit ``corpus``, SIGKILL the embedded broker once ``kill_after`` documents completed, and
+    check that every document completes exactly once, with its pages."""
+    n = len(corpus)
     t0 = time.monotonic()
-    with state_dir() as state, stack_on(state, {}, ocr_workers=1) as stack, \
+    with state_dir() as state, stack_on(state, {}, ocr_workers=workers) as stack, \
             ApiClient(stack.api_url, timeout=30) as client:
         sup = stack.supervisor
-        ids = [submit(client, f"scan-{i}.png", scan_png(i)) for i in range(n)]
-        wait_for(lambda: any(client.document(i)["status"] == "completed" for i in ids), 60,
-                 "the first document to complete", 0.2)
+        ids = [submit(client, d.name, d.data) for d in corpus]
+
+        def completed() -> int:
+            return sum(1 for i in ids if client.document(i)["status"] == "completed")
+
+        wait_for(lambda: completed() >= kill_after, 120, f"{kill_after} documents to complete", 0.2)
         broker = sup._broker  # the embedded broker (no public handle exists)
         assert broker is not None and broker.pid is not None
         killed_at = datetime.now(UTC)
         os.kill(broker.pid, signal.SIGKILL)
         wait_for(lambda: sup.restarts("broker") >= 1 and broker.running(), 60, "the broker to be restarted")
-        final = wait_final(client, ids, 150)
+        final = wait_final(client, ids, timeout)
         db = Db(stack)
         try:
             docs = db.documents(ids)
@@ -272,15 +295,30 @@ def test_broker_killed_mid_flight_is_restarted_and_every_document_finishes() -> 
         seen = finishings(stack, expect=dict.fromkeys(after, 1))
         restarts = stack.restarts()
         good_document_completes(client)
-    print(f"\nbroker killed: {n} documents, {elapsed(t0)} s, restarts {restarts}")
+    redriven = sum(docs[i]["reconcile_rounds"] for i in after)
+    print(f"\nbroker killed: {n} documents, {len(after)} finished after the broker died, {redriven} re-driven "
+          f"by the reconciler; {elapsed(t0)} s, restarts {restarts}")
 
     assert {d["status"] for d in final.values()} == {"completed"}, final
-    assert len(after) >= n // 4, f"only {len(after)} documents were in flight when the broker died"
+    assert len(after) >= min(n // 4, 10), f"only {len(after)} documents were in flight when the broker died"
     assert restarts["broker"] == 1 and restarts["ocr"] >= 1, restarts
-    for i in ids:
+    for i, doc in zip(ids, corpus, strict=True):
         d = docs[i]
-        assert (d["pages_done"], d["pages_failed"]) == (1, 0), d
-        assert [(p["page_number"], p["status"]) for p in pages[i]] == [(1, "completed")], pages[i]
+        assert (d["page_count"], d["pages_done"], d["pages_failed"]) == (doc.pages, doc.pages, 0), (doc.name, d)
+        assert [(p["page_number"], p["status"]) for p in pages[i]] == [
+            (k, "completed") for k in range(1, doc.pages + 1)], (doc.name, pages[i])
         assert_one_finishing(d, seen.get(i, []), required=i in after)
-    print(f"{len(after)} of {n} finished after the broker died, "
-          f"{sum(docs[i]['reconcile_rounds'] for i in after)} re-driven by the reconciler")
+
+
+def test_broker_killed_mid_flight_is_restarted_and_every_document_finishes() -> None:
+    """Only the embedded broker dies (SIGKILL) with work in flight: the supervisor restarts it on the
+    same port (empty: memory storage), recreates the topics, restarts ocr with the new
+    ``PAGESTREAM_BROKER_EPOCH``, and the reconciler re-drives what the broker held."""
+    corpus = [ChaosDoc(f"scan-{i}.png", "image", scan_png(i), 1) for i in range(12)]
+    broker_killed(corpus, workers=1, kill_after=1, timeout=150)
+
+
+@pytest.mark.chaos
+def test_broker_killed_mid_flight_mixed_corpus() -> None:
+    """The same with 150 mixed documents and two workers."""
+    broker_killed(make_corpus(150), workers=2, kill_after=20, timeout=600)
