@@ -441,13 +441,16 @@ class StackSupervisor:
                 log.error("embedded broker is down; restarting it (memory storage: topics are recreated)")
                 self._infra_restarts["broker"] += 1
                 changed = True
+                # the in-memory topics are gone: the reconciler (in ocr) re-drives what was in them,
+                # once restarted with the new epoch. Stop ocr *before* the broker is back: its clients,
+                # closed while rejoining the fresh broker, left groups on Tansu that never assigned
+                # partitions to the new ocr's consumers again (new documents stayed `received`).
+                ocr = self._children.get("ocr")
+                if ocr is not None and ocr.proc is not None:
+                    terminate(ocr.proc, 15.0)
                 self._broker.restart()
                 self._broker_epoch = time.time()
                 self._prepare(self.settings())
-                # the in-memory topics are gone: the reconciler (in ocr) re-drives what was in them
-                ocr = self._children.get("ocr")
-                if ocr is not None and ocr.proc is not None:
-                    ocr.proc.terminate()
         except Exception:
             log.exception("restarting embedded infrastructure failed; retrying in 5 s")
             self._infra_retry_at = now + 5.0
