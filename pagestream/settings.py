@@ -110,6 +110,8 @@ class Settings(BaseSettings):
     #: when the broker's topics began (unix seconds); the embedded broker keeps topics in
     #: memory, so unfinished documents last updated before it started are re-driven at once
     broker_epoch: float | None = Field(None, alias="PAGESTREAM_BROKER_EPOCH")
+    #: persist writes each finished document's searchable PDF to the object store (exports/<id>/)
+    export_pdf_on_completion: bool = Field(False, alias="PAGESTREAM_EXPORT_PDF_ON_COMPLETION")
 
     # --- hardening (issue 11/10): slot failover, request bodies ---
     #: recreate a replication slot that vanished (e.g. failover without slot sync), accepting that

@@ -204,6 +204,22 @@ def create_app(settings: Settings, state: PersistState) -> faust.App:
             if e2e is not None:
                 metrics.DOCUMENT_E2E_SECONDS.observe(e2e)
             log.info("document finished", extra={"document_id": str(doc_id), "status": status})
+            if settings.export_pdf_on_completion and status != "failed":
+                exports.add(asyncio.ensure_future(export_pdf(doc_id)))
+
+    exports: set[asyncio.Future[None]] = set()
+
+    async def export_pdf(doc_id: uuid.UUID) -> None:
+        """Best effort: the PDF can always be built again from the API (``GET /v1/documents/{id}/pdf``)."""
+        from pagestream.export import store_searchable_pdf
+
+        try:
+            uri = await in_thread(store_searchable_pdf, engine, store, doc_id)
+            log.info("searchable PDF stored", extra={"document_id": str(doc_id), "uri": uri})
+        except Exception as e:  # noqa: BLE001 - an export never holds up or fails persisting
+            log.warning("searchable PDF not stored: %s", e, extra={"document_id": str(doc_id)})
+        finally:
+            exports.discard(asyncio.current_task())  # type: ignore[arg-type]
 
     async def persist_isolating(items: list[tuple[PageOutcome, Any]]) -> None:
         """Persist ``items``; if the database refuses the batch, split it to find the record at fault,

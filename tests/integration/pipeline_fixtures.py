@@ -114,7 +114,8 @@ def running_stack() -> Iterator[RunningStack]:
     state.chmod(0o755)
     environ = {k: v for k, v in os.environ.items()
                if k not in ("KAFKA_BOOTSTRAP_SERVERS", "DATABASE_URL", "STORAGE_URL", "PAGESTREAM_API_URL")}
-    environ.update(PAGESTREAM_OCR_WORKERS="2", PAGESTREAM_CDC_HEARTBEAT_SECONDS="1", OMP_THREAD_LIMIT="1")
+    environ.update(PAGESTREAM_OCR_WORKERS="2", PAGESTREAM_CDC_HEARTBEAT_SECONDS="1", OMP_THREAD_LIMIT="1",
+                   PAGESTREAM_EXPORT_PDF_ON_COMPLETION="true")
     # The embedded broker refuses records that do not match their topic's schema; persist's input topics
     # stay open because test_liveness_pipeline feeds persist poison an unvalidating broker would accept.
     environ[UNVALIDATED_TOPICS_ENV] = f"{PAGE_OCR_COMPLETED},{PAGE_OCR_FAILED}"

@@ -168,6 +168,10 @@ def test_reprocess_runs_a_document_again_from_scratch(running_stack: RunningStac
         doc = client.submit(EXAMPLES / "scanned-letter.png", force=True)
         first = client.wait(doc["id"], 180)
         assert first["status"] == "completed"
+        # the stack runs with PAGESTREAM_EXPORT_PDF_ON_COMPLETION: persist stored the searchable PDF
+        pdf = Path(running_stack.settings.storage_url.removeprefix("file://")) / "exports" / doc["id"] / "searchable.pdf"
+        wait_until(pdf.exists, 60, "the searchable PDF written on completion")
+        assert pdf.read_bytes().startswith(b"%PDF-")
         again = client.reprocess(doc["id"], languages="eng")
         assert again["status"] == "received" and again["options"]["languages"] == "eng"
         second = client.wait(doc["id"], 180)
