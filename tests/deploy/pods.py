@@ -235,6 +235,12 @@ def sandbox_available() -> str | None:
     return None if unshare else why
 
 
+def visible_code() -> list[str]:
+    """The checkout and the virtualenv: what the containers run, which must stay visible in the sandbox."""
+    paths = sorted({str(ROOT), os.path.realpath(VENV_BIN.parent)})
+    return [p for p in paths if not any(p.startswith(q + "/") for q in paths if q != p)]
+
+
 def expose_interpreter(shadow_root: Path) -> list[tuple[str, str, str]]:
     """(closed dir, child, stand-in) for each ancestor of the real interpreter that others cannot
     traverse: the pod's user must be able to run the venv's python, as /opt/pagestream in the image."""
@@ -261,6 +267,7 @@ class Running:
         assert unshare, why
         spec = {"argv": c.argv, "env": c.env, "workingDir": c.working_dir, "writable": c.writable,
                 "expose": expose_interpreter(log.parent / "expose"), "switchUser": os.geteuid() == 0,
+                "visible": visible_code(),
                 "runAsUser": c.security.get("runAsUser", 0), "runAsGroup": c.security.get("runAsGroup", 0),
                 "fsGroup": c.security.get("fsGroup", c.security.get("runAsGroup", 0))}
         with log.open("wb") as out:

@@ -33,6 +33,13 @@ def mount(*args: str) -> None:
     subprocess.run(["mount", *args], check=True, capture_output=True)
 
 
+def visible_inside(spec: dict, host_dir: str, mount_path: str) -> list[tuple[str, str]]:
+    """(path, where it goes in the emptyDir's host directory) for the code lying below ``mount_path``."""
+    prefix = mount_path.rstrip("/") + "/"
+    return [(keep, os.path.join(host_dir, os.path.relpath(keep, mount_path)))
+            for keep in spec.get("visible", []) if keep.startswith(prefix)]
+
+
 def main() -> None:
     spec = json.loads(sys.argv[1])
     # Directories the interpreter lies under that other users may not traverse (e.g. /root/.pyenv):
@@ -40,6 +47,9 @@ def main() -> None:
     for closed, child, shadow in spec.get("expose", []):
         mount("--bind", os.path.join(closed, child), os.path.join(shadow, child))
         mount("--rbind", shadow, closed)
+    for host_dir, mount_path in spec["writable"]:  # mount points, made while the filesystem is writable
+        for _, inside in visible_inside(spec, host_dir, mount_path):
+            os.makedirs(inside, exist_ok=True)
     for point in mount_points():
         try:
             mount("-o", "remount,bind,ro", point)
@@ -50,7 +60,12 @@ def main() -> None:
         if not os.path.isdir(mount_path):
             raise SystemExit(f"sandbox: emptyDir mountPath {mount_path} does not exist on this machine; "
                              "tests/deploy can only mount at existing directories")
-        mount("--bind", host_dir, mount_path)
+        # The code under test (checkout, virtualenv) may lie below an emptyDir's mountPath (a clone in
+        # /tmp, and /tmp an emptyDir): keep it visible there, read-only, as the image has it elsewhere.
+        for keep, inside in visible_inside(spec, host_dir, mount_path):
+            mount("--rbind", keep, inside)
+            mount("-o", "remount,bind,ro", inside)
+        mount("--rbind", host_dir, mount_path)
         mount("-o", "remount,bind,rw", mount_path)  # a bind mount starts with its source's (now ro) flags
     os.chdir(spec["workingDir"])
     if spec.get("switchUser", True):
