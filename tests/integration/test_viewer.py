@@ -131,7 +131,9 @@ def test_assets_and_viewer_need_the_key(server: str, ui_key: str) -> None:
 
 
 def _open(driver: Any, document_id: str) -> None:
-    _wait_css(driver, f"#documents li[data-id='{document_id}']")[0].click()
+    row = f"#documents li[data-id='{document_id}']"
+    _wait_css(driver, row)
+    driver.execute_script("document.querySelector(arguments[0]).click()", row)  # the list re-renders every 2 s
 
 
 def test_page_view_draws_confidence_boxes_over_the_words(signed_in: Any, letter: Recognized,
@@ -222,6 +224,15 @@ def test_title_block_fields_are_shown(signed_in: Any, engine: Engine) -> None:
     assert signed_in.find_element("css selector", "#title-block dd.tb-scale").text == "1:100"
 
 
+def _document_row(driver: Any, *, name: str | None = None, document_id: str | None = None) -> dict | None:
+    """``{id, status}`` of the document list's row for a file name or id, read atomically in the page."""
+    return driver.execute_script(
+        "const rows = [...document.querySelectorAll('#documents li')];"
+        "const li = rows.find(l => (arguments[0] && l.textContent.includes(arguments[0]))"
+        "                          || (arguments[1] && l.dataset.id === arguments[1]));"
+        "return li ? {id: li.dataset.id, status: li.dataset.status} : null;", name, document_id)
+
+
 def test_upload_with_progress_and_live_status(signed_in: Any, engine: Engine, tmp_path: Path) -> None:
     driver = signed_in
     path = tmp_path / f"upload-{uuid.uuid4().hex[:8]}.png"
@@ -232,15 +243,15 @@ def test_upload_with_progress_and_live_status(signed_in: Any, engine: Engine, tm
     driver.find_element("css selector", "#upload-form button").click()
     wait_until(lambda: "received" in driver.find_element("id", "upload-status").text, 15, "the upload to be accepted")
     assert driver.find_element("id", "upload-progress").get_attribute("value") == "100"
-    item = wait_until(lambda: [li for li in _css(driver, "#documents li") if path.name in li.text], 10,
-                      "the upload in the document list")[0]
-    document_id = item.get_attribute("data-id")
-    assert item.get_attribute("data-status") == "received"
+    # read each row in one script: the list re-renders every 2 s, so element handles go stale
+    row = wait_until(lambda: _document_row(driver, name=path.name), 10, "the upload in the document list")
+    document_id = row["id"]
+    assert row["status"] == "received"
     # the pipeline finishes the page: the list follows without a reload
     now = utcnow()
     layout = completed(uuid.UUID(document_id), 1, 1, "uploaded page").event.layout  # type: ignore[union-attr]
     apply_page_outcomes(engine, [PageOutcome(uuid.uuid4(), PageOcrCompletedV1(
         page_id=page_id_for(uuid.UUID(document_id), 1), document_id=uuid.UUID(document_id), page_number=1,
         page_count=1, layout=layout, started_at=now, completed_at=now))])
-    wait_until(lambda: driver.find_element("css selector", f"#documents li[data-id='{document_id}']")
-               .get_attribute("data-status") == "completed", 10, "the live status to reach completed")
+    wait_until(lambda: (_document_row(driver, document_id=document_id) or {}).get("status") == "completed", 10,
+               "the live status to reach completed")
