@@ -22,6 +22,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,6 +40,7 @@ HOST = "127.0.0.1"
 STACK_FILE = "stack.json"
 LOCK_FILE = "supervisor.lock"
 SERVICE_NAMES = ("ingest", "cdc", "ocr", "persist")
+RECENT_EXITS_KEPT = 20
 
 
 @dataclass(frozen=True)
@@ -115,7 +117,8 @@ class _Child:
     delay: float = 1.0
     restart_at: float | None = None
     last_exit: int | None = None
-    history: list[dict[str, Any]] = field(default_factory=list)
+    #: the latest exits (code, wall time, delay before the restart), shown in stack.json
+    recent_exits: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=RECENT_EXITS_KEPT))
 
     @property
     def pid(self) -> int | None:
@@ -358,6 +361,7 @@ class StackSupervisor:
                 "kind": "service", "pid": child.pid, "port": child.port,
                 "health_url": f"{base}/healthz", "ready_url": f"{base}/readyz", "metrics_url": f"{base}/metrics",
                 "restarts": child.restarts, "last_exit_code": child.last_exit,
+                "recent_exits": list(child.recent_exits),
                 "restart_in_seconds": (round(max(0.0, child.restart_at - time.monotonic()), 1)
                                        if child.restart_at is not None else None),
                 "log": str(child.log_path),
@@ -497,7 +501,7 @@ class StackSupervisor:
         child.proc = None
         child.restart_at = now + child.delay
         log.error("%s exited with code %s; restarting in %.0f s", child.spec.name, code, child.delay)
-        child.history.append({"exit_code": code, "at": time.time(), "delay": child.delay})
+        child.recent_exits.append({"exit_code": code, "at": time.time(), "delay": child.delay})
         child.delay = min(child.delay * 2, self.backoff.cap)
 
 

@@ -299,7 +299,7 @@ def _printable(text: str) -> str:
     return text.replace("\x00", "").encode("utf-8", "replace").decode("utf-8")
 
 
-def worker_process_main(settings: Settings, worker_id: int, stop_flag: object) -> None:
+def worker_process_main(settings: Settings, worker_id: int) -> None:
     """Entry point of one OCR worker process (spawned by the ocr service)."""
     import signal
 

@@ -7,7 +7,7 @@ import multiprocessing as mp
 import os
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from multiprocessing.process import BaseProcess
 
 from pagestream.settings import Settings
@@ -16,7 +16,7 @@ from pagestream.workers.page_worker import EXIT_WEDGED, worker_process_main
 log = logging.getLogger(__name__)
 
 
-def _worker_main(settings: Settings, worker_id: int, stop_flag: object) -> None:
+def _worker_main(settings: Settings, worker_id: int) -> None:
     """A worker process that ends itself when the ocr service that spawned it is gone.
 
     Without this, a SIGKILLed (or OOM-killed) ocr service leaves its workers running as
@@ -32,7 +32,7 @@ def _worker_main(settings: Settings, worker_id: int, stop_flag: object) -> None:
                 os._exit(EXIT_ORPHANED)
 
     threading.Thread(target=watch_parent, daemon=True, name="parent-watch").start()
-    worker_process_main(settings, worker_id, stop_flag)
+    worker_process_main(settings, worker_id)
 
 
 EXIT_ORPHANED = 76
@@ -46,7 +46,6 @@ class _Slot:
     next_start: float = 0.0
     started_at: float = 0.0
     backoff: float = 1.0
-    history: list[int] = field(default_factory=list)
 
 
 class WorkerPool:
@@ -66,7 +65,7 @@ class WorkerPool:
         return sum(s.restarts for s in self._slots)
 
     def _start(self, slot: _Slot) -> None:
-        p = self._ctx.Process(target=_worker_main, args=(self._settings, slot.worker_id, None),
+        p = self._ctx.Process(target=_worker_main, args=(self._settings, slot.worker_id),
                               name=f"ocr-worker-{slot.worker_id}", daemon=False)
         p.start()
         slot.process = p
