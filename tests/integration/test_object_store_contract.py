@@ -4,7 +4,6 @@ spoken to over HTTP by a real boto3 client, as a MinIO or AWS endpoint would be)
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import boto3
@@ -41,20 +40,6 @@ def test_local_store_follows_no_symlink_out_of_its_root(tmp_path: Path) -> None:
     with pytest.raises(InvalidObjectKeyError):
         store.put("documents/x", PDF, "application/pdf")
     assert not any((tmp_path / "elsewhere").iterdir())
-
-
-@pytest.fixture(scope="module")
-def s3_endpoint() -> Iterator[str]:
-    """moto's S3 server in this process, on a free port."""
-    from moto.server import ThreadedMotoServer
-
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    try:
-        yield f"http://{host}:{port}"
-    finally:
-        server.stop()
 
 
 def fresh_bucket_store(endpoint: str, prefix: str) -> S3ObjectStore:
