@@ -71,7 +71,6 @@ class UnexpectedPageError(OcrError):
 
 
 GROUP = "pagestream-ocr-worker"
-EXIT_WEDGED = int(ExitCode.WEDGED)  # the process exits with this after a page overran its timeout
 
 
 def retry_delay(attempt: int) -> float:
@@ -313,4 +312,4 @@ def worker_process_main(settings: Settings, worker_id: int) -> None:
     worker = PageWorker(settings, worker_id=worker_id)
     worker.run(stop)
     if worker.wedged:
-        os._exit(EXIT_WEDGED)
+        os._exit(ExitCode.WEDGED)

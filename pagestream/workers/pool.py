@@ -7,11 +7,13 @@ import multiprocessing as mp
 import os
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from multiprocessing.process import BaseProcess
 
+from pagestream.exitcodes import ExitCode
+from pagestream.retry import Backoff
 from pagestream.settings import Settings
-from pagestream.workers.page_worker import EXIT_WEDGED, worker_process_main
+from pagestream.workers.page_worker import worker_process_main
 
 log = logging.getLogger(__name__)
 
@@ -29,13 +31,10 @@ def _worker_main(settings: Settings, worker_id: int) -> None:
         while True:
             time.sleep(1.0)
             if os.getppid() != parent:
-                os._exit(EXIT_ORPHANED)
+                os._exit(ExitCode.ORPHANED)
 
     threading.Thread(target=watch_parent, daemon=True, name="parent-watch").start()
     worker_process_main(settings, worker_id)
-
-
-EXIT_ORPHANED = 76
 
 
 @dataclass
@@ -45,7 +44,7 @@ class _Slot:
     restarts: int = 0
     next_start: float = 0.0
     started_at: float = 0.0
-    backoff: float = 1.0
+    backoff: Backoff = field(default_factory=lambda: Backoff(initial=1.0, maximum=30.0, jitter=0.0))
 
 
 class WorkerPool:
@@ -83,9 +82,10 @@ class WorkerPool:
                         code = p.exitcode
                         s.process = None
                         if now - s.started_at > 60:
-                            s.backoff = 1.0
-                        s.next_start = now + (0 if code == EXIT_WEDGED else s.backoff)
-                        s.backoff = min(30.0, s.backoff * 2)
+                            s.backoff.reset()
+                        delay = s.backoff.next_delay()
+                        # a wedged worker exited on purpose: its replacement starts at once
+                        s.next_start = now + (0 if code == ExitCode.WEDGED else delay)
                         s.restarts += 1
                         log.warning("ocr worker exited; restarting", extra={"worker": s.worker_id, "exitcode": code,
                                                                              "restarts": s.restarts})
