@@ -22,8 +22,8 @@ class Backoff:
 
     def next_delay(self) -> float:
         """The delay before the next try; counts one more failure."""
-        base = min(self.maximum, self.initial * self.factor ** self.failures)
         self.failures += 1
+        base = capped_exponential(self.failures, initial=self.initial, factor=self.factor, maximum=self.maximum)
         return base * (1.0 + random.uniform(-self.jitter, self.jitter)) if self.jitter else base
 
     def reset(self) -> None:
@@ -33,4 +33,7 @@ class Backoff:
 
 def capped_exponential(attempt: int, *, initial: float, factor: float, maximum: float) -> float:
     """Delay before attempt ``attempt + 1`` (``attempt`` ≥ 1), without jitter: deterministic schedules."""
-    return float(min(maximum, initial * factor ** max(0, attempt - 1)))
+    try:
+        return float(min(maximum, initial * factor ** max(0, attempt - 1)))
+    except OverflowError:  # thousands of failures: long past the cap
+        return float(maximum)

@@ -6,6 +6,7 @@ README.md); nothing deeper in the code touches ``os.environ``.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit, urlunsplit
@@ -28,6 +29,35 @@ def redact_url(url: str) -> str:
         host = f"{host}:{parts.port}"
     netloc = f"{user}:***@{host}"
     return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+
+
+@dataclass(frozen=True)
+class KafkaSecurity:
+    """How Kafka clients encrypt and authenticate: the one reading of ``KAFKA_SECURITY_PROTOCOL``,
+    ``KAFKA_SASL_*`` and ``KAFKA_SSL_CA_LOCATION`` that both client libraries are configured from
+    (librdkafka via ``librdkafka_config()``, faust/aiokafka in ``workers/persister.py``)."""
+
+    protocol: str
+    #: the connection is TLS (SSL, SASL_SSL); the CA is ``ca_location`` or the system trust store
+    tls: bool
+    #: None without SASL; PLAIN when SASL is on and no mechanism was set (the same for every client)
+    sasl_mechanism: str | None
+    sasl_username: str | None
+    sasl_password: SecretStr | None
+    ca_location: str | None
+
+    def librdkafka_config(self) -> dict[str, Any]:
+        """The librdkafka (confluent-kafka) keys for these settings, password included."""
+        conf: dict[str, Any] = {"security.protocol": self.protocol}
+        if self.sasl_mechanism:
+            conf["sasl.mechanism"] = self.sasl_mechanism
+        if self.sasl_username:
+            conf["sasl.username"] = self.sasl_username
+        if self.sasl_password is not None:
+            conf["sasl.password"] = self.sasl_password.get_secret_value()
+        if self.tls and self.ca_location:
+            conf["ssl.ca.location"] = self.ca_location
+        return conf
 
 
 class Settings(BaseSettings):
@@ -139,21 +169,22 @@ class Settings(BaseSettings):
                 out[name] = value if not isinstance(value, Path) else str(value)
         return out
 
+    def kafka_security(self) -> KafkaSecurity:
+        """The Kafka security settings, read once for every client library (see ``KafkaSecurity``)."""
+        protocol = self.kafka_security_protocol
+        sasl = protocol.startswith("SASL_")
+        return KafkaSecurity(
+            protocol=protocol,
+            tls=protocol in ("SSL", "SASL_SSL"),
+            sasl_mechanism=(self.kafka_sasl_mechanism or "PLAIN") if sasl else None,
+            sasl_username=self.kafka_sasl_username if sasl else None,
+            sasl_password=self.kafka_sasl_password if sasl else None,
+            ca_location=self.kafka_ssl_ca_location,
+        )
+
     def kafka_client_config(self) -> dict[str, Any]:
         """librdkafka settings shared by producers, consumers and admin clients."""
-        conf: dict[str, Any] = {
-            "bootstrap.servers": self.kafka_bootstrap_servers,
-            "security.protocol": self.kafka_security_protocol,
-        }
-        if self.kafka_sasl_mechanism:
-            conf["sasl.mechanism"] = self.kafka_sasl_mechanism
-        if self.kafka_sasl_username:
-            conf["sasl.username"] = self.kafka_sasl_username
-        if self.kafka_sasl_password is not None:
-            conf["sasl.password"] = self.kafka_sasl_password.get_secret_value()
-        if self.kafka_ssl_ca_location:
-            conf["ssl.ca.location"] = self.kafka_ssl_ca_location
-        return conf
+        return {"bootstrap.servers": self.kafka_bootstrap_servers, **self.kafka_security().librdkafka_config()}
 
     # --- ocr preprocessing ---
     # Image repair before Tesseract (docs/engines.md): each step runs only on pages that need it.

@@ -175,7 +175,7 @@ def all_ready(stack: ChaosStack) -> bool:
 def chaos_stack(*, ocr_workers: int = 2, extra_env: dict[str, str] | None = None,
                 keep_state: bool = False) -> Iterator[ChaosStack]:
     """Start `pagestream up`'s supervisor in a thread on a private state dir under /var/tmp."""
-    from pagestream.stack.supervisor import Backoff, StackSupervisor
+    from pagestream.stack.supervisor import RestartPolicy, StackSupervisor
 
     state = Path(tempfile.mkdtemp(prefix="pagestream-chaos-", dir="/var/tmp"))
     state.chmod(0o755)
@@ -186,7 +186,7 @@ def chaos_stack(*, ocr_workers: int = 2, extra_env: dict[str, str] | None = None
     # durable PostgreSQL: the test SIGKILLs the postmaster, and fast mode's synchronous_commit=off
     # loses the commits of the last few hundred ms before a crash (acknowledged uploads vanish)
     sup = StackSupervisor(state, environ, fast_database=False,
-                          backoff=Backoff(initial=0.5, cap=4.0, reset_after=20.0))
+                          restart_policy=RestartPolicy(initial=0.5, cap=4.0, reset_after=20.0))
     t = threading.Thread(target=sup.run, kwargs={"install_signal_handlers": False}, daemon=True, name="chaos-stack")
     t.start()
     stack = ChaosStack(sup, t, state)

@@ -21,8 +21,9 @@ from pagestream.cdc.errors import BrokerDisconnectedError, DebeziumUnavailableEr
 from pagestream.cdc.relay import RelayStatus
 from pagestream.events.envelope import Headers
 from pagestream.kafka.admin import ensure_topics
-from pagestream.kafka.errors import DeliveryError
-from pagestream.kafka.producer import EventProducer
+from pagestream.kafka.errors import KafkaError
+from pagestream.kafka.producer import EventProducer, ProducerRecord
+from pagestream.retry import Backoff
 from pagestream.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -139,7 +140,7 @@ class DebeziumRelay:
         s = self._settings
         offsets = Path(s.state_dir) / "cdc-debezium-offsets.dat"
         offsets.parent.mkdir(parents=True, exist_ok=True)
-        backoff = 0.5
+        backoff = Backoff(initial=0.5, maximum=30.0, jitter=0.0)
         while not stop.is_set():
             producer = EventProducer(s, client_id="pagestream-cdc-debezium", linger_ms=1.0,
                                      extra={"max.in.flight.requests.per.connection": 5,
@@ -147,17 +148,7 @@ class DebeziumRelay:
             known: set[str] = set()
 
             def on_batch(records: list[Any], producer: EventProducer = producer, known: set[str] = known) -> None:
-                errors: list[DeliveryError] = []
-                pending = [0]
-
-                def done(err: DeliveryError | None, _: Any) -> None:
-                    pending[0] -= 1
-                    if err is not None:
-                        errors.append(err)
-                    else:
-                        self.status.published += 1
-                        metrics.CDC_RECORDS_PUBLISHED.labels(str(_)).inc()
-
+                batch = []
                 for change in records:
                     rec = to_record(change)
                     if rec is None:
@@ -166,13 +157,13 @@ class DebeziumRelay:
                     if topic not in known and s.cdc_create_topics:
                         ensure_topics(s, [topic], timeout=10.0)
                         known.add(topic)
-                    pending[0] += 1
-                    producer.produce(topic, (key or "").encode(), value or b"", headers, done, topic)
+                    batch.append(ProducerRecord(topic, (key or "").encode(), value or b"", headers))
                 # the engine commits this batch's offsets when we return: only after every ack
-                producer.wait_for(lambda: pending[0] == 0, 3600.0)
-                if errors:
+                try:
+                    producer.produce_all(batch, timeout=3600.0, on_acked=self._published, what="debezium batch")
+                except KafkaError as e:
                     self.status.broker_ok = False
-                    raise BrokerDisconnectedError(f"broker did not accept a record: {errors[0]}")
+                    raise BrokerDisconnectedError(f"broker did not accept a record: {e}") from e
                 self.status.broker_ok = True
 
             self._engine = make_engine(engine_properties(s, offsets=str(offsets)), on_batch)
@@ -194,10 +185,13 @@ class DebeziumRelay:
                 metrics.CDC_CONNECTED.set(0)
                 producer.close(5.0)
             if time.monotonic() - started > 60:
-                backoff = 0.5
-            if stop.wait(backoff):
+                backoff.reset()  # it ran for a while: restart promptly, back off only on repeated failures
+            if stop.wait(backoff.next_delay()):
                 return
-            backoff = min(30.0, backoff * 2)
+
+    def _published(self, record: ProducerRecord) -> None:
+        self.status.published += 1
+        metrics.CDC_RECORDS_PUBLISHED.labels(record.topic).inc()
 
     def _stop_on(self, stop: threading.Event) -> None:
         stop.wait()

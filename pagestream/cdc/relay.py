@@ -41,6 +41,7 @@ from pagestream.events.topics import topic_for
 from pagestream.kafka.admin import ensure_topics
 from pagestream.kafka.errors import DeliveryError, KafkaError
 from pagestream.kafka.producer import EventProducer
+from pagestream.retry import Backoff
 from pagestream.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -105,7 +106,7 @@ class OutboxRelay:
 
     def run(self, stop: threading.Event) -> None:
         """Stream until ``stop`` is set; reconnect with backoff after any transient failure."""
-        backoff = 0.5
+        backoff = Backoff(initial=0.5, maximum=MAX_RECONNECT_BACKOFF, jitter=0.0)
         while not stop.is_set():
             self._streamed = False
             try:
@@ -115,9 +116,8 @@ class OutboxRelay:
                     self.status.last_error = str(e)
                     metrics.ERRORS.labels("cdc", e.reason).inc()
                     log.error("cdc relay cannot run: %s", e)
-                    if stop.wait(backoff):
+                    if stop.wait(backoff.next_delay()):
                         return
-                    backoff = min(MAX_RECONNECT_BACKOFF, backoff * 2)
                     continue
                 self._on_disconnect(e)
             except (psycopg2.Error, OSError) as e:
@@ -125,10 +125,9 @@ class OutboxRelay:
                 self._on_disconnect(ReplicationDisconnectedError(
                     f"replication stream lost: {type(e).__name__}: {first}"))
             if self._streamed:
-                backoff = 0.5  # it was streaming: reconnect promptly, back off only on repeated failures
-            if stop.wait(backoff):
+                backoff.reset()  # it was streaming: reconnect promptly, back off only on repeated failures
+            if stop.wait(backoff.next_delay()):
                 return
-            backoff = min(MAX_RECONNECT_BACKOFF, backoff * 2)
 
     def _on_disconnect(self, e: PagestreamError) -> None:
         self.status.connected = False

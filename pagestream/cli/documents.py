@@ -12,6 +12,7 @@ import click
 
 from pagestream.cli._common import api_client, fail
 from pagestream.client import ApiClient, ApiClientError
+from pagestream.exitcodes import ExitCode
 
 
 def _progress_bar(total: int, desc: str) -> Any:
@@ -78,7 +79,7 @@ def submit(files: tuple[Path, ...], wait: bool, as_json: bool, password: str | N
                 extra = f" ({doc['error']})" if doc.get("error") else ""
                 click.echo(f"{doc['id']}  {doc['status']:<10} {path}{extra}")
     if failed:
-        sys.exit(1)
+        sys.exit(ExitCode.FAILED)
 
 
 @click.command()

@@ -16,9 +16,11 @@ from typing import Any
 
 import click
 
+from pagestream.exitcodes import ExitCode
+from pagestream.logging import setup_logging
 from pagestream.stack._proc import log_tail, pid_alive, port_accepts
 from pagestream.stack.errors import StackError
-from pagestream.stack.supervisor import STACK_FILE, StackSupervisor, configure_logging, read_state
+from pagestream.stack.supervisor import STACK_FILE, StackSupervisor, read_state
 
 state_dir_option = click.option(
     "--state-dir", type=click.Path(file_okay=False, path_type=Path), envvar="PAGESTREAM_STATE_DIR",
@@ -100,7 +102,7 @@ def up(state_dir: Path, detach: bool, timeout: float) -> None:
     if detach:
         _up_detached(state_dir, timeout)
         return
-    configure_logging()
+    setup_logging("supervisor")
     supervisor = StackSupervisor(state_dir, dict(os.environ))
 
     def started() -> None:
@@ -199,14 +201,14 @@ def status(state_dir: Path, as_json: bool) -> None:
             click.echo(json.dumps({"running": False, "state_dir": str(state_dir), "parts": []}))
         else:
             click.echo(f"no stack running in {state_dir} (start one with `pagestream up`)")
-        sys.exit(3)
+        sys.exit(ExitCode.NOT_RUNNING)
     result = stack_status(state)
     if as_json:
         click.echo(json.dumps(result, indent=2))
     else:
         _print_status(result)
     if not result["ready"]:
-        sys.exit(1)
+        sys.exit(ExitCode.FAILED)
 
 
 @click.command("env")

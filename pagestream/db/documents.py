@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Engine, and_, insert, or_, select, update
+from sqlalchemy import Engine, and_, insert, or_, select
 
 from pagestream.db import translate_errors
 from pagestream.db.errors import DocumentNotFoundError
@@ -121,11 +121,3 @@ def list_documents(engine: Engine, *, status: str | None, limit: int,
     q = q.order_by(documents.c.received_at.desc(), documents.c.id.desc()).limit(limit)
     with translate_errors("list documents"), engine.connect() as conn:
         return [dict(r) for r in conn.execute(q).mappings().all()]
-
-
-def mark_failed(engine: Engine, document_id: uuid.UUID, reason: str) -> None:
-    """Put a document into the final ``failed`` state with a reason (e.g. its bytes vanished)."""
-    now = utcnow()
-    with translate_errors("mark failed"), engine.begin() as conn:
-        conn.execute(update(documents).where(documents.c.id == document_id)
-                     .values(status="failed", error=reason, completed_at=now, updated_at=now))

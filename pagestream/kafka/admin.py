@@ -68,23 +68,6 @@ def ensure_topics(settings: Settings, topics: Iterable[str] = ALL_TOPICS, timeou
     return created
 
 
-def topic_end_offsets(settings: Settings, topic: str, timeout: float = 10.0) -> dict[int, int]:
-    """High watermark per partition of ``topic`` (for tests, lag and benchmarks)."""
-    from confluent_kafka import Consumer, TopicPartition
-
-    c = Consumer({**settings.kafka_client_config(), "group.id": "pagestream-admin-probe", "enable.auto.commit": False})
-    try:
-        md = c.list_topics(topic, timeout=timeout)
-        parts = md.topics[topic].partitions
-        out = {}
-        for p in parts:
-            _, high = c.get_watermark_offsets(TopicPartition(topic, p), timeout=timeout)
-            out[p] = high
-        return out
-    finally:
-        c.close()
-
-
 class WatermarkProbe:
     """Reads partition watermarks with one long-lived consumer (no group membership, no commits)."""
 

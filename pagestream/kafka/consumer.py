@@ -154,10 +154,9 @@ class EventConsumer:
             raise BrokerUnavailableError(f"commit failed: {e}") from e
 
     def pause(self, record: ConsumedRecord) -> None:
+        """Stop fetching the record's partition until ``resume_partition`` (a backoff that holds up
+        no other partition)."""
         self.consumer.pause([TopicPartition(record.topic, record.partition)])
-
-    def resume(self, record: ConsumedRecord) -> None:
-        self.consumer.resume([TopicPartition(record.topic, record.partition)])
 
     def resume_partition(self, topic: str, partition: int) -> None:
         """Resume one partition; a partition no longer assigned (rebalanced away) is ignored."""

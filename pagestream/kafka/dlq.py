@@ -24,7 +24,7 @@ from pagestream.events.topics import DLQ_TOPICS
 from pagestream.kafka.admin import WatermarkProbe
 from pagestream.kafka.consumer import ConsumedRecord
 from pagestream.kafka.errors import BrokerUnavailableError, KafkaError
-from pagestream.kafka.producer import EventProducer
+from pagestream.kafka.producer import EventProducer, ProducerRecord
 from pagestream.metrics import DLQ_RECORDS
 from pagestream.settings import Settings
 
@@ -57,17 +57,11 @@ def source_of(record: ConsumedRecord) -> str:
 def dead_letter(producer: EventProducer, record: ConsumedRecord, dlq_topic: str, reason: str, detail: str,
                 timeout: float = 30.0, *, error: BaseException | None = None, attempts: int | None = None) -> None:
     """Copy ``record`` to ``dlq_topic`` with reason headers and wait for the broker's ack."""
-    acked: list[KafkaError | None] = []
     headers = dead_letter_headers(record.headers, source=source_of(record), reason=reason, detail=detail,
                                   error_class=type(error).__name__ if error is not None else None,
                                   attempts=attempts)
-    producer.produce(dlq_topic, record.key, record.value or b"", headers,
-                     on_delivery=lambda err, _: acked.append(err))
-    producer.wait_for(lambda: bool(acked), timeout)
-    if not acked:
-        raise BrokerUnavailableError(f"dead letter to {dlq_topic} not acknowledged in {timeout:.0f} s")
-    if acked[0] is not None:
-        raise acked[0]
+    producer.produce_all([ProducerRecord(dlq_topic, record.key, record.value or b"", headers)], timeout=timeout,
+                         what=f"dead letter to {dlq_topic}")
     DLQ_RECORDS.labels(dlq_topic, reason).inc()
 
 
@@ -456,24 +450,10 @@ class DeadLetterQueues:
             return
         if self._producer is None:
             self._producer = EventProducer(self._settings, client_id="pagestream-dlq-redrive")
-        producer = self._producer
-        errors: list[KafkaError] = []
-        acked = [0]
-
-        def on_delivery(err: KafkaError | None, _: object) -> None:
-            if err is not None:
-                errors.append(err)
-            acked[0] += 1
-
-        for rec, target in sends:
-            producer.produce(target, rec.key, rec.value or b"", redriven_headers(rec.headers, source_of(rec)),
-                             on_delivery=on_delivery)
-        producer.wait_for(lambda: acked[0] >= len(sends), self._timeout)
-        if errors:
-            raise errors[0]
-        if acked[0] < len(sends):
-            raise BrokerUnavailableError(f"redrive: {len(sends) - acked[0]} of {len(sends)} records not "
-                                         f"acknowledged within {self._timeout:.0f} s; nothing was marked redriven")
+        self._producer.produce_all(
+            [ProducerRecord(target, rec.key, rec.value or b"", redriven_headers(rec.headers, source_of(rec)))
+             for rec, target in sends],
+            timeout=self._timeout, what="redrive (nothing was marked redriven)")
 
     def _commit(self, topic: str, records: list[ConsumedRecord]) -> None:
         highest: dict[int, int] = {}

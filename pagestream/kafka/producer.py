@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 from confluent_kafka import KafkaError as _RdKafkaError
 from confluent_kafka import KafkaException, Message, Producer
@@ -25,6 +25,16 @@ from pagestream.settings import Settings
 log = logging.getLogger(__name__)
 
 DeliveryCallback = Callable[[KafkaError | None, Any], None]
+
+
+class ProducerRecord(NamedTuple):
+    """One record to produce: ``partition`` None means the key's hash partition."""
+
+    topic: str
+    key: str | bytes | None
+    value: bytes
+    headers: Headers
+    partition: int | None = None
 
 #: errors after which an idempotent producer must be replaced to send anything again
 _FENCING = frozenset({"INVALID_RECORD", "PRODUCER_FENCED", "_FENCED", "INVALID_PRODUCER_EPOCH",
@@ -129,24 +139,40 @@ class EventProducer:
     def publish_all(self, items: Sequence[tuple[Event, str | None, int | None]], *, traceparent: str | None = None,
                     timeout: float = 30.0) -> list[str]:
         """Publish ``(event, topic or None, partition or None)`` items and wait until the broker
-        acknowledged every one; raise the first delivery error (its class says whether to retry)."""
-        errors: list[KafkaError] = []
-        acked = [0]
+        acknowledged every one (``produce_all``); returns the event ids."""
+        records, ids = [], []
+        for event, topic, partition in items:
+            key, value, headers, eid = make_record(event, traceparent=traceparent)
+            records.append(ProducerRecord(topic or topic_for(event.event_type), key, value, headers, partition))
+            ids.append(str(eid))
+        self.produce_all(records, timeout=timeout)
+        return ids
 
-        def on_delivery(err: KafkaError | None, _: object) -> None:
+    def produce_all(self, records: Sequence[ProducerRecord], *, timeout: float = 30.0,
+                    on_acked: Callable[[ProducerRecord], None] | None = None, what: str = "produce") -> None:
+        """Produce ``records`` and wait until the broker acknowledged every one, calling
+        ``on_acked(record)`` for each acknowledged record. Raises the first delivery error (its class
+        says whether to retry), or ``BrokerUnavailableError`` when some are still unacknowledged
+        after ``timeout``: only a return means every record is durable."""
+        errors: list[KafkaError] = []
+        acked = 0
+
+        def on_delivery(err: KafkaError | None, record: ProducerRecord) -> None:
+            nonlocal acked
+            acked += 1
             if err is not None:
                 errors.append(err)
-            acked[0] += 1
+            elif on_acked is not None:
+                on_acked(record)
 
-        ids = [self.publish(ev, traceparent=traceparent, topic=t, partition=p, on_delivery=on_delivery)
-               for ev, t, p in items]
-        self.wait_for(lambda: acked[0] >= len(ids), timeout)
+        for r in records:
+            self.produce(r.topic, r.key, r.value, r.headers, on_delivery, r, r.partition)
+        self.wait_for(lambda: acked >= len(records), timeout)
         if errors:
             raise errors[0]
-        if acked[0] < len(ids):
-            raise BrokerUnavailableError(f"{len(ids) - acked[0]} of {len(ids)} records not acknowledged "
-                                         f"within {timeout:.0f} s")
-        return ids
+        if acked < len(records):
+            raise BrokerUnavailableError(f"{what}: {len(records) - acked} of {len(records)} records not "
+                                         f"acknowledged within {timeout:.0f} s")
 
     def wait_for(self, condition: Callable[[], bool], timeout: float) -> bool:
         """Serve delivery callbacks until ``condition()`` holds or ``timeout`` passes."""

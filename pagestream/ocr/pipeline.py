@@ -229,21 +229,6 @@ class PageProcessor:
             return image, 0.0
         return image.rotate(correction, resample=Image.Resampling.BICUBIC, expand=True, fillcolor=255), -correction
 
-    def prepare(self, image: Image.Image) -> tuple[Image.Image, int, float]:
-        """Make a page upright and straight: ``(image, clockwise rotation applied, skew in degrees)``.
-
-        The skew is the page's measured tilt (counter-clockwise positive); the image was
-        rotated by its opposite.
-        """
-        rotation = 0
-        if self.orientation is not None:
-            degrees, confidence = self.orientation.detect_orientation(image)
-            if degrees % 360 and confidence >= MIN_ORIENTATION_CONFIDENCE:
-                rotation = degrees % 360
-                image = rotate_clockwise(image, rotation)
-        image, skew = self.straighten(image)
-        return image, rotation, skew
-
 
 #: A page whose words average below this confidence (0–100) is checked for orientation.
 ORIENTATION_CHECK_BELOW_CONFIDENCE = 70.0

@@ -11,7 +11,7 @@ from PIL import Image
 from pagestream.layout import Block, Box, Line, PageLayout, Word
 from pagestream.ocr._tesseract import RawWord, TessApi, library_version, resolve_osd, resolve_tessdata
 from pagestream.ocr.engine import OcrEngine
-from pagestream.ocr.errors import OcrError, PageTimeoutError
+from pagestream.ocr.errors import EngineConfigurationError, OcrError, PageTimeoutError
 
 #: OSD works on the text's shape, not on its fine detail: bigger images only cost time.
 _OSD_MAX_SIDE = 1600  # OSD needs letter shapes, not 300 dpi detail; a third of the pixels
@@ -38,17 +38,21 @@ class TesseractEngine(OcrEngine):
         self._extra: dict[str, TessApi] = {}
         self._osd: TessApi | None = None
         self._tessdata_resolved: str | None = None
+        self._closed = False
 
     # --- lifecycle ---
     def start(self) -> None:
         """Load the language model once; raises ``EngineConfigurationError`` when data is missing."""
+        if self._closed:
+            raise EngineConfigurationError("TesseractEngine was closed; create a new one")
         if self._api is not None:
             return
         self._tessdata_resolved = resolve_tessdata(self.tessdata, self.languages)
         self._api = TessApi(self._tessdata_resolved, self.languages, tesserocr.PSM.AUTO)
 
     def close(self) -> None:
-        """Release both Tesseract APIs."""
+        """Release every Tesseract API; the engine is unusable afterwards."""
+        self._closed = True
         for api in (self._api, self._osd, *self._extra.values()):
             if api is not None:
                 api.end()
@@ -109,6 +113,8 @@ class TesseractEngine(OcrEngine):
 
         Pages with too little text defeat OSD; they get ``(0, 0.0)`` (leave as is).
         """
+        if self._closed:
+            raise EngineConfigurationError("TesseractEngine was closed; create a new one")
         if self._osd is None:
             if self._tessdata_resolved is None:
                 self._tessdata_resolved = resolve_tessdata(self.tessdata, self.languages)

@@ -45,6 +45,7 @@ from pagestream.ocr.errors import (
     OcrError,
     UnreadablePageError,
 )
+from pagestream.retry import capped_exponential
 
 #: DetectDocumentText accepts at most 10 MB of document bytes
 SYNC_MAX_BYTES = 10 * 1024 * 1024
@@ -277,9 +278,8 @@ class AsyncPollPolicy:
         """Seconds to wait before poll number ``attempt`` (0-based), never above the cap."""
         if attempt < 0:
             raise ValueError("attempt must be >= 0")
-        # min() before the power keeps huge attempt numbers from overflowing
-        exponent = min(attempt, 64)
-        return min(self.max_delay_seconds, self.initial_delay_seconds * self.multiplier**exponent)
+        return capped_exponential(attempt + 1, initial=self.initial_delay_seconds, factor=self.multiplier,
+                                  maximum=self.max_delay_seconds)
 
     def expired(self, elapsed_seconds: float) -> bool:
         """Whether a job polled for ``elapsed_seconds`` has exceeded its total wait budget."""

@@ -22,11 +22,15 @@ import subprocess
 import sys
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
+from pagestream.exitcodes import ExitCode
+from pagestream.logging import setup_logging
+from pagestream.retry import Backoff
 from pagestream.settings import Settings, redact_url
 from pagestream.stack._proc import free_port, pid_alive, terminate
 from pagestream.stack.broker import TansuBroker, validation_options
@@ -39,6 +43,7 @@ HOST = "127.0.0.1"
 STACK_FILE = "stack.json"
 LOCK_FILE = "supervisor.lock"
 SERVICE_NAMES = ("ingest", "cdc", "ocr", "persist")
+RECENT_EXITS_KEPT = 20
 
 
 @dataclass(frozen=True)
@@ -95,12 +100,16 @@ def decide_auth(environ: Mapping[str, str], *, broker_embedded: bool, database_e
 
 
 @dataclass(frozen=True)
-class Backoff:
+class RestartPolicy:
     """Restart delays: ``initial`` doubling up to ``cap``; back to ``initial`` after ``reset_after`` s up."""
 
     initial: float = 1.0
     cap: float = 30.0
     reset_after: float = 60.0
+
+    def backoff(self) -> Backoff:
+        """One child's restart backoff; no jitter (one supervisor: the delays it logs are the delays)."""
+        return Backoff(initial=self.initial, maximum=self.cap, jitter=0.0)
 
 
 @dataclass
@@ -112,10 +121,11 @@ class _Child:
     log_file: IO[bytes] | None = None
     started_at: float = 0.0
     restarts: int = 0
-    delay: float = 1.0
+    backoff: Backoff = field(default_factory=lambda: RestartPolicy().backoff())
     restart_at: float | None = None
     last_exit: int | None = None
-    history: list[dict[str, Any]] = field(default_factory=list)
+    #: the latest exits (code, wall time, delay before the restart), shown in stack.json
+    recent_exits: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=RECENT_EXITS_KEPT))
 
     @property
     def pid(self) -> int | None:
@@ -156,14 +166,14 @@ class StackSupervisor:
         *,
         services: Sequence[ServiceSpec] | None = None,
         prepare: Callable[[Settings], None] = prepare_infrastructure,
-        backoff: Backoff = Backoff(),
+        restart_policy: RestartPolicy = RestartPolicy(),
         fast_database: bool = False,
     ):
         self.state_dir = Path(state_dir).absolute()
         self._environ = dict(environ)
         self._specs = list(services) if services is not None else default_services()
         self._prepare = prepare
-        self.backoff = backoff
+        self.restart_policy = restart_policy
         self._fast_database = fast_database
         self._broker: TansuBroker | None = None
         self._postgres: PrivatePostgres | None = None
@@ -239,7 +249,7 @@ class StackSupervisor:
             self.logs_dir.mkdir(exist_ok=True)
             for spec in self._specs:
                 self._children[spec.name] = _Child(spec, free_port(HOST), self.logs_dir / f"{spec.name}.log",
-                                                   delay=self.backoff.initial)
+                                                   backoff=self.restart_policy.backoff())
             ingest = self._children.get("ingest")
             self._api_url = f"http://{HOST}:{ingest.port}" if ingest else self._environ.get(
                 "PAGESTREAM_API_URL", "")
@@ -305,8 +315,8 @@ class StackSupervisor:
             if child.proc is not None:
                 code = child.proc.poll()
                 if code is None:
-                    if now - child.started_at >= self.backoff.reset_after:
-                        child.delay = self.backoff.initial
+                    if now - child.started_at >= self.restart_policy.reset_after:
+                        child.backoff.reset()
                     continue
                 self._reap(child, code, now)
                 changed = True
@@ -358,6 +368,7 @@ class StackSupervisor:
                 "kind": "service", "pid": child.pid, "port": child.port,
                 "health_url": f"{base}/healthz", "ready_url": f"{base}/readyz", "metrics_url": f"{base}/metrics",
                 "restarts": child.restarts, "last_exit_code": child.last_exit,
+                "recent_exits": list(child.recent_exits),
                 "restart_in_seconds": (round(max(0.0, child.restart_at - time.monotonic()), 1)
                                        if child.restart_at is not None else None),
                 "log": str(child.log_path),
@@ -498,30 +509,10 @@ class StackSupervisor:
     def _reap(self, child: _Child, code: int, now: float) -> None:
         child.last_exit = code
         child.proc = None
-        child.restart_at = now + child.delay
-        log.error("%s exited with code %s; restarting in %.0f s", child.spec.name, code, child.delay)
-        child.history.append({"exit_code": code, "at": time.time(), "delay": child.delay})
-        child.delay = min(child.delay * 2, self.backoff.cap)
-
-
-class JsonLogFormatter(logging.Formatter):
-    """One JSON object per line: time, level, logger, message (and the exception, if any)."""
-
-    def format(self, record: logging.LogRecord) -> str:
-        out = {"time": self.formatTime(record), "level": record.levelname, "logger": record.name,
-               "message": record.getMessage()}
-        if record.exc_info:
-            out["exception"] = self.formatException(record.exc_info)
-        return json.dumps(out)
-
-
-def configure_logging(level: int = logging.INFO) -> None:
-    """JSON-lines logs on stderr for the supervisor process."""
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(JsonLogFormatter())
-    root = logging.getLogger()
-    root.handlers[:] = [handler]
-    root.setLevel(level)
+        delay = child.backoff.next_delay()
+        child.restart_at = now + delay
+        log.error("%s exited with code %s; restarting in %.0f s", child.spec.name, code, delay)
+        child.recent_exits.append({"exit_code": code, "at": time.time(), "delay": delay})
 
 
 def read_state(state_dir: Path) -> dict[str, Any] | None:
@@ -539,14 +530,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="pagestream-supervisor")
     parser.add_argument("--state-dir", type=Path, required=True)
     args = parser.parse_args(argv)
-    configure_logging()
+    setup_logging("supervisor")  # JSON lines on stderr, redacted like every service's
     supervisor = StackSupervisor(args.state_dir, dict(os.environ))
     try:
         supervisor.run()
     except StackError as e:
         log.error("%s", e)
-        return 1
-    return 0
+        return ExitCode.FAILED
+    return ExitCode.OK
 
 
 if __name__ == "__main__":

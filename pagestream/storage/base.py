@@ -4,14 +4,18 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 
+from pagestream.storage.errors import InvalidObjectKeyError, ObjectTooLargeError
+
 
 class ObjectStore(ABC):
     """Stores document bytes under keys and addresses them by URI.
 
-    Contract: ``put`` is idempotent for the same key and bytes (content-addressed keys make
-    re-uploads free); ``get`` of a URI this store returned gives the same bytes back;
-    ``get`` of a missing object raises ``ObjectNotFoundError``; ``delete`` of a missing
-    object is not an error. URIs are ``file://…`` or ``s3://bucket/key``.
+    Contract: keys are relative ``/``-separated paths (``check_key``); a key that could escape
+    the store's root raises ``InvalidObjectKeyError`` and nothing is written. ``put`` is
+    idempotent for the same key and bytes (content-addressed keys make re-uploads free); ``get``
+    of a URI this store returned gives the same bytes back; ``get`` of a missing object raises
+    ``ObjectNotFoundError``; ``delete`` of a missing object is not an error. URIs are
+    ``file://…`` or ``s3://bucket/key``.
     """
 
     @abstractmethod
@@ -36,8 +40,6 @@ class ObjectStore(ABC):
         Stores override it to check the size before reading (S3: HEAD first) and to read
         at most ``max_bytes + 1`` bytes whatever the size claimed.
         """
-        from pagestream.storage.errors import ObjectTooLargeError
-
         data = self.get(uri)
         if len(data) > max_bytes:
             raise ObjectTooLargeError(f"{uri} is {len(data)} bytes; limit is {max_bytes} bytes",
@@ -49,6 +51,15 @@ class ObjectStore(ABC):
         return uri.startswith(self.scheme + "://")
 
     scheme: str = ""
+
+
+def check_key(key: str) -> str:
+    """``key`` if it names an object under the store's root; ``InvalidObjectKeyError`` otherwise."""
+    segments = key.split("/")
+    if not key or key.startswith("/") or any(s in ("", ".", "..") for s in segments) or "\\" in key:
+        raise InvalidObjectKeyError(f"object key {key[:200]!r} must be a relative path without empty, "
+                                    "'.' or '..' segments (it would name something outside the store)")
+    return key
 
 
 def content_key(sha256: str) -> str:

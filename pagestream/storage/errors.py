@@ -27,6 +27,13 @@ class InvalidObjectUriError(StorageError, InputError):
     reason = "bad_uri"
 
 
+class InvalidObjectKeyError(StorageError, InputError):
+    """The key is empty, absolute, or has ``..``/``.``/empty segments: it could name something outside
+    the store's root (or name different objects on different backends)."""
+
+    reason = "bad_key"
+
+
 class ObjectTooLargeError(StorageError, InputError):
     """The object is larger than the caller accepts; it was not read (or read only up to the cap)."""
 

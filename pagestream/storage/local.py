@@ -7,8 +7,14 @@ import tempfile
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
-from pagestream.storage.base import ObjectStore
-from pagestream.storage.errors import ObjectNotFoundError, ObjectTooLargeError, StorageError
+from pagestream.storage.base import ObjectStore, check_key
+from pagestream.storage.errors import (
+    InvalidObjectKeyError,
+    InvalidObjectUriError,
+    ObjectNotFoundError,
+    ObjectTooLargeError,
+    StorageError,
+)
 
 
 def _path_from_uri(uri: str) -> Path:
@@ -29,9 +35,9 @@ class LocalObjectStore(ObjectStore):
         self.root = Path(root).resolve()
 
     def _path(self, key: str) -> Path:
-        p = (self.root / key).resolve()
+        p = (self.root / check_key(key)).resolve()  # symlinks resolved before the check
         if self.root not in p.parents:
-            raise StorageError(f"key escapes the store root: {key!r}")
+            raise InvalidObjectKeyError(f"object key {key[:200]!r} escapes the store root {self.root}")
         return p
 
     def put(self, key: str, data: bytes, content_type: str) -> str:
@@ -51,7 +57,10 @@ class LocalObjectStore(ObjectStore):
         return path.as_uri()
 
     def _resolve(self, uri: str) -> Path:
+        """The file of ``uri``; a URI outside the root names no object of this store."""
         path = _path_from_uri(uri)
+        if self.root not in path.parents:
+            raise InvalidObjectUriError(f"{uri[:200]} is outside the store root {self.root}")
         return path
 
     def get(self, uri: str) -> bytes:
@@ -85,6 +94,6 @@ class LocalObjectStore(ObjectStore):
         return self._resolve(uri).is_file()
 
     def delete(self, uri: str) -> None:
-        path = self._resolve(uri)
-        if self.root in path.parents:
+        path = _path_from_uri(uri)
+        if self.root in path.parents:  # a file outside the root is no object of this store
             path.unlink(missing_ok=True)

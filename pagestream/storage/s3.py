@@ -6,7 +6,7 @@ import re
 from typing import Any
 from urllib.parse import urlsplit
 
-from pagestream.storage.base import ObjectStore
+from pagestream.storage.base import ObjectStore, check_key
 from pagestream.storage.errors import (
     InvalidObjectUriError,
     ObjectNotFoundError,
@@ -98,7 +98,7 @@ class S3ObjectStore(ObjectStore):
             raise StorageUnavailableError(f"{what}: {type(e).__name__}") from e
 
     def put(self, key: str, data: bytes, content_type: str) -> str:
-        full = f"{self.prefix}/{key}" if self.prefix else key
+        full = f"{self.prefix}/{check_key(key)}" if self.prefix else check_key(key)
         self._call(f"put s3://{self.bucket}/{full}", self.client.put_object,
                    Bucket=self.bucket, Key=full, Body=data, ContentType=content_type)
         return f"s3://{self.bucket}/{full}"

@@ -71,7 +71,6 @@ class UnexpectedPageError(OcrError):
 
 
 GROUP = "pagestream-ocr-worker"
-EXIT_WEDGED = int(ExitCode.WEDGED)  # the process exits with this after a page overran its timeout
 
 
 def retry_delay(attempt: int) -> float:
@@ -299,7 +298,7 @@ def _printable(text: str) -> str:
     return text.replace("\x00", "").encode("utf-8", "replace").decode("utf-8")
 
 
-def worker_process_main(settings: Settings, worker_id: int, stop_flag: object) -> None:
+def worker_process_main(settings: Settings, worker_id: int) -> None:
     """Entry point of one OCR worker process (spawned by the ocr service)."""
     import signal
 
@@ -313,4 +312,4 @@ def worker_process_main(settings: Settings, worker_id: int, stop_flag: object) -
     worker = PageWorker(settings, worker_id=worker_id)
     worker.run(stop)
     if worker.wedged:
-        os._exit(EXIT_WEDGED)
+        os._exit(ExitCode.WEDGED)

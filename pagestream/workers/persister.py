@@ -48,7 +48,6 @@ from pagestream.workers.claimcheck import ClaimCheckError, check_out
 
 log = logging.getLogger(__name__)
 GROUP = "pagestream-persist"
-EXIT_UNPERSISTED = int(ExitCode.UNPERSISTED)
 MAX_RECORDED_ATTEMPTS = 1_000_000  # a stand-in failure must itself be storable
 #: ids of the failure records persist writes itself are derived from the original event's
 _FAILURE_NAMESPACE = uuid.UUID("0f5b8a3e-2c4d-4f6a-9b1e-7d3c5a9e2f10")
@@ -109,19 +108,15 @@ def _headers(message: Any) -> list[tuple[str, bytes]]:
 
 
 def broker_credentials(settings: Settings) -> faust.SASLCredentials | faust.SSLCredentials | None:
-    """faust credentials for ``KAFKA_SECURITY_PROTOCOL`` / ``KAFKA_SASL_*`` / ``KAFKA_SSL_CA_LOCATION``,
-    the same settings the confluent-kafka clients get from ``Settings.kafka_client_config()``."""
-    protocol = settings.kafka_security_protocol
-    if protocol == "PLAINTEXT":
-        return None
-    context = None
-    if protocol in ("SSL", "SASL_SSL"):
-        context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=settings.kafka_ssl_ca_location)
-    if protocol == "SSL":
-        return faust.SSLCredentials(context)
-    password = settings.kafka_sasl_password.get_secret_value() if settings.kafka_sasl_password else None
-    return faust.SASLCredentials(username=settings.kafka_sasl_username, password=password, ssl_context=context,
-                                 mechanism=settings.kafka_sasl_mechanism or "PLAIN")
+    """faust's form of ``Settings.kafka_security()``: the same settings the confluent-kafka clients get."""
+    security = settings.kafka_security()
+    context = (ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=security.ca_location)
+               if security.tls else None)
+    if security.sasl_mechanism is None:
+        return faust.SSLCredentials(context) if context is not None else None
+    password = security.sasl_password.get_secret_value() if security.sasl_password is not None else None
+    return faust.SASLCredentials(username=security.sasl_username, password=password, ssl_context=context,
+                                 mechanism=security.sasl_mechanism)
 
 
 def create_app(settings: Settings, state: PersistState) -> faust.App:

@@ -10,13 +10,15 @@ import time
 from dataclasses import dataclass, field
 from multiprocessing.process import BaseProcess
 
+from pagestream.exitcodes import ExitCode
+from pagestream.retry import Backoff
 from pagestream.settings import Settings
-from pagestream.workers.page_worker import EXIT_WEDGED, worker_process_main
+from pagestream.workers.page_worker import worker_process_main
 
 log = logging.getLogger(__name__)
 
 
-def _worker_main(settings: Settings, worker_id: int, stop_flag: object) -> None:
+def _worker_main(settings: Settings, worker_id: int) -> None:
     """A worker process that ends itself when the ocr service that spawned it is gone.
 
     Without this, a SIGKILLed (or OOM-killed) ocr service leaves its workers running as
@@ -29,13 +31,10 @@ def _worker_main(settings: Settings, worker_id: int, stop_flag: object) -> None:
         while True:
             time.sleep(1.0)
             if os.getppid() != parent:
-                os._exit(EXIT_ORPHANED)
+                os._exit(ExitCode.ORPHANED)
 
     threading.Thread(target=watch_parent, daemon=True, name="parent-watch").start()
-    worker_process_main(settings, worker_id, stop_flag)
-
-
-EXIT_ORPHANED = 76
+    worker_process_main(settings, worker_id)
 
 
 @dataclass
@@ -45,8 +44,7 @@ class _Slot:
     restarts: int = 0
     next_start: float = 0.0
     started_at: float = 0.0
-    backoff: float = 1.0
-    history: list[int] = field(default_factory=list)
+    backoff: Backoff = field(default_factory=lambda: Backoff(initial=1.0, maximum=30.0, jitter=0.0))
 
 
 class WorkerPool:
@@ -66,7 +64,7 @@ class WorkerPool:
         return sum(s.restarts for s in self._slots)
 
     def _start(self, slot: _Slot) -> None:
-        p = self._ctx.Process(target=_worker_main, args=(self._settings, slot.worker_id, None),
+        p = self._ctx.Process(target=_worker_main, args=(self._settings, slot.worker_id),
                               name=f"ocr-worker-{slot.worker_id}", daemon=False)
         p.start()
         slot.process = p
@@ -84,9 +82,10 @@ class WorkerPool:
                         code = p.exitcode
                         s.process = None
                         if now - s.started_at > 60:
-                            s.backoff = 1.0
-                        s.next_start = now + (0 if code == EXIT_WEDGED else s.backoff)
-                        s.backoff = min(30.0, s.backoff * 2)
+                            s.backoff.reset()
+                        delay = s.backoff.next_delay()
+                        # a wedged worker exited on purpose: its replacement starts at once
+                        s.next_start = now + (0 if code == ExitCode.WEDGED else delay)
                         s.restarts += 1
                         log.warning("ocr worker exited; restarting", extra={"worker": s.worker_id, "exitcode": code,
                                                                              "restarts": s.restarts})

@@ -11,6 +11,7 @@ from PIL import Image
 from pagestream._testing import pages
 from pagestream.layout import PageLayout
 from pagestream.ocr.engine import OcrEngine
+from pagestream.ocr.errors import EngineConfigurationError
 
 CONTRACT_LINES = (
     "Invoice 2026-0412 from Northwind Engineering",
@@ -87,5 +88,13 @@ class OcrEngineContract:
         assert isinstance(engine.wants_preprocessing, bool)
         assert isinstance(engine.corrects_skew, bool)
 
-    def test_close_works(self, engine: OcrEngine) -> None:
+    def test_close_releases_the_engine_for_good(
+        self, engine: OcrEngine, contract_image_and_text: tuple[Image.Image, str]
+    ) -> None:
+        image, _ = contract_image_and_text
         engine.close()
+        engine.close()  # closing twice is harmless (shutdown paths may both close)
+        with pytest.raises(EngineConfigurationError, match="closed"):
+            engine.recognize(image, dpi=200)
+        with pytest.raises(EngineConfigurationError, match="closed"):
+            engine.start()

@@ -124,6 +124,8 @@ def test_killed_service_is_restarted_with_growing_backoff(supervised: StackSuper
     state = json.loads(supervised.stack_file.read_text())
     assert state["parts"]["ocr"]["restarts"] == 2
     assert state["parts"]["ocr"]["last_exit_code"] == -signal.SIGKILL
+    exits = state["parts"]["ocr"]["recent_exits"]
+    assert [(e["exit_code"], e["delay"]) for e in exits] == [(-signal.SIGKILL, 1.0), (-signal.SIGKILL, 2.0)]
     assert state["parts"]["ocr"]["pid"] == supervised.pid("ocr")
     log = (supervised.logs_dir / "ocr.log").read_text()
     assert "restart #2" in log

@@ -53,3 +53,11 @@ def test_backoff_is_capped_and_resets() -> None:
     b.reset()
     assert b.next_delay() == 1.0
     assert [capped_exponential(a, initial=2.0, factor=4.0, maximum=30.0) for a in (1, 2, 3, 4)] == [2, 8, 30, 30]
+
+
+def test_backoff_stays_at_its_cap_however_long_it_keeps_failing() -> None:
+    # a relay reconnecting every 30 s for a day counts thousands of failures; 2.0 ** 1100 overflows
+    b = Backoff(initial=0.5, maximum=30.0, jitter=0.0)
+    delays = [b.next_delay() for _ in range(5000)]
+    assert delays[:3] == [0.5, 1.0, 2.0] and delays[-1] == 30.0
+    assert capped_exponential(10_000, initial=5.0, factor=2.0, maximum=60.0) == 60.0

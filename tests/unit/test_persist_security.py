@@ -48,6 +48,15 @@ def test_sasl_plaintext_scram_256() -> None:
     assert creds.ssl_context is None
 
 
+def test_sasl_without_a_mechanism_is_plain_for_every_client() -> None:
+    """librdkafka's own default is GSSAPI, faust's PLAIN: the settings decide once, for both."""
+    s = Settings(KAFKA_SECURITY_PROTOCOL="SASL_PLAINTEXT", KAFKA_SASL_USERNAME="u", KAFKA_SASL_PASSWORD="secret")
+    assert s.kafka_client_config()["sasl.mechanism"] == "PLAIN"
+    creds = broker_credentials(s)
+    assert isinstance(creds, faust.SASLCredentials) and creds.mechanism.value == "PLAIN"
+    assert "secret" not in repr(s.kafka_security())
+
+
 def test_tls_only(tmp_path: Path) -> None:
     creds = broker_credentials(Settings(KAFKA_SECURITY_PROTOCOL="SSL", KAFKA_SSL_CA_LOCATION=_ca(tmp_path)))
     assert isinstance(creds, faust.SSLCredentials)
