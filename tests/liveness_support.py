@@ -51,14 +51,15 @@ def stack_on(state: Path, env: dict[str, str], *, ocr_workers: int = 2) -> Itera
     The state dir is kept, so a second ``stack_on`` on it finds PostgreSQL's data and the
     objects again, while the embedded broker starts empty (memory storage).
     """
-    from pagestream.stack.supervisor import Backoff, StackSupervisor
+    from pagestream.stack.supervisor import RestartPolicy, StackSupervisor
 
     environ = {k: v for k, v in os.environ.items()
                if k not in ("KAFKA_BOOTSTRAP_SERVERS", "DATABASE_URL", "STORAGE_URL", "PAGESTREAM_API_URL")
                and not k.startswith("PAGESTREAM_")}
     environ.update(BASE_ENV)
     environ.update(PAGESTREAM_OCR_WORKERS=str(ocr_workers), **env)
-    sup = StackSupervisor(state, environ, fast_database=False, backoff=Backoff(initial=0.5, cap=4.0, reset_after=20.0))
+    sup = StackSupervisor(state, environ, fast_database=False,
+                          restart_policy=RestartPolicy(initial=0.5, cap=4.0, reset_after=20.0))
     t = threading.Thread(target=sup.run, kwargs={"install_signal_handlers": False}, daemon=True, name="liveness-stack")
     t.start()
     stack = ChaosStack(sup, t, state)
