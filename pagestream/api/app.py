@@ -20,6 +20,7 @@ from fastapi import Depends, FastAPI, Header, Query, Request, Security
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from fastapi.routing import APIRoute
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -193,6 +194,15 @@ def openapi_document(app: FastAPI) -> dict[str, Any]:
     return doc
 
 
+def _allowed_methods(app: FastAPI, path: str) -> list[str]:
+    """The methods of every route whose path matches ``path`` (the ``Allow`` of a 405)."""
+    methods: set[str] = set()
+    for route in app.routes:
+        if isinstance(route, APIRoute) and route.path_regex.match(path):
+            methods |= route.methods or set()
+    return sorted(methods)
+
+
 def create_app(settings: Settings, *, engine: Engine | None = None, store: ObjectStore | None = None,
                checks: Mapping[str, Callable[[], bool]] | None = None) -> FastAPI:
     """Build the API. Connections are made lazily (first request), never at import.
@@ -216,8 +226,10 @@ def create_app(settings: Settings, *, engine: Engine | None = None, store: Objec
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        # keep the exception's headers: a 405 says which methods the path allows (Allow)
-        return problem_response(request, exc.status_code, "HTTP error", str(exc.detail), headers=exc.headers)
+        headers = dict(exc.headers or {})
+        if exc.status_code == 405:  # every method of the path, not only those of the first route matching it
+            headers["Allow"] = ", ".join(_allowed_methods(app, request.url.path))
+        return problem_response(request, exc.status_code, "HTTP error", str(exc.detail), headers=headers)
 
     @app.exception_handler(RequestTooLarge)
     async def _too_large(request: Request, exc: RequestTooLarge) -> JSONResponse:

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query
 from fastapi.params import Depends
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from pagestream.api.problems import ApiProblem, problem_responses
 from pagestream.events.topics import DLQ_TOPICS
@@ -60,6 +60,8 @@ class DeadLetters(BaseModel):
 
 
 class RedriveRequest(BaseModel):
+    model_config = ConfigDict(strict=True)  # JSON types as documented: `0` is not a boolean
+
     reason: str | None = Field(None, max_length=200, description="only records dead-lettered for this reason; the "
                                "other pending records are passed over (no longer pending)")
     dry_run: bool = Field(False, description="read and report; send and mark nothing")

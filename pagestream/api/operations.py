@@ -8,7 +8,7 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.params import Depends
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from pagestream.api.models import LANGUAGES_MAX_LENGTH, LANGUAGES_PATTERN, EngineName
 from pagestream.api.problems import ApiProblem, problem_responses
@@ -20,6 +20,8 @@ from pagestream.events.envelope import new_traceparent
 
 class ReprocessRequest(BaseModel):
     """Options for the new run; omitted ones keep the document's stored options."""
+
+    model_config = ConfigDict(strict=True)  # JSON types as documented: `0` is not a boolean
 
     engine: EngineName | None = None
     languages: str | None = Field(None, pattern=LANGUAGES_PATTERN, max_length=LANGUAGES_MAX_LENGTH,

@@ -13,7 +13,6 @@ import re
 from dataclasses import dataclass
 from typing import Any, get_args
 
-from pydantic import TypeAdapter, ValidationError
 from starlette.datastructures import UploadFile
 from starlette.requests import Request
 
@@ -22,11 +21,12 @@ from pagestream.api.models import LANGUAGES_MAX_LENGTH, LANGUAGES_PATTERN, REFER
 from pagestream.api.problems import ApiProblem
 
 _TEXT_FIELDS = ("password", "engine", "languages", "client_reference")
-_BOOL = TypeAdapter(bool)
 #: what the upload may be (detected by content; the part's own Content-Type is not relied on)
 ACCEPTED_MEDIA_TYPES = ("application/pdf", "image/png", "image/jpeg", "image/tiff", "image/gif", "image/webp",
                         "image/bmp")
 PASSWORD_MAX_LENGTH = 1000
+#: stored text cannot hold NUL characters (PostgreSQL refuses them)
+NO_NUL = "^[^\\x00]*$"
 
 #: The form as OpenAPI sees it (the route declares no body parameters; see the module docstring).
 #: ``read_upload_form`` enforces every constraint stated here.
@@ -37,7 +37,7 @@ UPLOAD_OPENAPI: dict[str, Any] = {
             "schema": {
                 "type": "object", "required": ["file"], "additionalProperties": False,
                 "properties": {
-                    "file": {"type": "string", "format": "binary",
+                    "file": {"type": "string", "format": "binary", "minLength": 1,
                              "description": "a PDF or an image (PNG, JPEG, TIFF, GIF, WebP, BMP), recognized by its "
                                             "content: anything else is answered 415, a damaged or empty one 422"},
                     "password": {"type": "string", "maxLength": PASSWORD_MAX_LENGTH,
@@ -48,7 +48,7 @@ UPLOAD_OPENAPI: dict[str, Any] = {
                                "description": "override the configured OCR engine"},
                     "languages": {"type": "string", "pattern": LANGUAGES_PATTERN, "maxLength": LANGUAGES_MAX_LENGTH,
                                   "description": "Tesseract language codes, e.g. 'eng+deu'"},
-                    "client_reference": {"type": "string", "maxLength": REFERENCE_MAX_LENGTH,
+                    "client_reference": {"type": "string", "maxLength": REFERENCE_MAX_LENGTH, "pattern": NO_NUL,
                                          "description": "your own reference, returned with the document"},
                 },
             },
@@ -106,10 +106,9 @@ async def read_upload_form(request: Request, max_upload_bytes: int) -> UploadFor
         force_ocr = form.get("force_ocr")
         if isinstance(force_ocr, UploadFile):
             raise ApiProblem(422, "Invalid request", "force_ocr: must be a text field, not a file")
-        try:
-            force = bool(force_ocr) and _BOOL.validate_python(force_ocr)
-        except ValidationError as e:
-            raise ApiProblem(422, "Invalid request", f"force_ocr: {force_ocr!r} is not a boolean; send true or false") from e
+        if force_ocr not in (None, "true", "false"):  # a boolean, as multipart sends JSON's true and false
+            raise ApiProblem(422, "Invalid request", f"force_ocr: {force_ocr!r} is not a boolean; send true or false")
+        force = force_ocr == "true"
         return UploadForm(data=data, filename=upload.filename, force_ocr=force, **text)
     finally:
         await form.close()  # removes the spool file
@@ -127,6 +126,8 @@ def _check_text(name: str, value: str) -> None:
                                                  "(e.g. eng+deu)")
     if name == "client_reference" and len(value) > REFERENCE_MAX_LENGTH:
         raise ApiProblem(422, "Invalid request", f"client_reference: longer than {REFERENCE_MAX_LENGTH} characters")
+    if name == "client_reference" and "\x00" in value:
+        raise ApiProblem(422, "Invalid request", "client_reference: contains a NUL character")
 
 
 async def upload_form(request: Request) -> UploadForm:
