@@ -97,6 +97,7 @@ def contract_config() -> SchemathesisConfig:
     """Every check, bounded and deterministic."""
     return SchemathesisConfig.from_dict({
         "seed": SEED,
+        "cache": {"enabled": False},  # no replay of earlier runs' failures, nothing written into the work tree
         "suppress-health-check": ["all"],
         "generation": {"mode": "all", "max-examples": MAX_EXAMPLES, "deterministic": True, "no-shrink": True,
                        "database": "none"},
