@@ -16,9 +16,12 @@ from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import Depends, FastAPI, Header, Query, Request
+from fastapi import Depends, FastAPI, Header, Query, Request, Security
 from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from fastapi.routing import APIRoute
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -26,8 +29,17 @@ from pagestream import metrics
 from pagestream.api.dlq import dlq_router
 from pagestream.api.exports import exports_router
 from pagestream.api.limits import UPLOAD_PATH, RequestBodyLimit, RequestTooLarge
+from pagestream.api.models import (
+    REFERENCE_MAX_LENGTH,
+    DocumentList,
+    DocumentPages,
+    DocumentView,
+    PageOcr,
+    SearchResults,
+    UploadedDocument,
+)
 from pagestream.api.operations import operations_router
-from pagestream.api.problems import ApiProblem, problem_response
+from pagestream.api.problems import ApiProblem, Problem, problem, problem_response, problem_responses
 from pagestream.api.ui import ui_router
 from pagestream.api.uploads import UPLOAD_OPENAPI, UploadForm, upload_form
 from pagestream.db import Engine, make_engine, ping, queries
@@ -142,6 +154,55 @@ def _decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
         raise ApiProblem(400, "Bad cursor", "cursor is not one this API returned; start again without it") from e
 
 
+#: a search query must hold something other than (ASCII) whitespace, and no NUL character
+SEARCH_PATTERN = "^[^\\x00]*[^\\x00 \\t\\n\\r\\f\\v][^\\x00]*$"
+#: a cursor is URL-safe base64 (unpadded), as ``next_cursor`` returns it
+CURSOR_PATTERN = "^[A-Za-z0-9_-]+$"
+
+_API_KEY = APIKeyHeader(name="X-API-Key", auto_error=False, scheme_name="ApiKey",
+                        description="an API key (create one with `pagestream apikey create`)")
+_BEARER = HTTPBearer(auto_error=False, scheme_name="Bearer", description="the same API key as a bearer token")
+
+
+def openapi_document(app: FastAPI) -> dict[str, Any]:
+    """The app's OpenAPI document, saying what the handlers really do.
+
+    FastAPI's defaults are corrected here: validation errors are ``Problem`` documents (not
+    ``HTTPValidationError``), and an optional query or header parameter is absent, never ``null``
+    (a query string cannot send a JSON null).
+    """
+    if app.openapi_schema:
+        return app.openapi_schema
+    doc = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
+    schemas = doc.setdefault("components", {}).setdefault("schemas", {})
+    schemas["Problem"] = Problem.model_json_schema(ref_template="#/components/schemas/{model}")
+    for name in ("HTTPValidationError", "ValidationError"):
+        schemas.pop(name, None)
+    for ops in doc.get("paths", {}).values():
+        for op in ops.values():
+            for param in op.get("parameters", []):
+                schema = param.get("schema", {})
+                variants = [v for v in schema.get("anyOf", []) if v != {"type": "null"}]
+                if "anyOf" in schema and len(variants) == 1:
+                    del schema["anyOf"]
+                    schema.update(variants[0])
+            for status, response in op.get("responses", {}).items():
+                content = response.get("content", {})
+                if status.startswith(("4", "5")) and "application/json" in content:
+                    response.update(problem(response.get("description", "error")))
+    app.openapi_schema = doc
+    return doc
+
+
+def _allowed_methods(app: FastAPI, path: str) -> list[str]:
+    """The methods of every route whose path matches ``path`` (the ``Allow`` of a 405)."""
+    methods: set[str] = set()
+    for route in app.routes:
+        if isinstance(route, APIRoute) and route.path_regex.match(path):
+            methods |= route.methods or set()
+    return sorted(methods)
+
+
 def create_app(settings: Settings, *, engine: Engine | None = None, store: ObjectStore | None = None,
                checks: Mapping[str, Callable[[], bool]] | None = None) -> FastAPI:
     """Build the API. Connections are made lazily (first request), never at import.
@@ -153,6 +214,7 @@ def create_app(settings: Settings, *, engine: Engine | None = None, store: Objec
     store = store or open_store(settings)
     intake = DocumentIntake(settings, engine, store)
     app = FastAPI(title="pagestream", version="1", description="Document OCR pipeline: upload, status, pages, OCR layout, text, search.")
+    app.openapi = lambda: openapi_document(app)  # type: ignore[method-assign]
     app.state.engine = engine
     app.state.max_upload_bytes = settings.max_upload_bytes  # read by the upload form dependency
     if settings.auth == "disabled":
@@ -160,11 +222,14 @@ def create_app(settings: Settings, *, engine: Engine | None = None, store: Objec
 
     @app.exception_handler(ApiProblem)
     async def _problem(request: Request, exc: ApiProblem) -> JSONResponse:
-        return problem_response(request, exc.status, exc.title, exc.detail, **exc.extra)
+        return problem_response(request, exc.status, exc.title, exc.detail, extra=exc.extra)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        return problem_response(request, exc.status_code, "HTTP error", str(exc.detail))
+        headers = dict(exc.headers or {})
+        if exc.status_code == 405:  # every method of the path, not only those of the first route matching it
+            headers["Allow"] = ", ".join(_allowed_methods(app, request.url.path))
+        return problem_response(request, exc.status_code, "HTTP error", str(exc.detail), headers=headers)
 
     @app.exception_handler(RequestTooLarge)
     async def _too_large(request: Request, exc: RequestTooLarge) -> JSONResponse:
@@ -194,13 +259,12 @@ def create_app(settings: Settings, *, engine: Engine | None = None, store: Objec
         metrics.HTTP_SECONDS.labels(request.method, path).observe(time.perf_counter() - start)
         return response
 
-    def require_key(x_api_key: Annotated[str | None, Header()] = None,
-                    authorization: Annotated[str | None, Header()] = None) -> None:
+    def require_key(x_api_key: Annotated[str | None, Security(_API_KEY)] = None,
+                    authorization: Annotated[HTTPAuthorizationCredentials | None, Security(_BEARER)] = None) -> None:
+        """The API key check: ``X-API-Key``, else ``Authorization: Bearer``; 401 without a valid one."""
         if settings.auth == "disabled":
             return
-        key = x_api_key
-        if not key and authorization and authorization.lower().startswith("bearer "):
-            key = authorization[7:].strip()
+        key = x_api_key or (authorization.credentials.strip() if authorization else None)
         if not key:
             raise ApiProblem(401, "API key required",
                              "send an API key in the X-API-Key header (create one with `pagestream apikey create`)")
@@ -218,12 +282,28 @@ def create_app(settings: Settings, *, engine: Engine | None = None, store: Objec
         except DocumentNotFoundError as e:
             raise ApiProblem(404, "Document not found", f"no document with id {document_id}") from e
 
-    @app.post("/v1/documents", status_code=202, dependencies=auth, openapi_extra=UPLOAD_OPENAPI)
+    no_document = "no document with that id"
+    upload_responses: dict[int | str, dict[str, Any]] = {
+        200: {"model": UploadedDocument, "description": "already accepted (same bytes, or same Idempotency-Key): "
+                                                         "the existing document, with `duplicate: true`"},
+        **problem_responses(
+            400, 401, 413, 415, 422, 503,
+            s400="the multipart body cannot be parsed (malformed, or more parts than the form has)",
+            s413="the upload, its page count or its image size exceeds a limit (the detail names it)",
+            s422="invalid form or header, or a damaged or empty document",
+        ),
+    }
+
+    @app.post("/v1/documents", status_code=202, dependencies=auth, openapi_extra=UPLOAD_OPENAPI,
+              response_model=UploadedDocument, responses=upload_responses,
+              summary="Upload a document (PDF or image) for OCR")
     def upload(
         request: Request,
         form: Annotated[UploadForm, Depends(upload_form)],
         force: Annotated[bool, Query(description="accept identical bytes again as a new document")] = False,
-        idempotency_key: Annotated[str | None, Header()] = None,
+        idempotency_key: Annotated[str | None, Header(
+            min_length=1, max_length=REFERENCE_MAX_LENGTH,
+            description="a retry with the same key returns the first document instead of a new one")] = None,
     ) -> JSONResponse:
         try:
             options = DocumentOptions(force_ocr=form.force_ocr, engine=form.engine, languages=form.languages)
@@ -239,26 +319,40 @@ def create_app(settings: Settings, *, engine: Engine | None = None, store: Objec
         return JSONResponse(body, status_code=202 if result.created else 200,
                             headers={"Location": body["status_url"]})
 
-    @app.get("/v1/documents", dependencies=auth)
-    def documents(status: DocumentStatus | None = None, limit: Annotated[int, Query(ge=1, le=500)] = 50,
-                  cursor: str | None = None) -> dict[str, Any]:
+    @app.get("/v1/documents", dependencies=auth, response_model=DocumentList,
+             responses=problem_responses(400, 401, 422, 503, s400="`cursor` is not one this API returned"),
+             summary="List documents, newest first (keyset pagination)")
+    def documents(status: Annotated[DocumentStatus | None, Query(description="only documents in this status")] = None,
+                  limit: Annotated[int, Query(ge=1, le=500)] = 50,
+                  cursor: Annotated[str | None, Query(
+                      min_length=1, max_length=200, json_schema_extra={"pattern": CURSOR_PATTERN},
+                      description="`next_cursor` of the previous page (400 when it is not one)")] = None,
+                  ) -> dict[str, Any]:
         before = _decode_cursor(cursor) if cursor else None
         rows = list_documents(engine, status=status, limit=limit + 1, before=before)
         page, more = rows[:limit], len(rows) > limit
         return {"items": [document_view(r) for r in page],
                 "next_cursor": _encode_cursor(page[-1]) if more and page else None}
 
-    @app.get("/v1/documents/{document_id}", dependencies=auth)
+    @app.get("/v1/documents/{document_id}", dependencies=auth, response_model=DocumentView,
+             responses=problem_responses(401, 404, 422, 503, s404=no_document),
+             summary="A document's status and progress")
     def document(document_id: uuid.UUID) -> dict[str, Any]:
         return document_view(_doc_or_404(document_id))
 
-    @app.get("/v1/documents/{document_id}/text", dependencies=auth, response_class=PlainTextResponse)
+    @app.get("/v1/documents/{document_id}/text", dependencies=auth, response_class=PlainTextResponse,
+             responses={200: {"description": "the recognized text, pages separated by form feeds",
+                              "content": {"text/plain": {"schema": {"type": "string"}}}},
+                        **problem_responses(401, 404, 422, 503, s404=no_document)},
+             summary="A document's recognized text")
     def document_text(document_id: uuid.UUID) -> PlainTextResponse:
         _doc_or_404(document_id)
         pages = get_text(engine, document_id)
         return PlainTextResponse("\f".join(t for _, t in pages))
 
-    @app.get("/v1/documents/{document_id}/pages", dependencies=auth)
+    @app.get("/v1/documents/{document_id}/pages", dependencies=auth, response_model=DocumentPages,
+             responses=problem_responses(401, 404, 422, 503, s404=no_document),
+             summary="Every page of a document with its status")
     def document_pages(document_id: uuid.UUID) -> dict[str, Any]:
         doc = _doc_or_404(document_id)
         stored = {p["page_number"]: page_view(p) for p in queries.list_pages(engine, document_id)}
@@ -268,7 +362,10 @@ def create_app(settings: Settings, *, engine: Engine | None = None, store: Objec
         return {"document_id": str(document_id), "status": doc["status"], "page_count": doc.get("page_count"),
                 "pages": items}
 
-    @app.get("/v1/pages/{page_id}/ocr", dependencies=auth)
+    @app.get("/v1/pages/{page_id}/ocr", dependencies=auth, response_model=PageOcr,
+             responses=problem_responses(401, 404, 422, 503,
+                                         s404="no such page, or it has no OCR result (pending or failed)"),
+             summary="A recognized page's OCR layout")
     def page_ocr(page_id: uuid.UUID) -> dict[str, Any]:
         page = queries.get_page(engine, page_id)
         if page is None:
@@ -281,18 +378,24 @@ def create_app(settings: Settings, *, engine: Engine | None = None, store: Objec
         return {"page_id": str(page_id), "document_id": str(page["document_id"]),
                 "page_number": page["page_number"], **page["layout"]}
 
-    @app.get("/v1/search", dependencies=auth)
-    def search(q: Annotated[str, Query(min_length=1, max_length=1000,
-                                       description="web-search syntax: words, \"a phrase\", or, -not")],
+    @app.get("/v1/search", dependencies=auth, response_model=SearchResults,
+             responses=problem_responses(401, 422, 503), summary="Full-text search over recognized pages")
+    def search(q: Annotated[str, Query(min_length=1, max_length=1000, json_schema_extra={"pattern": SEARCH_PATTERN},
+                                       description="web-search syntax: words, \"a phrase\", or, -not; "
+                                                   "not blank, no NUL character")],
                limit: Annotated[int, Query(ge=1, le=100)] = 20) -> dict[str, Any]:
-        if not q.strip():
-            raise ApiProblem(422, "Invalid request", "query.q: the search query is blank")
+        # SEARCH_PATTERN, checked here to say which part of it the query breaks
         if "\x00" in q:
             raise ApiProblem(422, "Invalid request", "query.q: the search query contains a NUL character")
+        if not q.strip(" \t\n\r\f\v"):
+            raise ApiProblem(422, "Invalid request", "query.q: the search query is blank")
         hits = queries.search_pages(engine, q, limit=limit)
         return {"query": q, "items": [search_view(h) for h in hits]}
 
-    @app.delete("/v1/documents/{document_id}", dependencies=auth, status_code=204)
+    @app.delete("/v1/documents/{document_id}", dependencies=auth, status_code=204,
+                responses={204: {"description": "deleted, with its pages and (unless shared) its stored bytes"},
+                           **problem_responses(401, 404, 422, 503, s404=no_document)},
+                summary="Delete a document")
     def delete(request: Request, document_id: uuid.UUID) -> Response:
         try:
             traceparent = request.headers.get("traceparent") or new_traceparent()

@@ -8,22 +8,18 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query
 from fastapi.params import Depends
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
-from pagestream.api.problems import PROBLEM, ApiProblem
+from pagestream.api.problems import ApiProblem, problem_responses
 from pagestream.events.topics import DLQ_TOPICS
 from pagestream.kafka.dlq import DeadLetterQueues
 from pagestream.settings import Settings
 
-_PROBLEM_RESPONSE = {"content": {PROBLEM: {"schema": {"type": "object"}}}}
-_ERRORS: dict[int | str, dict[str, Any]] = {
-    404: {"description": "not a dead-letter topic", **_PROBLEM_RESPONSE},
-    422: {"description": "invalid parameters", **_PROBLEM_RESPONSE},
-    503: {"description": "the broker is unreachable", **_PROBLEM_RESPONSE},
-}
-_AUTH_ERRORS: dict[int | str, dict[str, Any]] = {401: {"description": "API key missing or invalid", **_PROBLEM_RESPONSE}}
+_S = {"s404": "not a dead-letter topic", "s503": "the broker is unreachable"}
 
-TopicParam = Annotated[str, Path(description="a dead-letter topic, e.g. pagestream.page.ocr-requested.v1.dlq")]
+TopicParam = Annotated[str, Path(description="a dead-letter topic, e.g. pagestream.page.ocr-requested.v1.dlq; "
+                                             "another name is answered 404",
+                                 json_schema_extra={"enum": list(DLQ_TOPICS)})]
 
 
 class DeadLetterTopicView(BaseModel):
@@ -64,6 +60,8 @@ class DeadLetters(BaseModel):
 
 
 class RedriveRequest(BaseModel):
+    model_config = ConfigDict(strict=True)  # JSON types as documented: `0` is not a boolean
+
     reason: str | None = Field(None, max_length=200, description="only records dead-lettered for this reason; the "
                                "other pending records are passed over (no longer pending)")
     dry_run: bool = Field(False, description="read and report; send and mark nothing")
@@ -98,7 +96,7 @@ def dlq_router(settings: Settings, auth: Sequence[Depends]) -> APIRouter:
     redriving = threading.Lock()  # one redrive at a time from this process
 
     @router.get("/v1/dlq", dependencies=list(auth), response_model=DeadLetterTopics,
-                responses={**_AUTH_ERRORS, 503: _ERRORS[503]})
+                responses=problem_responses(401, 503, **_S))
     def list_dlq() -> DeadLetterTopics:
         """Every dead-letter topic with its depth and how many records are not yet redriven."""
         with DeadLetterQueues(settings) as q:
@@ -106,7 +104,7 @@ def dlq_router(settings: Settings, auth: Sequence[Depends]) -> APIRouter:
                                             for t in q.topics()])
 
     @router.get("/v1/dlq/{topic}", dependencies=list(auth), response_model=DeadLetters,
-                responses={**_AUTH_ERRORS, **_ERRORS})
+                responses=problem_responses(401, 404, 422, 503, **_S))
     def show_dlq(topic: TopicParam,
                  limit: Annotated[int, Query(ge=1, le=10_000, description="at most this many, oldest first")] = 20,
                  partition: Annotated[int | None, Query(ge=0)] = None,
@@ -119,8 +117,8 @@ def dlq_router(settings: Settings, auth: Sequence[Depends]) -> APIRouter:
         return DeadLetters(topic=topic, records=[DeadLetterView(**r.as_dict()) for r in records])
 
     @router.post("/v1/dlq/{topic}/redrive", dependencies=list(auth), response_model=RedriveSummaryView,
-                 responses={**_AUTH_ERRORS, **_ERRORS,
-                            409: {"description": "a redrive is already running", **_PROBLEM_RESPONSE}})
+                 responses=problem_responses(400, 401, 404, 409, 422, 503, s400="the body is not JSON",
+                                            s409="a redrive is already running", **_S))
     def redrive_dlq(topic: TopicParam, body: RedriveRequest | None = None) -> RedriveSummaryView:
         """Send the pending records back to the topics they came from (once each), and say what was done."""
         _dlq_topic(topic)

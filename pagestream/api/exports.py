@@ -15,7 +15,7 @@ from fastapi import APIRouter, Depends, Query
 from fastapi.responses import Response
 
 from pagestream import export
-from pagestream.api.problems import PROBLEM, ApiProblem
+from pagestream.api.problems import ApiProblem, problem_responses
 from pagestream.db.documents import get_document
 from pagestream.db.errors import DocumentNotFoundError
 from pagestream.db.exports import page_layout
@@ -34,10 +34,6 @@ _MEDIA = {LayoutFormat.hocr: export.HOCR_MEDIA_TYPE, LayoutFormat.alto: export.A
 _SUFFIX = {LayoutFormat.hocr: "hocr.html", LayoutFormat.alto: "alto.xml"}
 
 
-def _problem(description: str) -> dict[str, Any]:
-    return {"description": description, "content": {PROBLEM: {"schema": {"type": "object"}}}}
-
-
 def _binary(media_type: str, description: str) -> dict[str, Any]:
     return {"description": description, "content": {media_type: {"schema": {"type": "string", "format": "binary"}}}}
 
@@ -47,14 +43,15 @@ def _xml(description: str) -> dict[str, Any]:
         export.HOCR_MEDIA_TYPE: {"schema": {"type": "string"}}, export.ALTO_MEDIA_TYPE: {"schema": {"type": "string"}}}}
 
 
-_ERRORS: dict[int | str, dict[str, Any]] = {
-    401: _problem("API key missing or invalid"),
-    404: _problem("no such document or page, or no OCR result for it"),
-    409: _problem("the document is still being recognized; retry when it is completed"),
-    422: _problem("invalid request"),
-    500: _problem("the stored document cannot be read"),
-    503: _problem("database or object store unavailable"),
-}
+_ERRORS = problem_responses(
+    401, 404, 409, 422, 500, 503,
+    s404="no such document or page, or no OCR result for it",
+    s409="the document is still being recognized; retry when it is completed",
+    s500="the stored document cannot be read, or the output cannot be built",
+    s503="database or object store unavailable",
+)
+#: the page routes answer for a page of any document, finished or not (no 409)
+_PAGE_ERRORS = {status: r for status, r in _ERRORS.items() if status != 409}
 
 
 def _filename(doc: dict[str, Any], suffix: str) -> str:
@@ -126,7 +123,7 @@ def exports_router(engine: Any, store: Any, require_key: Callable[..., None]) ->
         return row
 
     @router.get("/v1/pages/{page_id}/export", response_class=Response,
-                responses={200: _xml("hOCR (application/xhtml+xml) or ALTO 4.4 (application/xml)"), **_ERRORS},
+                responses={200: _xml("hOCR (application/xhtml+xml) or ALTO 4.4 (application/xml)"), **_PAGE_ERRORS},
                 summary="One page as hOCR or ALTO")
     def page_export(page_id: uuid.UUID,
                     format: Annotated[LayoutFormat, Query(description="hocr or alto")]) -> Response:  # noqa: A002
@@ -148,7 +145,7 @@ def exports_router(engine: Any, store: Any, require_key: Callable[..., None]) ->
             raise ApiProblem(404, "Document not found", f"no document with id {document_id}") from e
 
     @router.get("/v1/pages/{page_id}/image", response_class=Response,
-                responses={200: _binary("image/png", "the page as the engine read it (turned upright)"), **_ERRORS},
+                responses={200: _binary("image/png", "the page as the engine read it (turned upright)"), **_PAGE_ERRORS},
                 summary="Page image (PNG) on which the layout's normalized boxes fall")
     def page_image(page_id: uuid.UUID,
                    width: Annotated[int, Query(ge=200, le=4000, description="maximum width in pixels")] = 1400,

@@ -4,26 +4,27 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from typing import Any, Literal
+from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.params import Depends
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
-from pagestream.api.problems import PROBLEM, ApiProblem
+from pagestream.api.models import LANGUAGES_MAX_LENGTH, LANGUAGES_PATTERN, EngineName
+from pagestream.api.problems import ApiProblem, problem_responses
 from pagestream.db import Engine
 from pagestream.db.errors import DocumentNotFoundError, DocumentNotReprocessableError
 from pagestream.db.reconcile import reprocess_document
 from pagestream.events.envelope import new_traceparent
 
-_PROBLEM_RESPONSE = {"content": {PROBLEM: {"schema": {"type": "object"}}}}
-
 
 class ReprocessRequest(BaseModel):
     """Options for the new run; omitted ones keep the document's stored options."""
 
-    engine: Literal["tesseract", "google-vision", "textract"] | None = None
-    languages: str | None = Field(None, pattern=r"^[a-z_]{3,8}(\+[a-z_]{3,8})*$", max_length=100,
+    model_config = ConfigDict(strict=True)  # JSON types as documented: `0` is not a boolean
+
+    engine: EngineName | None = None
+    languages: str | None = Field(None, pattern=LANGUAGES_PATTERN, max_length=LANGUAGES_MAX_LENGTH,
                                   description="Tesseract language codes, e.g. 'eng+deu'")
     force_ocr: bool | None = None
 
@@ -40,8 +41,9 @@ def operations_router(engine: Engine, auth: Sequence[Depends]) -> APIRouter:
 
     @router.post("/v1/documents/{document_id}/reprocess", status_code=202, dependencies=list(auth),
                  response_model=ReprocessAccepted,
-                 responses={404: {"description": "no such document", **_PROBLEM_RESPONSE},
-                            409: {"description": "the document cannot be reprocessed", **_PROBLEM_RESPONSE}})
+                 responses=problem_responses(400, 401, 404, 409, 422, 503, s400="the body is not JSON",
+                                             s404="no document with that id",
+                                             s409="the document cannot be reprocessed (e.g. encrypted, no pages)"))
     def reprocess(request: Request, document_id: uuid.UUID, body: ReprocessRequest | None = None) -> ReprocessAccepted:
         """OCR the document again from scratch (same committed-only path as a new upload)."""
         body = body or ReprocessRequest()

@@ -149,7 +149,10 @@ def test_uploads_still_work_plain_and_chunked(server: Server) -> None:
     r = httpx.post(f"{server.url}/v1/documents", headers=headers, files={"file": ("x.png", data)},
                    data={"force_ocr": "maybe"})
     assert r.status_code == 422 and "force_ocr" in r.json()["detail"]
+    # a form that is not multipart is a body of the wrong media type: 415, saying how to send it
     r = httpx.post(f"{server.url}/v1/documents", headers=headers, data={"password": "x"})
+    assert r.status_code == 415 and "multipart/form-data" in r.json()["detail"]
+    r = httpx.post(f"{server.url}/v1/documents", headers=headers, files={"password": (None, "x")})
     assert r.status_code == 422 and "file" in r.json()["detail"]
 
 
