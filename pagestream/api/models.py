@@ -13,7 +13,7 @@ from pagestream.layout import Block, Preprocessing, TitleBlock
 #: OCR engines a document may ask for (``pagestream.ocr.factory.ENGINE_NAMES``).
 EngineName = Literal["tesseract", "google-vision", "textract"]
 #: Tesseract language codes joined by '+', as the upload and reprocess routes accept them.
-LANGUAGES_PATTERN = r"^[a-z_]{3,8}(\+[a-z_]{3,8})*$"
+LANGUAGES_PATTERN = r"^[a-z][a-z_]{2,19}(\+[a-z][a-z_]{2,19})*$"  # eng, deu+eng, chi_sim_vert
 LANGUAGES_MAX_LENGTH = 100
 #: Longest ``Idempotency-Key`` and ``client_reference`` (as for ``document.submit.v1`` commands).
 REFERENCE_MAX_LENGTH = 200
