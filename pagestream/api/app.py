@@ -375,8 +375,8 @@ def create_app(settings: Settings, *, engine: Engine | None = None, store: Objec
             raise ApiProblem(404, "No OCR result",
                              f"page {page['page_number']} of document {page['document_id']} failed "
                              f"({page.get('error_reason')}): {page.get('error_detail')}")
-        return {"page_id": str(page_id), "document_id": str(page["document_id"]),
-                "page_number": page["page_number"], **page["layout"]}
+        return {**page["layout"], "text": page["text"], "page_id": str(page_id),
+                "document_id": str(page["document_id"]), "page_number": page["page_number"]}
 
     @app.get("/v1/search", dependencies=auth, response_model=SearchResults,
              responses=problem_responses(401, 422, 503), summary="Full-text search over recognized pages")

@@ -8,7 +8,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from pagestream.events.models import DocumentStatus
-from pagestream.layout import Block, Preprocessing, TitleBlock
+from pagestream.layout import PageLayout, TitleBlock
 
 #: OCR engines a document may ask for (``pagestream.ocr.factory.ENGINE_NAMES``).
 EngineName = Literal["tesseract", "google-vision", "textract"]
@@ -110,28 +110,14 @@ class DocumentPages(BaseModel):
     pages: list[PageView] = Field(description="every page in order; pages not recorded yet are pending")
 
 
-class PageOcr(BaseModel):
-    """A recognized page's layout: blocks → lines → words, each with its text, box and confidence."""
+class PageOcr(PageLayout):
+    """A recognized page: its text and layout (blocks → lines → words, each with text, box and confidence)."""
 
     model_config = ConfigDict(extra="allow")
 
     page_id: uuid.UUID
     document_id: uuid.UUID
     page_number: int
-    width: int
-    height: int
-    dpi: float | None = None
-    rotation: int = 0
-    skew_degrees: float = 0.0
-    source: str
-    engine: str
-    engine_version: str
-    mean_confidence: float | None = None
-    blocks: list[Block] = Field(default_factory=list)
-    title_block: TitleBlock | None = None
-    render_seconds: float = 0.0
-    ocr_seconds: float = 0.0
-    preprocessing: Preprocessing | None = None
 
 
 class SearchPage(BaseModel):

@@ -73,9 +73,9 @@ def list_pages(engine: Engine, document_id: uuid.UUID) -> list[dict[str, Any]]:
 
 
 def get_page(engine: Engine, page_id: uuid.UUID) -> dict[str, Any] | None:
-    """A page row with its layout (blocks, lines, words), or None."""
+    """A page row with its text and layout (blocks, lines, words), or None."""
     with translate_errors("get page"), engine.connect() as conn:
-        row = conn.execute(select(*_PAGE_COLUMNS, pages.c.document_id, pages.c.layout)
+        row = conn.execute(select(*_PAGE_COLUMNS, pages.c.document_id, pages.c.layout, pages.c.text)
                            .where(pages.c.id == page_id)).mappings().first()
     return dict(row) if row else None
 

@@ -70,6 +70,7 @@ def test_a_dense_page_completes_through_the_claim_check(running_stack: RunningSt
     words = text.split()
     assert len(words) == 15_000 and words[0] == "w00000" and words[-1] == "w14999"
     assert sum(len(ln["words"]) for b in ocr["blocks"] for ln in b["lines"]) == 15_000
+    assert ocr["text"].split() == words  # the OCR view carries the page text with its layout
     results = Path(running_stack.settings.storage_url.removeprefix("file://")) / "results" / doc["id"]
     assert len(list(results.iterdir())) == 1  # the layout went through the object store, not the broker
     assert len(_pages(stack_engine, uuid.UUID(doc["id"]))) == 1
