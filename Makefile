@@ -30,6 +30,7 @@ demo: install ## start the embedded stack, OCR the examples, print results, stop
 
 test: install ## run the whole test suite against real components
 	$(VENV)/bin/ruff check pagestream services tests bench examples
+	$(VENV)/bin/mypy pagestream services
 	$(PY) -m pytest -m "not chaos" -q -p no:cacheprovider
 
 test-unit: install ## unit tests only (seconds)

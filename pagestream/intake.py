@@ -305,7 +305,7 @@ def _header_size(data: bytes, fmt: str) -> tuple[int, int] | None:
 
     try:
         factory = Image.OPEN[fmt][0]
-        return factory(io.BytesIO(data), "").size  # type: ignore[call-arg]
+        return factory(io.BytesIO(data), "").size
     except Exception:  # noqa: BLE001 — best effort, only used to phrase a message
         return None
 

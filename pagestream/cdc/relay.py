@@ -39,7 +39,7 @@ from pagestream.errors import PagestreamError
 from pagestream.events.envelope import encode_headers
 from pagestream.events.topics import topic_for
 from pagestream.kafka.admin import ensure_topics
-from pagestream.kafka.errors import DeliveryError, KafkaError
+from pagestream.kafka.errors import KafkaError
 from pagestream.kafka.producer import EventProducer
 from pagestream.retry import Backoff
 from pagestream.settings import Settings
@@ -321,7 +321,7 @@ class OutboxRelay:
         if self._unacked_bytes > self.status.peak_unacked_bytes:
             self.status.peak_unacked_bytes = self._unacked_bytes
 
-        def on_delivery(err: DeliveryError | None, _opaque: Any) -> None:
+        def on_delivery(err: KafkaError | None, _opaque: Any) -> None:
             self._unacked -= 1
             self._unacked_bytes -= size
             if err is not None:

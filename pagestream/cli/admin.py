@@ -54,7 +54,7 @@ def apikey() -> None:
     """Manage API keys (stored hashed)."""
 
 
-def _engine():  # type: ignore[no-untyped-def]
+def _engine():
     from pagestream.db import make_engine
 
     return make_engine(cli_settings().database_dsn(), pool_size=1)

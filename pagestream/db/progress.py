@@ -11,7 +11,7 @@ import re
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from sqlalchemy import Connection, Engine, func, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -59,7 +59,7 @@ def storable(value: Any) -> Any:
 
 
 def _page_values(o: PageOutcome) -> dict:
-    return storable(_raw_page_values(o))  # type: ignore[no-any-return]
+    return storable(_raw_page_values(o))
 
 
 def _raw_page_values(o: PageOutcome) -> dict:
@@ -137,7 +137,7 @@ def advance_document(conn: Connection, doc_id: uuid.UUID, *, status: str, page_c
     if status == "completed":
         return None  # nothing replaces a success
     now = utcnow()
-    counts = dict(conn.execute(
+    counts: dict[str, int] = dict(conn.execute(
         select(pages.c.status, func.count()).where(pages.c.document_id == doc_id).group_by(pages.c.status)
     ).all())
     done, failed = counts.get("completed", 0), counts.get("failed", 0)
@@ -146,10 +146,11 @@ def advance_document(conn: Connection, doc_id: uuid.UUID, *, status: str, page_c
         values["status"] = "processing"
         values["ocr_started_at"] = now
     final = page_count is not None and done + failed >= page_count
-    new_status = ("completed" if failed == 0 else ("failed" if done == 0 else "partial")) if final else None
+    new_status: Literal["completed", "partial", "failed"] | None = (
+        "completed" if failed == 0 else ("failed" if done == 0 else "partial")) if final else None
     finished = None
-    # first final state, or a late success improving a partial/failed document
-    if new_status is not None and new_status != status:
+    # first final state, or a late success improving a partial/failed document (final implies a page_count)
+    if new_status is not None and page_count is not None and new_status != status:
         error = None if failed == 0 else f"{failed} of {page_count} pages failed" + (f": {reason}" if reason else "")
         values.update(status=new_status, completed_at=now, error=error)
         write_event(conn, DocumentOcrCompletedV1(

@@ -14,12 +14,10 @@ documents twice at once; rows are taken with ``SKIP LOCKED`` so persist is never
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
 
-from sqlalchemy import Connection, Engine, and_, func, or_, select, text, update
+from sqlalchemy import Connection, Engine, RowMapping, and_, func, or_, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
 from pagestream.db import translate_errors
@@ -79,7 +77,7 @@ def reconcile_once(engine: Engine, *, stall_seconds: float, max_rounds: int, bro
     return out
 
 
-def _redrive(conn: Connection, doc: Mapping[str, Any], missing: list[int], traceparent: str | None) -> None:
+def _redrive(conn: Connection, doc: RowMapping, missing: list[int], traceparent: str | None) -> None:
     options = DocumentOptions.model_validate(doc["options"] or {})
     for n in missing:
         write_event(conn, PageOcrRequestedV1(
@@ -90,7 +88,7 @@ def _redrive(conn: Connection, doc: Mapping[str, Any], missing: list[int], trace
         reconcile_rounds=documents.c.reconcile_rounds + 1, last_reconciled_at=utcnow(), updated_at=utcnow()))
 
 
-def _finish(conn: Connection, doc: Mapping[str, Any], missing: list[int], stall_seconds: float, max_rounds: int,
+def _finish(conn: Connection, doc: RowMapping, missing: list[int], stall_seconds: float, max_rounds: int,
             traceparent: str | None) -> tuple[uuid.UUID, str]:
     reason = (f"no result after {doc['reconcile_rounds']} re-drives, {stall_seconds:.0f} s apart "
               "(its events were lost or its workers kept failing); reprocess the document to try again")

@@ -10,9 +10,9 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
-from confluent_kafka import Consumer, KafkaException, TopicPartition
+from confluent_kafka import Consumer, KafkaException, Message, TopicPartition
 from confluent_kafka import KafkaError as _RdKafkaError
 
 from pagestream.events.envelope import Headers
@@ -33,6 +33,20 @@ class ConsumedRecord:
     value: bytes | None
     headers: Headers
     timestamp_ms: int | None
+
+
+def _record(msg: Message) -> ConsumedRecord:
+    """A consumed (error-free) message as a record."""
+    topic, partition, offset = msg.topic(), msg.partition(), msg.offset()
+    if topic is None or partition is None or offset is None:  # only error events lack a position
+        raise KafkaError(f"consumed record without a position: {topic}[{partition}]@{offset}")
+    # a consumed message's headers are a list of pairs (the stub's dict form is produce-only); values are
+    # bytes except for null headers, which pagestream never writes (Headers is what the codebase reads)
+    headers = cast(Headers, list(msg.headers() or []))
+    return ConsumedRecord(
+        topic=topic, partition=partition, offset=offset, key=msg.key(),
+        value=msg.value(), headers=headers, timestamp_ms=msg.timestamp()[1],
+    )
 
 
 class EventConsumer:
@@ -107,10 +121,7 @@ class EventConsumer:
                 raise KafkaError(f"fatal consumer error: {err.str()}", code=err.name())
             log.warning("consumer error", extra={"error": err.str()})
             return None
-        return ConsumedRecord(
-            topic=msg.topic(), partition=msg.partition(), offset=msg.offset(), key=msg.key(),
-            value=msg.value(), headers=list(msg.headers() or []), timestamp_ms=msg.timestamp()[1],
-        )
+        return _record(msg)
 
     def consume(self, max_records: int, timeout: float) -> list[ConsumedRecord]:
         """Up to ``max_records`` records, waiting at most ``timeout`` for the first."""
@@ -125,10 +136,7 @@ class EventConsumer:
                 if err.code() != _RdKafkaError._PARTITION_EOF:
                     log.warning("consumer error", extra={"error": err.str()})
                 continue
-            out.append(ConsumedRecord(
-                topic=msg.topic(), partition=msg.partition(), offset=msg.offset(), key=msg.key(),
-                value=msg.value(), headers=list(msg.headers() or []), timestamp_ms=msg.timestamp()[1],
-            ))
+            out.append(_record(msg))
         return out
 
     def commit(self, records: Iterable[ConsumedRecord]) -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Sequence
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 
 from confluent_kafka import KafkaError as _RdKafkaError
 from confluent_kafka import KafkaException, Message, Producer
@@ -100,13 +100,16 @@ class EventProducer:
                 on_delivery(delivery_error(topic, err.name(), err.str(),
                                            retriable=err.retriable() or not err.fatal()), opaque)
 
+        # the stub's header list is list[tuple[str, str | bytes | None]]; ours (str, bytes) pairs are
+        # valid values of it, only list invariance stops mypy seeing that
+        rd_headers = cast("list[tuple[str, str | bytes | None]]", headers)
         deadline = time.monotonic() + BUFFER_FULL_TIMEOUT_SECONDS
         while True:
             try:
                 if partition is None:
-                    self.producer.produce(topic, value=value, key=key, headers=headers, on_delivery=_cb)
+                    self.producer.produce(topic, value=value, key=key, headers=rd_headers, on_delivery=_cb)
                 else:
-                    self.producer.produce(topic, value=value, key=key, headers=headers, on_delivery=_cb,
+                    self.producer.produce(topic, value=value, key=key, headers=rd_headers, on_delivery=_cb,
                                           partition=partition)
                 break
             except BufferError:
@@ -118,8 +121,8 @@ class EventProducer:
                 self.producer.poll(0.1)
             except KafkaException as e:
                 err = e.args[0] if e.args else None
-                name = err.name() if hasattr(err, "name") else ""
-                retriable = bool(err.retriable()) if hasattr(err, "retriable") else True
+                name = err.name() if err is not None and hasattr(err, "name") else ""
+                retriable = bool(err.retriable()) if err is not None and hasattr(err, "retriable") else True
                 raise delivery_error(topic, name, str(e), retriable=retriable) from e
         self.producer.poll(0)
 

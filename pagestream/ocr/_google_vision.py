@@ -12,7 +12,7 @@ from importlib.metadata import version as package_version
 from typing import Any
 
 import google.auth.exceptions as gauth_exceptions
-import grpc  # type: ignore[import-untyped]
+import grpc
 from google.api_core import exceptions as gexc
 from google.api_core import retry as gretry
 from google.cloud import vision

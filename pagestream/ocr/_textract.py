@@ -9,9 +9,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-import boto3  # type: ignore[import-untyped]
-from botocore.config import Config  # type: ignore[import-untyped]
-from botocore.exceptions import (  # type: ignore[import-untyped]
+import boto3
+from botocore.config import Config
+from botocore.exceptions import (
     ClientError,
     HTTPClientError,
     NoCredentialsError,
@@ -19,7 +19,7 @@ from botocore.exceptions import (  # type: ignore[import-untyped]
     ParamValidationError,
     PartialCredentialsError,
 )
-from botocore.exceptions import (  # type: ignore[import-untyped]
+from botocore.exceptions import (
     ConnectionError as BotocoreConnectionError,
 )
 

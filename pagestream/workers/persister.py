@@ -64,7 +64,7 @@ def failed_outcome(o: PageOutcome, reason: str, detail: str) -> PageOutcome:
     e = o.event
     return PageOutcome(uuid.uuid5(_FAILURE_NAMESPACE, f"{reason}/{o.event_id}"), PageOcrFailedV1(
         page_id=e.page_id, document_id=e.document_id, page_number=e.page_number, page_count=e.page_count,
-        attempts=min(MAX_RECORDED_ATTEMPTS, max(1, getattr(e, "attempt", None) or getattr(e, "attempts", 1))),
+        attempts=min(MAX_RECORDED_ATTEMPTS, max(1, e.attempt if isinstance(e, PageOcrCompletedV1) else e.attempts)),
         reason=reason, detail=detail[:2000],
         failed_at=utcnow(),
     ), o.traceparent)
@@ -214,7 +214,7 @@ def create_app(settings: Settings, state: PersistState) -> faust.App:
         except Exception as e:  # noqa: BLE001 - an export never holds up or fails persisting
             log.warning("searchable PDF not stored: %s", e, extra={"document_id": str(doc_id)})
         finally:
-            exports.discard(asyncio.current_task())  # type: ignore[arg-type]
+            exports.discard(asyncio.current_task())
 
     async def persist_isolating(items: list[tuple[PageOutcome, Any]]) -> None:
         """Persist ``items``; if the database refuses the batch, split it to find the record at fault,
