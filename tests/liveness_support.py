@@ -161,6 +161,15 @@ class Db:
             out[str(r["document_id"])].append(r)
         return out
 
+    @staticmethod
+    def final_rows(stack: ChaosStack, ids: list[str]) -> tuple[dict[str, dict[str, Any]], dict[str, list[dict[str, Any]]]]:
+        """(documents, pages) of ``ids``, read once on a connection of its own."""
+        db = Db(stack)
+        try:
+            return db.documents(ids), db.pages(ids)
+        finally:
+            db.close()
+
     def attempts(self, page_id: uuid.UUID) -> dict[str, Any] | None:
         got = self.rows("SELECT attempts, last_worker FROM page_attempts WHERE page_id = :p", p=page_id)
         return got[0] if got else None

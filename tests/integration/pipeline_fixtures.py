@@ -6,6 +6,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -64,6 +65,25 @@ def consumer_factory(migrated: Settings) -> Iterator[Callable[..., EventConsumer
     yield make
     for c in made:
         c.close()
+
+
+@contextmanager
+def running_submit_consumer(settings: Settings, engine: Any, store: Any, name: str) -> Iterator[Any]:
+    """A ``SubmitCommandConsumer`` running in a thread until the block ends (then it must stop)."""
+    from pagestream.submission import DocumentIntake
+    from pagestream.workers.submit_consumer import SubmitCommandConsumer
+
+    consumer = SubmitCommandConsumer(settings, DocumentIntake(settings, engine, store), store)
+    stop = threading.Event()
+    t = threading.Thread(target=consumer.run, args=(stop,), daemon=True, name=name)
+    t.start()
+    wait_until(lambda: consumer.ready, 30, "submit consumer running")
+    try:
+        yield consumer
+    finally:
+        stop.set()
+        t.join(15)
+    assert not t.is_alive()
 
 
 def drain(consumer: EventConsumer, until: Callable[[list[ConsumedRecord]], bool], timeout: float) -> list[ConsumedRecord]:

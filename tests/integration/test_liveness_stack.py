@@ -62,12 +62,7 @@ def down_then_up(corpus: list[ChaosDoc], *, workers: int, down_after: int, timeo
         up_at = datetime.now(UTC)
         with stack_on(state, {}, ocr_workers=workers) as stack, ApiClient(stack.api_url, timeout=30) as client:
             final = wait_final(client, ids, timeout)
-            db = Db(stack)
-            try:
-                docs = db.documents(ids)
-                pages = db.pages(ids)
-            finally:
-                db.close()
+            docs, pages = Db.final_rows(stack, ids)
             after_up = [i for i in ids if docs[i]["completed_at"] > up_at]
             seen = finishings(stack, expect=dict.fromkeys(after_up, 1))
             good_document_completes(client)
@@ -285,12 +280,7 @@ def broker_killed(corpus: list[ChaosDoc], *, workers: int, kill_after: int, time
         os.kill(broker.pid, signal.SIGKILL)
         wait_for(lambda: sup.restarts("broker") >= 1 and broker.running(), 60, "the broker to be restarted")
         final = wait_final(client, ids, timeout)
-        db = Db(stack)
-        try:
-            docs = db.documents(ids)
-            pages = db.pages(ids)
-        finally:
-            db.close()
+        docs, pages = Db.final_rows(stack, ids)
         after = [i for i in ids if docs[i]["completed_at"] > killed_at]
         seen = finishings(stack, expect=dict.fromkeys(after, 1))
         restarts = stack.restarts()

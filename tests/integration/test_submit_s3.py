@@ -7,7 +7,6 @@ moto runs in-process (``mock_aws``): ``moto[server]``'s Flask is not in requirem
 
 from __future__ import annotations
 
-import threading
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -25,10 +24,9 @@ from pagestream.kafka.producer import EventProducer
 from pagestream.settings import Settings
 from pagestream.storage import S3ObjectStore
 from pagestream.storage.errors import InvalidObjectUriError, ObjectTooLargeError
-from pagestream.submission import DocumentIntake
 from pagestream.workers.submit_consumer import SubmitCommandConsumer
 from tests.integration.fabricate import pdf_bytes
-from tests.integration.pipeline_fixtures import drain, wait_until
+from tests.integration.pipeline_fixtures import drain, running_submit_consumer, wait_until
 
 BUCKET = "pagestream-docs"
 PREFIX = "tenant-a"
@@ -68,15 +66,8 @@ def store(s3: CountingClient) -> S3ObjectStore:
 @pytest.fixture(scope="module")
 def s3_submit_consumer(migrated: Settings, engine: Engine, store: S3ObjectStore) -> Iterator[SubmitCommandConsumer]:
     settings = migrated.model_copy(update={"max_upload_bytes": LIMIT, "storage_url": f"s3://{BUCKET}/{PREFIX}"})
-    consumer = SubmitCommandConsumer(settings, DocumentIntake(settings, engine, store), store)
-    stop = threading.Event()
-    t = threading.Thread(target=consumer.run, args=(stop,), daemon=True, name="submit-consumer-s3")
-    t.start()
-    wait_until(lambda: consumer.ready, 30, "submit consumer running")
-    yield consumer
-    stop.set()
-    t.join(15)
-    assert not t.is_alive()
+    with running_submit_consumer(settings, engine, store, "submit-consumer-s3") as consumer:
+        yield consumer
 
 
 @pytest.fixture(scope="module")

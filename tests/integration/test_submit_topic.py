@@ -4,7 +4,6 @@ relay), rejections with the client's reference, and dead letters for undecodable
 from __future__ import annotations
 
 import logging
-import threading
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -30,10 +29,9 @@ from pagestream.kafka.consumer import ConsumedRecord
 from pagestream.kafka.producer import EventProducer
 from pagestream.settings import Settings
 from pagestream.storage import LocalObjectStore, open_store
-from pagestream.submission import DocumentIntake
 from pagestream.workers.submit_consumer import SubmitCommandConsumer
 from tests.integration.fabricate import pdf_bytes
-from tests.integration.pipeline_fixtures import drain, wait_until
+from tests.integration.pipeline_fixtures import drain, running_submit_consumer
 
 
 @pytest.fixture(autouse=True)
@@ -44,16 +42,8 @@ def _info_logs(caplog: pytest.LogCaptureFixture) -> None:
 
 @pytest.fixture(scope="module")
 def submit_consumer(migrated: Settings, engine: Engine) -> Iterator[SubmitCommandConsumer]:
-    store = open_store(migrated)
-    consumer = SubmitCommandConsumer(migrated, DocumentIntake(migrated, engine, store), store)
-    stop = threading.Event()
-    t = threading.Thread(target=consumer.run, args=(stop,), daemon=True, name="submit-consumer")
-    t.start()
-    wait_until(lambda: consumer.ready, 30, "submit consumer running")
-    yield consumer
-    stop.set()
-    t.join(15)
-    assert not t.is_alive()
+    with running_submit_consumer(migrated, engine, open_store(migrated), "submit-consumer") as consumer:
+        yield consumer
 
 
 @pytest.fixture(scope="module")
