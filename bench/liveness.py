@@ -66,8 +66,17 @@ def liveness_costs(pages: list[Path], dense_words: int = 15_000) -> dict[str, An
     with tempfile.TemporaryDirectory(prefix="pagestream-bench-liveness-") as tmp:
         store = LocalObjectStore(Path(tmp) / "objects")
         normal = [event(lay) for lay in layouts]
-        encode_only = [t for ev in normal for t in _timed(lambda ev=ev: encode_data(ev), 200)]
-        checked = [t for ev in normal for t in _timed(lambda ev=ev: check_in(ev, store, 256 * 1024), 200)]
+        # What the worker does per page, on a fresh event each time (encode_data remembers the last one):
+        # publishing alone, vs. the claim-check size test followed by publishing.
+        def publish_only(ev: PageOcrCompletedV1) -> None:
+            encode_data(ev.model_copy())
+
+        def check_then_publish(ev: PageOcrCompletedV1) -> None:
+            fresh = ev.model_copy()
+            encode_data(check_in(fresh, store, 256 * 1024))
+
+        encode_only = [t for ev in normal for t in _timed(lambda ev=ev: publish_only(ev), 200)]
+        checked = [t for ev in normal for t in _timed(lambda ev=ev: check_then_publish(ev), 200)]
         sizes = [len(encode_data(ev)) for ev in normal]
         dense_event = event(dense)
         dense_bytes = len(encode_data(dense_event))
@@ -90,8 +99,8 @@ def liveness_costs(pages: list[Path], dense_words: int = 15_000) -> dict[str, An
         "normal_event_bytes": sizes,
         "encode_median_seconds": statistics.median(encode_only),
         "check_in_median_seconds": statistics.median(checked),
-        # the worker serializes once more to publish: the whole size test is extra
-        "claim_check_extra_seconds": statistics.median(checked),
+        # publishing reuses the bytes the size test made: the difference is the claim check's own cost
+        "claim_check_extra_seconds": max(0.0, statistics.median(checked) - statistics.median(encode_only)),
         "dense_words": dense_words, "dense_event_bytes": dense_bytes, "dense_event_bytes_after": dense_after,
         "dense_check_in_median_seconds": statistics.median(dense_checked),
         "ledger_median_seconds": statistics.median(ledger),

@@ -71,12 +71,23 @@ def encode_headers(
     return headers
 
 
+#: the last event serialized and its bytes: measuring an event (the claim check) and then
+#: publishing that same, immutable, object serializes it once, not twice, on the OCR hot path
+_last_encoded: tuple[Event, bytes] | None = None
+
+
 def encode_data(event: Event) -> bytes:
     """The record value: the event's JSON data; ``EventEncodeError`` if it cannot be serialized."""
+    global _last_encoded
+    last = _last_encoded
+    if last is not None and last[0] is event:  # events are frozen: the same object has the same bytes
+        return last[1]
     try:
-        return event.model_dump_json().encode()
+        value = event.model_dump_json().encode()
     except (ValueError, TypeError) as e:  # PydanticSerializationError is a ValueError
         raise EventEncodeError(f"{event.event_type} cannot be serialized: {str(e)[:300]}") from e
+    _last_encoded = (event, value)
+    return value
 
 
 def make_record(event: Event, *, traceparent: str | None = None, source: str = DEFAULT_SOURCE,
