@@ -39,10 +39,25 @@ class Plan:
     degraded_pages: int = 4  # per kind (clean, photo, fax) in the preprocessing section
 
 
-FULL = Plan(scanned_pages=20, latency_documents=20, born_digital_pages=200, ingest_clients=8, ingest_seconds=20.0,
-            repeats=2, quick=False)
-QUICK = Plan(scanned_pages=6, latency_documents=5, born_digital_pages=50, ingest_clients=8, ingest_seconds=5.0,
-             repeats=1, quick=True, degraded_pages=2)
+FULL = Plan(
+    scanned_pages=20,
+    latency_documents=20,
+    born_digital_pages=200,
+    ingest_clients=8,
+    ingest_seconds=20.0,
+    repeats=2,
+    quick=False,
+)
+QUICK = Plan(
+    scanned_pages=6,
+    latency_documents=5,
+    born_digital_pages=50,
+    ingest_clients=8,
+    ingest_seconds=5.0,
+    repeats=1,
+    quick=True,
+    degraded_pages=2,
+)
 
 
 def _command(argv: Sequence[str]) -> str:
@@ -65,8 +80,9 @@ class Runner:
         """Start the CPU meter of ``name`` before its preparatory work."""
         self._cpu_since[name] = CpuMeter().start()
 
-    def measure(self, name: str, body: Callable[[], dict[str, Any]],
-                started: float | None = None) -> dict[str, Any] | None:
+    def measure(
+        self, name: str, body: Callable[[], dict[str, Any]], started: float | None = None
+    ) -> dict[str, Any] | None:
         """Run ``body``; store its result (or its failure) as benchmark ``name``.
 
         ``started`` (monotonic) counts preparatory work done before the call in the duration.
@@ -75,10 +91,14 @@ class Runner:
         from bench.progress import say
         from bench.report import save
 
-        record: dict[str, Any] = {"name": name, "command": self.command, "machine": self.machine,
-                                  "code": code_version(REPO),
-                                  "quick": self.plan.quick,
-                                  "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")}
+        record: dict[str, Any] = {
+            "name": name,
+            "command": self.command,
+            "machine": self.machine,
+            "code": code_version(REPO),
+            "quick": self.plan.quick,
+            "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        }
         started = time.monotonic() if started is None else started
         cpu = self._cpu_since.pop(name, None) or CpuMeter().start()
         try:
@@ -114,10 +134,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="small inputs (a few minutes); rougher numbers")
-    parser.add_argument("--only", action="append", choices=NAMES, metavar="NAME",
-                        help=f"run only this benchmark (repeatable): {', '.join(NAMES)}")
-    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1,
-                        help="OCR workers and CLI processes for section 1 (default: cores)")
+    parser.add_argument(
+        "--only",
+        action="append",
+        choices=NAMES,
+        metavar="NAME",
+        help=f"run only this benchmark (repeatable): {', '.join(NAMES)}",
+    )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=os.cpu_count() or 1,
+        help="OCR workers and CLI processes for section 1 (default: cores)",
+    )
     args = parser.parse_args(argv)
     # The pipeline's workers run Tesseract single-threaded; so do the CLI and in-process runs here.
     os.environ["OMP_THREAD_LIMIT"] = "1"
@@ -158,23 +187,39 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         pipeline_at_n: dict[str, Any] | None = None
         if {"ocr", "latency", "born-digital", "cdc"} & set(selected) or (
-                "scaling" in selected and workers != 1):
+            "scaling" in selected and workers != 1
+        ):
             try:
                 with running_stack("stack", {"PAGESTREAM_OCR_WORKERS": str(workers)}) as stack:
                     if "ocr" in selected or "scaling" in selected:
+
                         def ocr_section() -> dict[str, Any]:
                             if ocr_failure:
                                 raise ocr_failure[0]
-                            return {**ocr_parts, "pipeline": pipeline_repeated(stack, pages, workers, plan.repeats)}
+                            return {
+                                **ocr_parts,
+                                "pipeline": pipeline_repeated(stack, pages, workers, plan.repeats),
+                            }
 
-                        data = runner.measure("ocr", ocr_section, ocr_started) if "ocr" in selected else {
-                            "pipeline": pipeline_repeated(stack, pages, workers, plan.repeats, label="scaling")}
+                        data = (
+                            runner.measure("ocr", ocr_section, ocr_started)
+                            if "ocr" in selected
+                            else {
+                                "pipeline": pipeline_repeated(
+                                    stack, pages, workers, plan.repeats, label="scaling"
+                                )
+                            }
+                        )
                         pipeline_at_n = (data or {}).get("pipeline")
                     if "latency" in selected:
-                        runner.measure("latency", lambda: one_page_latency(stack, pages, plan.latency_documents))
+                        runner.measure(
+                            "latency", lambda: one_page_latency(stack, pages, plan.latency_documents)
+                        )
                     if "born-digital" in selected:
-                        runner.measure("born-digital",
-                                       lambda: born_digital_throughput(stack, plan.born_digital_pages, workers))
+                        runner.measure(
+                            "born-digital",
+                            lambda: born_digital_throughput(stack, plan.born_digital_pages, workers),
+                        )
                     if "cdc" in selected:
                         runner.measure("cdc", lambda: run_cdc(stack))
             except Exception as e:  # noqa: BLE001 - stack failed to start: record it for what needed it
@@ -184,6 +229,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                         runner.measure(name, _raise(e), ocr_started if name == "ocr" else None)
 
         if "scaling" in selected:
+
             def scaling() -> dict[str, Any]:
                 runs = []
                 with running_stack("scaling", {"PAGESTREAM_OCR_WORKERS": "1"}) as stack:
@@ -204,9 +250,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         if "preprocessing" in selected:
             from bench import preprocessing
 
-            runner.measure("preprocessing", lambda: preprocessing.run(plan.degraded_pages, 2 * plan.degraded_pages))
+            runner.measure(
+                "preprocessing", lambda: preprocessing.run(plan.degraded_pages, 2 * plan.degraded_pages)
+            )
 
         if "ingest" in selected:
+
             def ingest() -> dict[str, Any]:
                 with running_stack("ingest", {}, services=("ingest", "cdc", "persist")) as stack:
                     return upload_rate(stack, upload_image(), plan.ingest_clients, plan.ingest_seconds)
@@ -217,8 +266,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     out.write_text(report.render(report.load_all()))
     say(f"wrote {out.relative_to(REPO)}")
     for name, record in runner.records.items():
-        say(f"  {name}: {'FAILED ' + record['error'] if 'error' in record else 'ok'} "
-            f"({record['duration_seconds']:.0f} s)")
+        say(
+            f"  {name}: {'FAILED ' + record['error'] if 'error' in record else 'ok'} "
+            f"({record['duration_seconds']:.0f} s)"
+        )
     return 0
 
 

@@ -19,7 +19,9 @@ from pagestream.kafka.admin import ensure_topics
 from pagestream.kafka.consumer import EventConsumer
 from pagestream.settings import Settings
 
-INSERT = ("INSERT INTO outbox (id, aggregatetype, aggregateid, type, payload, traceparent, occurredat) VALUES %s")
+INSERT = (
+    "INSERT INTO outbox (id, aggregatetype, aggregateid, type, payload, traceparent, occurredat) VALUES %s"
+)
 TEMPLATE = "(%s, 'document', %s, 'document.deleted.v1', %s::jsonb, NULL, '2026-11-23T00:00:00+00:00')"
 
 
@@ -36,8 +38,12 @@ class _Arrivals:
     def __init__(self, settings: Settings):
         self.first: dict[str, float] = {}
         self._stop = threading.Event()
-        self._consumer = EventConsumer(settings, f"bench-cdc-{uuid.uuid4()}", [DOCUMENT_DELETED],
-                                       extra={"fetch.wait.max.ms": 5, "auto.offset.reset": "latest"})
+        self._consumer = EventConsumer(
+            settings,
+            f"bench-cdc-{uuid.uuid4()}",
+            [DOCUMENT_DELETED],
+            extra={"fetch.wait.max.ms": 5, "auto.offset.reset": "latest"},
+        )
         self._consumer.start()
         self._t = threading.Thread(target=self._run, daemon=True)
         self._t.start()
@@ -64,9 +70,19 @@ def _write_at_rate(dsn: str, rate: float, seconds: float, batch: int = 1) -> dic
     while time.monotonic() - start < seconds:
         ids = [str(uuid.uuid4()) for _ in range(batch)]
         with conn, conn.cursor() as cur:
-            psycopg2.extras.execute_values(cur, INSERT, [
-                (i, f"bench-{n % 64}", json.dumps({"document_id": i, "deleted_at": "2026-11-23T00:00:00Z"}))
-                for i in ids], template=TEMPLATE)
+            psycopg2.extras.execute_values(
+                cur,
+                INSERT,
+                [
+                    (
+                        i,
+                        f"bench-{n % 64}",
+                        json.dumps({"document_id": i, "deleted_at": "2026-11-23T00:00:00Z"}),
+                    )
+                    for i in ids
+                ],
+                template=TEMPLATE,
+            )
             cur.execute("DELETE FROM outbox WHERE id = ANY(%s::uuid[])", (ids,))
         t = time.time()
         for i in ids:
@@ -80,8 +96,14 @@ def _write_at_rate(dsn: str, rate: float, seconds: float, batch: int = 1) -> dic
     return committed
 
 
-def _phase(settings: Settings, arrivals: _Arrivals, rate: float, seconds: float, batch: int = 1,
-           acks: list[float] | None = None) -> dict[str, Any]:
+def _phase(
+    settings: Settings,
+    arrivals: _Arrivals,
+    rate: float,
+    seconds: float,
+    batch: int = 1,
+    acks: list[float] | None = None,
+) -> dict[str, Any]:
     if acks is not None:
         acks.clear()
     committed = _write_at_rate(settings.database_dsn(), rate, seconds, batch)
@@ -92,13 +114,18 @@ def _phase(settings: Settings, arrivals: _Arrivals, rate: float, seconds: float,
     done = [arrivals.first[i] for i in committed if i in arrivals.first]
     span = (max(done) - min(committed.values())) if done else float("nan")
     ack_ms = [a * 1000 for a in (acks or [])]
-    return {"events": len(committed), "arrived": len(lat),
-            # the relay's own commit (server timestamp) → broker acknowledgement
-            "ack_p50_ms": round(_pct(ack_ms, 0.5), 2), "ack_p99_ms": round(_pct(ack_ms, 0.99), 2),
-            # commit returned to the writer → first arrival at a consumer (adds fetch latency)
-            "p50_ms": round(_pct(lat, 0.5), 2),
-            "p99_ms": round(_pct(lat, 0.99), 2), "max_ms": round(max(lat), 2) if lat else None,
-            "events_per_s": round(len(done) / span, 1) if done and span > 0 else None}
+    return {
+        "events": len(committed),
+        "arrived": len(lat),
+        # the relay's own commit (server timestamp) → broker acknowledgement
+        "ack_p50_ms": round(_pct(ack_ms, 0.5), 2),
+        "ack_p99_ms": round(_pct(ack_ms, 0.99), 2),
+        # commit returned to the writer → first arrival at a consumer (adds fetch latency)
+        "p50_ms": round(_pct(lat, 0.5), 2),
+        "p99_ms": round(_pct(lat, 0.99), 2),
+        "max_ms": round(max(lat), 2) if lat else None,
+        "events_per_s": round(len(done) / span, 1) if done and span > 0 else None,
+    }
 
 
 def run(settings: Settings) -> dict[str, Any]:

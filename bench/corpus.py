@@ -23,8 +23,14 @@ from pagestream._testing.pages import (
 _PROSE: tuple[str, ...] = tuple(
     line for line in (*LETTER_LINES, *(ln for page in REPORT_PAGES for ln in page[1:])) if len(line) > 30
 )
-_HEADINGS: tuple[str, ...] = ("Northwind Engineering Ltd.", "Quarterly Operations Report", "Customer Activity",
-                              "Outlook", "Site Inspection Notes", "Structural Review Summary")
+_HEADINGS: tuple[str, ...] = (
+    "Northwind Engineering Ltd.",
+    "Quarterly Operations Report",
+    "Customer Activity",
+    "Outlook",
+    "Site Inspection Notes",
+    "Structural Review Summary",
+)
 
 
 def page_lines(seed: int) -> list[str]:

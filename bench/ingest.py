@@ -29,8 +29,11 @@ def upload_rate(stack: BenchStack, image: bytes, clients: int, seconds: float) -
             n = 0
             while time.perf_counter() < deadline[0]:
                 t = time.perf_counter()
-                r = http.post("/v1/documents", params={"force": "true"},
-                              files={"file": (f"scan-{index}-{n}.jpg", image, "image/jpeg")})
+                r = http.post(
+                    "/v1/documents",
+                    params={"force": "true"},
+                    files={"file": (f"scan-{index}-{n}.jpg", image, "image/jpeg")},
+                )
                 if r.status_code == 202:
                     latencies[index].append(time.perf_counter() - t)
                 else:
@@ -49,9 +52,15 @@ def upload_rate(stack: BenchStack, image: bytes, clients: int, seconds: float) -
     wall = time.perf_counter() - started
     all_latencies = [x for per in latencies for x in per]
     accepted = len(all_latencies)
-    result = {"clients": clients, "seconds": wall, "image_bytes": len(image), "accepted": accepted,
-              "errors": sum(errors), "uploads_per_second": accepted / wall,
-              "megabytes_per_second": accepted * len(image) / wall / 1e6,
-              "request_seconds": summary(all_latencies) if all_latencies else None}
+    result = {
+        "clients": clients,
+        "seconds": wall,
+        "image_bytes": len(image),
+        "accepted": accepted,
+        "errors": sum(errors),
+        "uploads_per_second": accepted / wall,
+        "megabytes_per_second": accepted * len(image) / wall / 1e6,
+        "request_seconds": summary(all_latencies) if all_latencies else None,
+    }
     say(f"[ingest] {result['uploads_per_second']:.1f} uploads/s ({result['errors']} errors)")
     return result

@@ -21,8 +21,13 @@ def percentile(values: list[float], q: float) -> float:
 
 def summary(values: list[float]) -> dict[str, float]:
     """p50, p99, mean, min, max."""
-    return {"p50": percentile(values, 50), "p99": percentile(values, 99), "mean": statistics.fmean(values),
-            "min": min(values), "max": max(values)}
+    return {
+        "p50": percentile(values, 50),
+        "p99": percentile(values, 99),
+        "mean": statistics.fmean(values),
+        "min": min(values),
+        "max": max(values),
+    }
 
 
 def one_page_latency(stack: BenchStack, pages: list[Path], count: int) -> dict[str, Any]:
@@ -31,8 +36,12 @@ def one_page_latency(stack: BenchStack, pages: list[Path], count: int) -> dict[s
     client_s: list[float] = []
     server_s: list[float] = []
     processing_s: list[float] = []
-    parts: dict[str, list[float]] = {"http_submit": [], "commit_to_worker": [], "worker_overhead": [],
-                                     "persist_to_completed": []}
+    parts: dict[str, list[float]] = {
+        "http_submit": [],
+        "commit_to_worker": [],
+        "worker_overhead": [],
+        "persist_to_completed": [],
+    }
     cpu = CpuMeter().start()
     for i in range(count):
         page = pages[i % len(pages)]
@@ -47,7 +56,9 @@ def one_page_latency(stack: BenchStack, pages: list[Path], count: int) -> dict[s
             "extract(epoch FROM p.completed_at - p.started_at), "
             "extract(epoch FROM d.completed_at - p.completed_at), "
             "(p.layout->>'render_seconds')::float, (p.layout->>'ocr_seconds')::float "
-            "FROM documents d JOIN pages p ON p.document_id = d.id WHERE d.id = %s", (doc_id,))[0]
+            "FROM documents d JOIN pages p ON p.document_id = d.id WHERE d.id = %s",
+            (doc_id,),
+        )[0]
         server, to_worker, in_worker, to_done, render, ocr = (float(v) for v in row)
         server_s.append(server)
         processing_s.append(render + ocr)

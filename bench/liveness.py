@@ -54,18 +54,38 @@ def liveness_costs(pages: list[Path], dense_words: int = 15_000) -> dict[str, An
     now = utcnow()
 
     def event(layout: PageLayout) -> PageOcrCompletedV1:
-        return PageOcrCompletedV1(page_id=page_id_for(doc, 1), document_id=doc, page_number=1, page_count=1,
-                                  layout=layout, started_at=now, completed_at=now)
+        return PageOcrCompletedV1(
+            page_id=page_id_for(doc, 1),
+            document_id=doc,
+            page_number=1,
+            page_count=1,
+            layout=layout,
+            started_at=now,
+            completed_at=now,
+        )
 
-    words = [Word(text=f"w{i:05d}", box=Box.from_pixels(i % 100, i // 100, i % 100 + 5, i // 100 + 5, 2400, 2400),
-                  confidence=100.0) for i in range(dense_words)]
+    words = [
+        Word(
+            text=f"w{i:05d}",
+            box=Box.from_pixels(i % 100, i // 100, i % 100 + 5, i // 100 + 5, 2400, 2400),
+            confidence=100.0,
+        )
+        for i in range(dense_words)
+    ]
     box = Box.from_pixels(0, 0, 2400, 2400, 2400, 2400)
-    dense = PageLayout(text=" ".join(w.text for w in words), width=2400, height=2400, source="text-layer",
-                       engine="pdfium", engine_version="bench",
-                       blocks=[Block(text="", box=box, lines=[Line(text="", box=box, words=words)])])
+    dense = PageLayout(
+        text=" ".join(w.text for w in words),
+        width=2400,
+        height=2400,
+        source="text-layer",
+        engine="pdfium",
+        engine_version="bench",
+        blocks=[Block(text="", box=box, lines=[Line(text="", box=box, words=words)])],
+    )
     with tempfile.TemporaryDirectory(prefix="pagestream-bench-liveness-") as tmp:
         store = LocalObjectStore(Path(tmp) / "objects")
         normal = [event(lay) for lay in layouts]
+
         # What the worker does per page, on a fresh event each time (encode_data remembers the last one):
         # publishing alone, vs. the claim-check size test followed by publishing.
         def publish_only(ev: PageOcrCompletedV1) -> None:
@@ -88,26 +108,35 @@ def liveness_costs(pages: list[Path], dense_words: int = 15_000) -> dict[str, An
         try:
             migrate(pg.url)
             engine = make_engine(pg.url, pool_size=1)
-            ledger = _timed(lambda: start_attempt(engine, page_id=uuid.uuid4(), document_id=doc, page_number=1,
-                                                  worker="bench"), 300)
+            ledger = _timed(
+                lambda: start_attempt(
+                    engine, page_id=uuid.uuid4(), document_id=doc, page_number=1, worker="bench"
+                ),
+                300,
+            )
             engine.dispose()
         finally:
             pg.destroy()
     mean_ocr = statistics.mean(ocr_seconds)
     result = {
-        "pages": len(layouts), "mean_ocr_seconds": mean_ocr,
+        "pages": len(layouts),
+        "mean_ocr_seconds": mean_ocr,
         "normal_event_bytes": sizes,
         "encode_median_seconds": statistics.median(encode_only),
         "check_in_median_seconds": statistics.median(checked),
         # publishing reuses the bytes the size test made: the difference is the claim check's own cost
         "claim_check_extra_seconds": max(0.0, statistics.median(checked) - statistics.median(encode_only)),
-        "dense_words": dense_words, "dense_event_bytes": dense_bytes, "dense_event_bytes_after": dense_after,
+        "dense_words": dense_words,
+        "dense_event_bytes": dense_bytes,
+        "dense_event_bytes_after": dense_after,
         "dense_check_in_median_seconds": statistics.median(dense_checked),
         "ledger_median_seconds": statistics.median(ledger),
         "ledger_p99_seconds": sorted(ledger)[int(len(ledger) * 0.99) - 1],
     }
     share = (result["claim_check_extra_seconds"] + result["ledger_median_seconds"]) / mean_ocr
     result["share_of_page_time"] = share
-    say(f"[liveness] claim check +{result['claim_check_extra_seconds'] * 1e3:.2f} ms, ledger "
-        f"{result['ledger_median_seconds'] * 1e3:.2f} ms per page = {share:.2%} of a page's OCR time")
+    say(
+        f"[liveness] claim check +{result['claim_check_extra_seconds'] * 1e3:.2f} ms, ledger "
+        f"{result['ledger_median_seconds'] * 1e3:.2f} ms per page = {share:.2%} of a page's OCR time"
+    )
     return result

@@ -42,6 +42,7 @@ def tesseract_library_version() -> str:
 
 def code_version(repo: Path) -> str:
     """The commit measured, and whether the code differed from it (read-only git queries)."""
+
     def git(*args: str) -> str:
         out = subprocess.run(["git", "-C", str(repo), *args], capture_output=True, text=True, check=False)
         return out.stdout.strip() if out.returncode == 0 else ""
@@ -104,7 +105,7 @@ def _ticks(root: int | None, marks: set[str]) -> int:
                     roots.add(int(entry.name))
         except OSError:
             continue
-        fields = raw[raw.rindex(")") + 2:].split()
+        fields = raw[raw.rindex(")") + 2 :].split()
         pid = int(entry.name)
         parents[pid] = int(fields[1])
         ticks[pid] = sum(int(x) for x in fields[11:15])  # utime stime cutime cstime

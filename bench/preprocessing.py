@@ -38,11 +38,16 @@ def run(pages_per_kind: int, clean_pages: int | None = None) -> dict[str, Any]:
     from pagestream.ocr.preprocess import PreprocessOptions
     from pagestream.ocr.tesseract import TesseractEngine
 
-    result: dict[str, Any] = {"pages_per_kind": pages_per_kind, "clean_pages": clean_pages or pages_per_kind,
-                              "kinds": {}}
-    with (tempfile.TemporaryDirectory(prefix="bench-degraded-") as tmp,
-          PageProcessor(TesseractEngine()) as on,
-          PageProcessor(TesseractEngine(), preprocessing=PreprocessOptions(enabled=False)) as off):
+    result: dict[str, Any] = {
+        "pages_per_kind": pages_per_kind,
+        "clean_pages": clean_pages or pages_per_kind,
+        "kinds": {},
+    }
+    with (
+        tempfile.TemporaryDirectory(prefix="bench-degraded-") as tmp,
+        PageProcessor(TesseractEngine()) as on,
+        PageProcessor(TesseractEngine(), preprocessing=PreprocessOptions(enabled=False)) as off,
+    ):
         warm = degraded.clean_scan(99)
         on.process(warm.data, warm.media_type, 1)
         off.process(warm.data, warm.media_type, 1)
@@ -59,8 +64,13 @@ def run(pages_per_kind: int, clean_pages: int | None = None) -> dict[str, Any]:
                 timed: dict[str, list[float]] = {"cli": [], "on": [], "off": []}
                 texts: dict[str, Any] = {}
 
-                def side(name: str, page: degraded.DegradedPage = page, path: Path = path,
-                         timed: dict[str, list[float]] = timed, texts: dict[str, Any] = texts) -> None:
+                def side(
+                    name: str,
+                    page: degraded.DegradedPage = page,
+                    path: Path = path,
+                    timed: dict[str, list[float]] = timed,
+                    texts: dict[str, Any] = texts,
+                ) -> None:
                     if name == "cli":
                         texts["cli"], seconds = _cli(path)
                     else:
@@ -70,7 +80,7 @@ def run(pages_per_kind: int, clean_pages: int | None = None) -> dict[str, Any]:
                     timed[name].append(seconds)
 
                 order = ["cli", "on", "off"]
-                order = order[seed % 3:] + order[:seed % 3]
+                order = order[seed % 3 :] + order[: seed % 3]
                 if kind == "clean":
                     order += ["off", "on"] if order.index("on") < order.index("off") else ["on", "off"]
                 for name in order:
@@ -80,18 +90,25 @@ def run(pages_per_kind: int, clean_pages: int | None = None) -> dict[str, Any]:
                 on_seconds = statistics.fmean(timed["on"])
                 off_seconds = statistics.fmean(timed["off"])
                 pre = layout.preprocessing
-                rows.append({
-                    "name": page.name,
-                    "cer_pipeline": cer(page.truth, layout.text), "seconds_pipeline": on_seconds,
-                    "cer_cli": cer(page.truth, cli_text), "seconds_cli": cli_seconds,
-                    "cer_no_preprocessing": cer(page.truth, plain.text), "seconds_no_preprocessing": off_seconds,
-                    "steps": [s.name for s in pre.steps] if pre else [],
-                    "preprocessing_seconds": pre.seconds if pre else 0.0,
-                    "analysis_seconds": pre.analysis_seconds if pre else 0.0,
-                })
-                say(f"[preprocessing] {page.name}: CER {rows[-1]['cer_pipeline']:.2%} (CLI {rows[-1]['cer_cli']:.2%}, "
+                rows.append(
+                    {
+                        "name": page.name,
+                        "cer_pipeline": cer(page.truth, layout.text),
+                        "seconds_pipeline": on_seconds,
+                        "cer_cli": cer(page.truth, cli_text),
+                        "seconds_cli": cli_seconds,
+                        "cer_no_preprocessing": cer(page.truth, plain.text),
+                        "seconds_no_preprocessing": off_seconds,
+                        "steps": [s.name for s in pre.steps] if pre else [],
+                        "preprocessing_seconds": pre.seconds if pre else 0.0,
+                        "analysis_seconds": pre.analysis_seconds if pre else 0.0,
+                    }
+                )
+                say(
+                    f"[preprocessing] {page.name}: CER {rows[-1]['cer_pipeline']:.2%} (CLI {rows[-1]['cer_cli']:.2%}, "
                     f"off {rows[-1]['cer_no_preprocessing']:.2%}); {on_seconds:.2f} s (CLI {cli_seconds:.2f} s, "
-                    f"off {off_seconds:.2f} s); steps {rows[-1]['steps']}")
+                    f"off {off_seconds:.2f} s); steps {rows[-1]['steps']}"
+                )
 
             def mean(key: str, rows: list[dict[str, Any]] = rows) -> float:
                 return statistics.fmean(r[key] for r in rows)
@@ -99,10 +116,19 @@ def run(pages_per_kind: int, clean_pages: int | None = None) -> dict[str, Any]:
             def median(key: str, rows: list[dict[str, Any]] = rows) -> float:
                 return statistics.median(r[key] for r in rows)
 
-            keys = ("cer_pipeline", "cer_cli", "cer_no_preprocessing", "seconds_pipeline", "seconds_cli",
-                    "seconds_no_preprocessing", "preprocessing_seconds", "analysis_seconds")
+            keys = (
+                "cer_pipeline",
+                "cer_cli",
+                "cer_no_preprocessing",
+                "seconds_pipeline",
+                "seconds_cli",
+                "seconds_no_preprocessing",
+                "preprocessing_seconds",
+                "analysis_seconds",
+            )
             result["kinds"][kind] = {
-                "pages": len(rows), "rows": rows,
+                "pages": len(rows),
+                "rows": rows,
                 **{f"mean_{k}": mean(k) for k in keys},
                 **{f"median_{k}": median(k) for k in keys if k.startswith(("seconds", "analysis"))},
                 "max_cer_pipeline": max(r["cer_pipeline"] for r in rows),

@@ -56,9 +56,11 @@ def _runs_note(run: dict[str, Any]) -> str:
     rates = run.get("pages_per_second_runs") or []
     if len(rates) < 2:
         return ""
-    return (f" The pipeline figure pools {len(rates)} runs on the same stack "
-            f"({', '.join(_f(r, 3) for r in rates)} pages/s): page ids are random, so how the pages fall on "
-            "partitions and workers changes from run to run; the details below are from the run closest to it.")
+    return (
+        f" The pipeline figure pools {len(rates)} runs on the same stack "
+        f"({', '.join(_f(r, 3) for r in rates)} pages/s): page ids are random, so how the pages fall on "
+        "partitions and workers changes from run to run; the details below are from the run closest to it."
+    )
 
 
 def _provenance(record: dict[str, Any]) -> list[str]:
@@ -74,10 +76,15 @@ def _provenance(record: dict[str, Any]) -> list[str]:
     foreign = record.get("foreign_cpu_busy")
     if foreign is not None:
         cores = int(m["cores"])
-        note = (f"- **Other load**: processes outside the benchmark used {foreign:.0%} of the machine's CPU "
-                f"(≈ {foreign * cores:.1f} of {cores} cores) during this section")
-        note += (" — **the machine was shared; these numbers are pessimistic**." if foreign > 0.10
-                 else " (quiet machine).")
+        note = (
+            f"- **Other load**: processes outside the benchmark used {foreign:.0%} of the machine's CPU "
+            f"(≈ {foreign * cores:.1f} of {cores} cores) during this section"
+        )
+        note += (
+            " — **the machine was shared; these numbers are pessimistic**."
+            if foreign > 0.10
+            else " (quiet machine)."
+        )
         lines.append(note)
     return lines
 
@@ -135,19 +142,27 @@ def _ocr(d: dict[str, Any]) -> list[str]:
 def _scaling(d: dict[str, Any]) -> list[str]:
     rows = sorted(d["runs"], key=lambda r: r["workers"])
     base = rows[0]["pages_per_second"] / rows[0]["workers"] if rows else 1.0
-    lines = ["Same pages and method as 1(b), a fresh stack per worker count (`PAGESTREAM_OCR_WORKERS`).", "",
-             "| OCR workers | pages | pages/s (pooled) | runs | speed-up | efficiency | worker utilization |",
-             "|---:|---:|---:|---|---:|---:|---:|"]
+    lines = [
+        "Same pages and method as 1(b), a fresh stack per worker count (`PAGESTREAM_OCR_WORKERS`).",
+        "",
+        "| OCR workers | pages | pages/s (pooled) | runs | speed-up | efficiency | worker utilization |",
+        "|---:|---:|---:|---|---:|---:|---:|",
+    ]
     for r in rows:
         speedup = r["pages_per_second"] / rows[0]["pages_per_second"]
         runs = ", ".join(_f(x, 3) for x in r.get("pages_per_second_runs", [r["pages_per_second"]]))
-        lines.append(f"| {r['workers']} | {r['pages']} | {_f(r['pages_per_second'], 3)} | {runs} | {_f(speedup)}× | "
-                     f"{r['pages_per_second'] / (base * r['workers']):.0%} | {r['utilization']:.0%} |")
+        lines.append(
+            f"| {r['workers']} | {r['pages']} | {_f(r['pages_per_second'], 3)} | {runs} | {_f(speedup)}× | "
+            f"{r['pages_per_second'] / (base * r['workers']):.0%} | {r['utilization']:.0%} |"
+        )
     partitions = rows[-1].get("partitions") if rows else None
     spread = f"{partitions} partitions" if partitions else "the topic's partitions"
-    lines += ["", f"Page tasks are keyed by page id and spread over {spread}; with few pages the partitions "
-              "(and so the workers) can get uneven shares, which shows as lower utilization. On 2 cores, 2 "
-              "workers also share the CPU with the broker, PostgreSQL and the other services."]
+    lines += [
+        "",
+        f"Page tasks are keyed by page id and spread over {spread}; with few pages the partitions "
+        "(and so the workers) can get uneven shares, which shows as lower utilization. On 2 cores, 2 "
+        "workers also share the CPU with the broker, PostgreSQL and the other services.",
+    ]
     return lines
 
 
@@ -160,11 +175,16 @@ def _latency(d: dict[str, Any]) -> list[str]:
         "",
         "| | p50 | p99 | mean | min | max |",
         "|---|---:|---:|---:|---:|---:|",
-        *[f"| {name} | {_f(v['p50'])} s | {_f(v['p99'])} s | {_f(v['mean'])} s | {_f(v['min'])} s | "
-          f"{_f(v['max'])} s |" for name, v in (("submit → completed (client)", c),
-                                                ("received_at → completed_at (server)", s),
-                                                ("page processing (render + OCR)", p),
-                                                ("**pipeline overhead** (client − processing)", o))],
+        *[
+            f"| {name} | {_f(v['p50'])} s | {_f(v['p99'])} s | {_f(v['mean'])} s | {_f(v['min'])} s | "
+            f"{_f(v['max'])} s |"
+            for name, v in (
+                ("submit → completed (client)", c),
+                ("received_at → completed_at (server)", s),
+                ("page processing (render + OCR)", p),
+                ("**pipeline overhead** (client − processing)", o),
+            )
+        ],
         "",
         f"Overhead breakdown (p50): HTTP upload {_ms(parts['http_submit'])}, commit → worker starts the page "
         f"(CDC + Kafka + splitter) {_ms(parts['commit_to_worker'])}, in worker outside render/OCR "
@@ -208,24 +228,37 @@ def _ingest(d: dict[str, Any]) -> list[str]:
     ]
 
 
-_CDC_PHASES = (("rate_100", "100 events/s offered"), ("rate_1000", "1,000 events/s offered"),
-               ("max_sustained", "as fast as possible (transactions of 100)"))
+_CDC_PHASES = (
+    ("rate_100", "100 events/s offered"),
+    ("rate_1000", "1,000 events/s offered"),
+    ("max_sustained", "as fast as possible (transactions of 100)"),
+)
 
 
 def _cdc(d: dict[str, Any]) -> list[str]:
     if d.get("hook_missing"):
-        return ["**Not measured**: `bench/cdc.py` (with `run(settings) -> dict`) did not exist when this ran. "
-                "It is called automatically by `python -m bench` (and `--only cdc`) once it exists."]
-    lines = ["Measured by `bench/cdc.py` (`run(settings)`, owned by the CDC work) against the running stack of "
-             "section 1: outbox rows committed to PostgreSQL at a fixed rate, relayed by an `OutboxRelay` on its "
-             "own replication slot, timed from the commit returning to the record's first arrival at a Kafka "
-             "consumer (so the figure includes the consumer's fetch).", ""]
+        return [
+            "**Not measured**: `bench/cdc.py` (with `run(settings) -> dict`) did not exist when this ran. "
+            "It is called automatically by `python -m bench` (and `--only cdc`) once it exists."
+        ]
+    lines = [
+        "Measured by `bench/cdc.py` (`run(settings)`, owned by the CDC work) against the running stack of "
+        "section 1: outbox rows committed to PostgreSQL at a fixed rate, relayed by an `OutboxRelay` on its "
+        "own replication slot, timed from the commit returning to the record's first arrival at a Kafka "
+        "consumer (so the figure includes the consumer's fetch).",
+        "",
+    ]
     if all(isinstance(d.get(k), dict) for k, _ in _CDC_PHASES):
-        lines += ["| load | events | arrived | events/s | p50 | p99 | max |", "|---|---:|---:|---:|---:|---:|---:|"]
+        lines += [
+            "| load | events | arrived | events/s | p50 | p99 | max |",
+            "|---|---:|---:|---:|---:|---:|---:|",
+        ]
         for key, label in _CDC_PHASES:
             r = d[key]
-            lines.append(f"| {label} | {r.get('events')} | {r.get('arrived')} | {r.get('events_per_s')} | "
-                         f"{r.get('p50_ms')} ms | {r.get('p99_ms')} ms | {r.get('max_ms')} ms |")
+            lines.append(
+                f"| {label} | {r.get('events')} | {r.get('arrived')} | {r.get('events_per_s')} | "
+                f"{r.get('p50_ms')} ms | {r.get('p99_ms')} ms | {r.get('max_ms')} ms |"
+            )
         return lines
     return [*lines, "```json", json.dumps(d, indent=2, sort_keys=True, default=str), "```"]
 
@@ -257,8 +290,11 @@ def _liveness(d: dict[str, Any]) -> list[str]:
 
 def _preprocessing(d: dict[str, Any]) -> list[str]:
     kinds = d["kinds"]
-    labels = {"clean": "clean 300 dpi scan (PNG)", "photo": "phone photo (JPEG, 8 MP)",
-              "fax": "fax-like 150 dpi (JPEG q22)"}
+    labels = {
+        "clean": "clean 300 dpi scan (PNG)",
+        "photo": "phone photo (JPEG, 8 MP)",
+        "fax": "fax-like 150 dpi (JPEG q22)",
+    }
     targets = {"photo": "≤ 3 %", "fax": "≤ 2.5 %", "clean": "unchanged"}
     lines = [
         f"Input: {d['pages_per_kind']} generated photos and faxes, {d.get('clean_pages', d['pages_per_kind'])} "
@@ -282,7 +318,8 @@ def _preprocessing(d: dict[str, Any]) -> list[str]:
             f"| {labels[kind]} | **{k['mean_cer_pipeline']:.2%}** (max {k['max_cer_pipeline']:.2%}) | "
             f"{k['mean_cer_cli']:.2%} | {k['mean_cer_no_preprocessing']:.2%} | {targets[kind]} | "
             f"{_f(k['mean_seconds_pipeline'])} | {_f(k['mean_seconds_cli'])} | {_f(k['mean_seconds_no_preprocessing'])} | "
-            f"{_f(k['mean_preprocessing_seconds'], 3)} | {steps} |")
+            f"{_f(k['mean_preprocessing_seconds'], 3)} | {steps} |"
+        )
     clean = kinds.get("clean")
     if clean:
         touched = sum(1 for r in clean["rows"] if r["steps"])
@@ -306,20 +343,32 @@ def _headline(records: dict[str, dict[str, Any]]) -> list[str]:
     rows = []
     if "data" in records.get("ocr", {}):
         d = records["ocr"]["data"]
-        rows.append(("OCR pages/s, pipeline vs. CLI (section 1)",
-                     f"{_f(d['pipeline']['pages_per_second'], 3)} vs. {_f(d['cli']['pages_per_second'], 3)} "
-                     f"= **{_f(d['pipeline']['pages_per_second'] / d['cli']['pages_per_second'])}×**"))
+        rows.append(
+            (
+                "OCR pages/s, pipeline vs. CLI (section 1)",
+                f"{_f(d['pipeline']['pages_per_second'], 3)} vs. {_f(d['cli']['pages_per_second'], 3)} "
+                f"= **{_f(d['pipeline']['pages_per_second'] / d['cli']['pages_per_second'])}×**",
+            )
+        )
     if "data" in records.get("latency", {}):
         d = records["latency"]["data"]
-        rows.append(("One-page document latency p50 / p99, overhead p50 (section 3)",
-                     f"{_f(d['client_seconds']['p50'])} s / {_f(d['client_seconds']['p99'])} s, "
-                     f"{_ms(d['overhead_seconds']['p50'])}"))
+        rows.append(
+            (
+                "One-page document latency p50 / p99, overhead p50 (section 3)",
+                f"{_f(d['client_seconds']['p50'])} s / {_f(d['client_seconds']['p99'])} s, "
+                f"{_ms(d['overhead_seconds']['p50'])}",
+            )
+        )
     if "data" in records.get("cdc", {}) and isinstance(records["cdc"]["data"].get("rate_1000"), dict):
         d = records["cdc"]["data"]
-        rows.append(("CDC commit → Kafka p50 / p99 at 100 and 1,000 events/s; max events/s (section 2)",
-                     f"{d['rate_100'].get('p50_ms')} / {d['rate_100'].get('p99_ms')} ms; "
-                     f"{d['rate_1000'].get('p50_ms')} / {d['rate_1000'].get('p99_ms')} ms; "
-                     f"{d['max_sustained'].get('events_per_s')}"))
+        rows.append(
+            (
+                "CDC commit → Kafka p50 / p99 at 100 and 1,000 events/s; max events/s (section 2)",
+                f"{d['rate_100'].get('p50_ms')} / {d['rate_100'].get('p99_ms')} ms; "
+                f"{d['rate_1000'].get('p50_ms')} / {d['rate_1000'].get('p99_ms')} ms; "
+                f"{d['max_sustained'].get('events_per_s')}",
+            )
+        )
     if "data" in records.get("born-digital", {}):
         d = records["born-digital"]["data"]
         rows.append(("Born-digital PDF pages/s (section 5)", _f(d["pages_per_second"], 1)))
@@ -328,16 +377,26 @@ def _headline(records: dict[str, dict[str, Any]]) -> list[str]:
         rows.append(("Uploads/s of ~100 KB images (section 4)", _f(d["uploads_per_second"], 1)))
     if "data" in records.get("scaling", {}):
         runs = sorted(records["scaling"]["data"]["runs"], key=lambda r: r["workers"])
-        rows.append(("OCR pages/s by workers (section 6)",
-                     ", ".join(f"{r['workers']}: {_f(r['pages_per_second'], 3)}" for r in runs)))
+        rows.append(
+            (
+                "OCR pages/s by workers (section 6)",
+                ", ".join(f"{r['workers']}: {_f(r['pages_per_second'], 3)}" for r in runs),
+            )
+        )
     if not rows:
         return []
     return ["| figure | value |", "|---|---|", *[f"| {a} | {b} |" for a, b in rows], ""]
 
 
 _RENDER: dict[str, Callable[[dict[str, Any]], list[str]]] = {
-    "ocr": _ocr, "scaling": _scaling, "latency": _latency, "born-digital": _born_digital, "ingest": _ingest,
-    "cdc": _cdc, "preprocessing": _preprocessing, "liveness": _liveness,
+    "ocr": _ocr,
+    "scaling": _scaling,
+    "latency": _latency,
+    "born-digital": _born_digital,
+    "ingest": _ingest,
+    "cdc": _cdc,
+    "preprocessing": _preprocessing,
+    "liveness": _liveness,
 }
 
 

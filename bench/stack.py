@@ -48,8 +48,11 @@ class BenchStack:
         pending = list(ids)
         final: dict[str, str] = {}
         while pending:
-            rows = self.query("SELECT id::text, status FROM documents WHERE id::text = ANY(%s) "
-                              "AND status IN ('completed', 'partial', 'failed')", (pending,))
+            rows = self.query(
+                "SELECT id::text, status FROM documents WHERE id::text = ANY(%s) "
+                "AND status IN ('completed', 'partial', 'failed')",
+                (pending,),
+            )
             for doc_id, status in rows:
                 final[doc_id] = status
             pending = [d for d in pending if d not in final]
@@ -62,20 +65,27 @@ class BenchStack:
 
     def completed_epochs(self, ids: Sequence[str]) -> list[float]:
         """``completed_at`` of the documents, as Unix times (same clock as ``time.time()``)."""
-        rows = self.query("SELECT extract(epoch FROM completed_at) FROM documents WHERE id::text = ANY(%s)",
-                          (list(ids),))
+        rows = self.query(
+            "SELECT extract(epoch FROM completed_at) FROM documents WHERE id::text = ANY(%s)", (list(ids),)
+        )
         return [float(r[0]) for r in rows if r[0] is not None]
 
     def page_intervals(self, ids: Sequence[str]) -> list[tuple[float, float]]:
         """``(started_at, completed_at)`` of every page of the documents in a worker, as Unix times."""
-        rows = self.query("SELECT extract(epoch FROM started_at), extract(epoch FROM completed_at) FROM pages "
-                          "WHERE document_id::text = ANY(%s) AND started_at IS NOT NULL", (list(ids),))
+        rows = self.query(
+            "SELECT extract(epoch FROM started_at), extract(epoch FROM completed_at) FROM pages "
+            "WHERE document_id::text = ANY(%s) AND started_at IS NOT NULL",
+            (list(ids),),
+        )
         return [(float(a), float(b)) for a, b in rows]
 
     def page_seconds(self, ids: Sequence[str]) -> list[tuple[float, float]]:
         """``(render_seconds, ocr_seconds)`` of every completed page of the documents (from the stored layout)."""
-        rows = self.query("SELECT (layout->>'render_seconds')::float, (layout->>'ocr_seconds')::float FROM pages "
-                          "WHERE document_id::text = ANY(%s) AND status = 'completed'", (list(ids),))
+        rows = self.query(
+            "SELECT (layout->>'render_seconds')::float, (layout->>'ocr_seconds')::float FROM pages "
+            "WHERE document_id::text = ANY(%s) AND status = 'completed'",
+            (list(ids),),
+        )
         return [(float(r or 0.0), float(o or 0.0)) for r, o in rows]
 
 
@@ -98,16 +108,26 @@ def _services(names: Sequence[str] | None) -> list[ServiceSpec]:
 
 
 @contextmanager
-def running_stack(label: str, environ: Mapping[str, str] | None = None, *, services: Sequence[str] | None = None,
-                  ready_timeout: float = 180.0) -> Iterator[BenchStack]:
+def running_stack(
+    label: str,
+    environ: Mapping[str, str] | None = None,
+    *,
+    services: Sequence[str] | None = None,
+    ready_timeout: float = 180.0,
+) -> Iterator[BenchStack]:
     """Start a fresh embedded stack (``environ`` overrides on top of this process's environment)."""
     state_dir = Path(tempfile.mkdtemp(prefix="pagestream-bench-"))
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("KAFKA_BOOTSTRAP_SERVERS", "DATABASE_URL", "STORAGE_URL")}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("KAFKA_BOOTSTRAP_SERVERS", "DATABASE_URL", "STORAGE_URL")
+    }
     env.update(environ or {})
     supervisor = StackSupervisor(state_dir, env, services=_services(services))
-    say(f"[{label}] starting stack ({', '.join(f'{k}={v}' for k, v in (environ or {}).items()) or 'defaults'}, "
-        f"services {', '.join(services or [s.name for s in default_services()])})")
+    say(
+        f"[{label}] starting stack ({', '.join(f'{k}={v}' for k, v in (environ or {}).items()) or 'defaults'}, "
+        f"services {', '.join(services or [s.name for s in default_services()])})"
+    )
     started = time.monotonic()
     failure: list[BaseException] = []
 
@@ -130,7 +150,9 @@ def running_stack(label: str, environ: Mapping[str, str] | None = None, *, servi
             if state is not None and stack_status(state)["ready"]:
                 break
             if time.monotonic() > deadline:
-                raise TimeoutError(f"stack not ready within {ready_timeout:.0f} s (logs in {state_dir / 'logs'})")
+                raise TimeoutError(
+                    f"stack not ready within {ready_timeout:.0f} s (logs in {state_dir / 'logs'})"
+                )
             time.sleep(0.5)
         data_dir = (state.get("parts", {}).get("postgres") or {}).get("data_dir")
         if data_dir:

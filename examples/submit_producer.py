@@ -24,13 +24,16 @@ from confluent_kafka import Producer
 TOPIC = "pagestream.document.submit.v1"
 
 
-def build_command(uri: str, reference: str | None, filename: str | None, force_ocr: bool,
-                  languages: str | None) -> dict:
+def build_command(
+    uri: str, reference: str | None, filename: str | None, force_ocr: bool, languages: str | None
+) -> dict:
     """The record value: JSON per schemas/document.submit.v1.json."""
     value: dict = {"uri": uri, "options": {"force_ocr": force_ocr}}
     if reference:
         value["client_reference"] = reference
-        value["idempotency_key"] = f"my-system:{reference}"  # a retry of this command makes no second document
+        value["idempotency_key"] = (
+            f"my-system:{reference}"  # a retry of this command makes no second document
+        )
     if filename:
         value["filename"] = filename
     if languages:
@@ -41,7 +44,9 @@ def build_command(uri: str, reference: str | None, filename: str | None, force_o
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("uri", help="s3://bucket/key, or file:///absolute/path under the allowed root")
-    parser.add_argument("--reference", help="your reference; the record key and echoed in document.rejected.v1")
+    parser.add_argument(
+        "--reference", help="your reference; the record key and echoed in document.rejected.v1"
+    )
     parser.add_argument("--filename", help="display name (default: the URI's last segment)")
     parser.add_argument("--force-ocr", action="store_true")
     parser.add_argument("--languages", help="Tesseract languages, e.g. eng+deu")
@@ -58,14 +63,19 @@ def main(argv: list[str] | None = None) -> int:
         ("ce_time", datetime.now(UTC).isoformat().encode()),
         ("content-type", b"application/json"),
     ]
-    value = json.dumps(build_command(args.uri, args.reference, args.filename, args.force_ocr,
-                                     args.languages)).encode()
+    value = json.dumps(
+        build_command(args.uri, args.reference, args.filename, args.force_ocr, args.languages)
+    ).encode()
     outcome: list[str] = []
 
     def on_delivery(err: object, msg: object) -> None:
-        outcome.append(f"failed: {err}" if err else f"delivered to {msg.topic()}[{msg.partition()}]@{msg.offset()}")  # type: ignore[attr-defined]
+        outcome.append(
+            f"failed: {err}" if err else f"delivered to {msg.topic()}[{msg.partition()}]@{msg.offset()}"
+        )  # type: ignore[attr-defined]
 
-    producer.produce(TOPIC, key=args.reference or args.uri, value=value, headers=headers, on_delivery=on_delivery)
+    producer.produce(
+        TOPIC, key=args.reference or args.uri, value=value, headers=headers, on_delivery=on_delivery
+    )
     producer.poll(0)
     remaining = producer.flush(30)  # wait for the broker's acknowledgement
     if remaining or not outcome or outcome[0].startswith("failed"):

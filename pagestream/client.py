@@ -27,8 +27,13 @@ class ApiClientError(PagestreamError):
 class ApiClient:
     """Talks to ``base_url`` with an optional API key."""
 
-    def __init__(self, base_url: str, api_key: str | None = None, timeout: float = 60.0,
-                 http: httpx.Client | None = None):
+    def __init__(
+        self,
+        base_url: str,
+        api_key: str | None = None,
+        timeout: float = 60.0,
+        http: httpx.Client | None = None,
+    ):
         self.base_url = base_url.rstrip("/")
         headers = {"X-API-Key": api_key} if api_key else {}
         if http is not None:  # e.g. a Starlette TestClient in tests
@@ -50,8 +55,10 @@ class ApiClient:
         try:
             r = self._http.request(method, path, **kw)
         except httpx.ConnectError as e:
-            raise ApiClientError(f"cannot reach the pagestream API at {self.base_url} "
-                                 f"(is the stack up? `pagestream up --detach`)") from e
+            raise ApiClientError(
+                f"cannot reach the pagestream API at {self.base_url} "
+                f"(is the stack up? `pagestream up --detach`)"
+            ) from e
         except httpx.HTTPError as e:
             raise ApiClientError(f"request to {self.base_url}{path} failed: {type(e).__name__}") from e
         if r.status_code >= 400:
@@ -65,15 +72,28 @@ class ApiClient:
             raise ApiClientError(f"{r.status_code}: {detail}", status=r.status_code)
         return r
 
-    def submit(self, path: Path, *, password: str | None = None, force_ocr: bool = False,
-               idempotency_key: str | None = None, force: bool = False) -> dict[str, Any]:
+    def submit(
+        self,
+        path: Path,
+        *,
+        password: str | None = None,
+        force_ocr: bool = False,
+        idempotency_key: str | None = None,
+        force: bool = False,
+    ) -> dict[str, Any]:
         data: dict[str, Any] = {"force_ocr": str(force_ocr).lower()}
         if password:
             data["password"] = password
         headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
         with path.open("rb") as f:
-            r = self._request("POST", "/v1/documents", files={"file": (path.name, f)}, data=data,
-                              headers=headers, params={"force": "true"} if force else None)
+            r = self._request(
+                "POST",
+                "/v1/documents",
+                files={"file": (path.name, f)},
+                data=data,
+                headers=headers,
+                params={"force": "true"} if force else None,
+            )
         return r.json()
 
     def submit_bytes(self, name: str, content: bytes, **kw: Any) -> dict[str, Any]:
@@ -83,8 +103,12 @@ class ApiClient:
     def document(self, document_id: str) -> dict[str, Any]:
         return self._request("GET", f"/v1/documents/{document_id}").json()
 
-    def documents(self, status: str | None = None, limit: int = 50, cursor: str | None = None) -> dict[str, Any]:
-        params = {k: v for k, v in {"status": status, "limit": limit, "cursor": cursor}.items() if v is not None}
+    def documents(
+        self, status: str | None = None, limit: int = 50, cursor: str | None = None
+    ) -> dict[str, Any]:
+        params = {
+            k: v for k, v in {"status": status, "limit": limit, "cursor": cursor}.items() if v is not None
+        }
         return self._request("GET", "/v1/documents", params=params).json()
 
     def text(self, document_id: str) -> str:
@@ -106,15 +130,28 @@ class ApiClient:
         """Delete a document, its pages and (when no other document shares them) its stored bytes."""
         self._request("DELETE", f"/v1/documents/{document_id}")
 
-    def reprocess(self, document_id: str, *, engine: str | None = None, languages: str | None = None,
-                  force_ocr: bool | None = None) -> dict[str, Any]:
+    def reprocess(
+        self,
+        document_id: str,
+        *,
+        engine: str | None = None,
+        languages: str | None = None,
+        force_ocr: bool | None = None,
+    ) -> dict[str, Any]:
         """OCR a document again from scratch (optionally with another engine or languages)."""
-        body = {k: v for k, v in (("engine", engine), ("languages", languages), ("force_ocr", force_ocr))
-                if v is not None}
+        body = {
+            k: v
+            for k, v in (("engine", engine), ("languages", languages), ("force_ocr", force_ocr))
+            if v is not None
+        }
         return self._request("POST", f"/v1/documents/{document_id}/reprocess", json=body).json()
 
-    def wait(self, document_id: str, timeout: float = 600.0,
-             on_progress: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
+    def wait(
+        self,
+        document_id: str,
+        timeout: float = 600.0,
+        on_progress: Callable[[dict[str, Any]], None] | None = None,
+    ) -> dict[str, Any]:
         """Poll until the document reaches a final state; raise ApiClientError on timeout."""
         deadline = time.monotonic() + timeout
         delay = 0.1

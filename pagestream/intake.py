@@ -39,8 +39,12 @@ _PDF_HEADER_WINDOW = 1024
 _PDFIUM_LOCK = threading.Lock()
 
 _PILLOW_FORMAT = {
-    "image/png": "PNG", "image/jpeg": "JPEG", "image/tiff": "TIFF", "image/gif": "GIF",
-    "image/webp": "WEBP", "image/bmp": "BMP",
+    "image/png": "PNG",
+    "image/jpeg": "JPEG",
+    "image/tiff": "TIFF",
+    "image/gif": "GIF",
+    "image/webp": "WEBP",
+    "image/bmp": "BMP",
 }
 _BMP_DIB_HEADER_SIZES = {12, 16, 40, 52, 56, 64, 108, 124}
 
@@ -86,23 +90,31 @@ def inspect_document(
     size = len(data)
     if size > limits.max_bytes:
         raise RejectedDocument(
-            413, f"file is {_human_bytes(size)}; limit is {_human_bytes(limits.max_bytes)} "
-                 f"(PAGESTREAM_MAX_UPLOAD_BYTES)")
+            413,
+            f"file is {_human_bytes(size)}; limit is {_human_bytes(limits.max_bytes)} "
+            f"(PAGESTREAM_MAX_UPLOAD_BYTES)",
+        )
     sha256 = hashlib.sha256(data).hexdigest()
     media_type = sniff_media_type(data)
     if media_type is None:
         looks = describe_content(data)
         name = f" of {declared_name!r}" if declared_name else ""
         raise RejectedDocument(
-            415, f"content{name} is {looks}, not a PDF or image; accepted: {ACCEPTED_TYPES} (detected by content)")
+            415,
+            f"content{name} is {looks}, not a PDF or image; accepted: {ACCEPTED_TYPES} (detected by content)",
+        )
     if media_type == "application/pdf":
         page_count, encrypted, password_ok = _inspect_pdf(data, limits, password)
     else:
         page_count = _inspect_image(data, media_type, limits)
         encrypted, password_ok = False, True
     return InspectedDocument(
-        media_type=media_type, page_count=page_count, size_bytes=size, sha256=sha256,
-        encrypted=encrypted, password_ok=password_ok,
+        media_type=media_type,
+        page_count=page_count,
+        size_bytes=size,
+        sha256=sha256,
+        encrypted=encrypted,
+        password_ok=password_ok,
     )
 
 
@@ -120,7 +132,11 @@ def sniff_media_type(data: bytes) -> str | None:
         return "image/gif"
     if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
         return "image/webp"
-    if data[:2] == b"BM" and len(data) >= 18 and int.from_bytes(data[14:18], "little") in _BMP_DIB_HEADER_SIZES:
+    if (
+        data[:2] == b"BM"
+        and len(data) >= 18
+        and int.from_bytes(data[14:18], "little") in _BMP_DIB_HEADER_SIZES
+    ):
         return "image/bmp"
     return None
 
@@ -131,8 +147,11 @@ def describe_content(data: bytes) -> str:
     if head.startswith((b"PK\x03\x04", b"PK\x05\x06", b"PK\x07\x08")):
         return "a ZIP archive (e.g. .zip, .docx, .xlsx)"
     for magic, what in (
-        (b"\x1f\x8b", "gzip data"), (b"Rar!", "a RAR archive"), (b"7z\xbc\xaf\x27\x1c", "a 7-Zip archive"),
-        (b"\xd0\xcf\x11\xe0", "an old Microsoft Office file"), (b"%!PS", "PostScript"),
+        (b"\x1f\x8b", "gzip data"),
+        (b"Rar!", "a RAR archive"),
+        (b"7z\xbc\xaf\x27\x1c", "a 7-Zip archive"),
+        (b"\xd0\xcf\x11\xe0", "an old Microsoft Office file"),
+        (b"%!PS", "PostScript"),
     ):
         if head.startswith(magic):
             return what
@@ -187,11 +206,15 @@ def _inspect_pdf(data: bytes, limits: IntakeLimits, password: str | None) -> tup
                 return None, True, False
             if err == pdfium_c.FPDF_ERR_SECURITY:
                 raise RejectedDocument(
-                    422, "PDF uses an unsupported security handler; remove its encryption "
-                         "(e.g. `qpdf --decrypt`) and resubmit")
+                    422,
+                    "PDF uses an unsupported security handler; remove its encryption "
+                    "(e.g. `qpdf --decrypt`) and resubmit",
+                )
             raise RejectedDocument(
-                422, f"PDF is damaged: {pdfium_i.ErrorToStr.get(err)} (PDFium could not open or repair it); "
-                     "re-export or re-scan it and resubmit")
+                422,
+                f"PDF is damaged: {pdfium_i.ErrorToStr.get(err)} (PDFium could not open or repair it); "
+                "re-export or re-scan it and resubmit",
+            )
         try:
             pages = pdfium_c.FPDF_GetPageCount(doc)
             encrypted = pdfium_c.FPDF_GetSecurityHandlerRevision(doc) != -1
@@ -201,8 +224,10 @@ def _inspect_pdf(data: bytes, limits: IntakeLimits, password: str | None) -> tup
         raise RejectedDocument(422, "PDF has no pages (it may be damaged or truncated)")
     if pages > limits.max_pages:
         raise RejectedDocument(
-            413, f"PDF has {pages:,} pages; limit is {limits.max_pages:,} (PAGESTREAM_MAX_PAGES); "
-                 "split it and resubmit the parts")
+            413,
+            f"PDF has {pages:,} pages; limit is {limits.max_pages:,} (PAGESTREAM_MAX_PAGES); "
+            "split it and resubmit the parts",
+        )
     return pages, encrypted, True
 
 
@@ -241,8 +266,10 @@ def _inspect_image(data: bytes, media_type: str, limits: IntakeLimits) -> int:
                     frames = int(getattr(im, "n_frames", 1))
                     if frames > limits.max_pages:
                         raise RejectedDocument(
-                            413, f"TIFF has {frames:,} pages; limit is {limits.max_pages:,} "
-                                 "(PAGESTREAM_MAX_PAGES); split it and resubmit the parts")
+                            413,
+                            f"TIFF has {frames:,} pages; limit is {limits.max_pages:,} "
+                            "(PAGESTREAM_MAX_PAGES); split it and resubmit the parts",
+                        )
                     for index in range(1, frames):
                         im.seek(index)  # reads the next IFD, not its pixels
                         _check_pixels(im.size, limits, f"TIFF page {index + 1}")
@@ -260,15 +287,20 @@ def _inspect_image(data: bytes, media_type: str, limits: IntakeLimits) -> int:
         _check_pixels(size, limits, "image")
         width, height = size
         raise RejectedDocument(
-            413, f"image is {width}×{height} = {_human_pixels(width * height)}; limit is "
-                 f"{_human_pixels(2 * (Image.MAX_IMAGE_PIXELS or 0))} (the image decoder's safety limit)") from e
+            413,
+            f"image is {width}×{height} = {_human_pixels(width * height)}; limit is "
+            f"{_human_pixels(2 * (Image.MAX_IMAGE_PIXELS or 0))} (the image decoder's safety limit)",
+        ) from e
     except Image.UnidentifiedImageError as e:
         raise RejectedDocument(
-            422, f"image is truncated or corrupt: it starts like a {kind} but its header is incomplete "
-                 "or invalid; re-export or re-scan it and resubmit") from e
+            422,
+            f"image is truncated or corrupt: it starts like a {kind} but its header is incomplete "
+            "or invalid; re-export or re-scan it and resubmit",
+        ) from e
     except (OSError, SyntaxError, ValueError, EOFError, IndexError) as e:
         raise RejectedDocument(
-            422, f"image is truncated or corrupt: {kind}: {_short(e)}; re-export or re-scan it and resubmit") from e
+            422, f"image is truncated or corrupt: {kind}: {_short(e)}; re-export or re-scan it and resubmit"
+        ) from e
     return frames
 
 
@@ -278,8 +310,10 @@ def _check_pixels(size: tuple[int, int], limits: IntakeLimits, what: str) -> Non
     pixels = width * height
     if pixels > limits.max_image_pixels:
         raise RejectedDocument(
-            413, f"{what} is {width}×{height} = {_human_pixels(pixels)}; limit is "
-                 f"{_human_pixels(limits.max_image_pixels)} (PAGESTREAM_MAX_IMAGE_PIXELS)")
+            413,
+            f"{what} is {width}×{height} = {_human_pixels(pixels)}; limit is "
+            f"{_human_pixels(limits.max_image_pixels)} (PAGESTREAM_MAX_IMAGE_PIXELS)",
+        )
 
 
 def _check_integrity(data: bytes, fmt: str) -> None:

@@ -33,8 +33,14 @@ class Box(BaseModel):
         w = width or 1.0
         h = height or 1.0
         return cls(
-            x0=x0, y0=y0, x1=x1, y1=y1,
-            nx0=clamp(x0 / w), ny0=clamp(y0 / h), nx1=clamp(x1 / w), ny1=clamp(y1 / h),
+            x0=x0,
+            y0=y0,
+            x1=x1,
+            y1=y1,
+            nx0=clamp(x0 / w),
+            ny0=clamp(y0 / h),
+            nx1=clamp(x1 / w),
+            ny1=clamp(y1 / h),
         )
 
 

@@ -32,7 +32,8 @@ class JsonFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         out: dict[str, Any] = {
-            "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)) + f".{int(record.msecs):03d}Z",
+            "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
+            + f".{int(record.msecs):03d}Z",
             "level": record.levelname.lower(),
             "service": self.service,
             "logger": record.name,
@@ -40,7 +41,13 @@ class JsonFormatter(logging.Formatter):
         }
         for k, v in record.__dict__.items():
             if k not in _STANDARD and not k.startswith("_"):
-                out[k] = v if isinstance(v, int | float | bool | type(None)) else redact(str(v)) if not isinstance(v, list | dict) else json.loads(redact(json.dumps(v, default=str)))
+                out[k] = (
+                    v
+                    if isinstance(v, int | float | bool | type(None))
+                    else redact(str(v))
+                    if not isinstance(v, list | dict)
+                    else json.loads(redact(json.dumps(v, default=str)))
+                )
         if record.exc_info:
             out["exc"] = redact(self.formatException(record.exc_info))
         return json.dumps(out, default=str, ensure_ascii=False)

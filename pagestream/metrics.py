@@ -36,7 +36,9 @@ HTTP_REQUESTS = Counter(
     "pagestream_http_requests_total", "HTTP requests served", ["method", "route", "status"]
 )
 HTTP_SECONDS = Histogram(
-    "pagestream_http_request_duration_seconds", "HTTP request latency", ["method", "route"],
+    "pagestream_http_request_duration_seconds",
+    "HTTP request latency",
+    ["method", "route"],
     buckets=LATENCY_BUCKETS,
 )
 
@@ -45,7 +47,8 @@ CDC_RECORDS_PUBLISHED = Counter(
     "pagestream_cdc_records_published_total", "Outbox records acknowledged by the broker", ["topic"]
 )
 CDC_COMMIT_TO_ACK = Histogram(
-    "pagestream_cdc_commit_to_ack_seconds", "Commit timestamp to broker acknowledgement",
+    "pagestream_cdc_commit_to_ack_seconds",
+    "Commit timestamp to broker acknowledgement",
     buckets=LATENCY_BUCKETS,
 )
 CDC_LAG_BYTES = Gauge("pagestream_cdc_replication_lag_bytes", "Server WAL end minus flushed LSN")
@@ -53,9 +56,7 @@ CDC_LAG_SECONDS = Gauge(
     "pagestream_cdc_replication_lag_seconds", "Age of the newest commit not yet acknowledged"
 )
 CDC_FLUSHED_LSN = Gauge("pagestream_cdc_flushed_lsn", "Last LSN confirmed to the slot (as integer)")
-CDC_RETAINED_WAL = Gauge(
-    "pagestream_cdc_slot_retained_wal_bytes", "WAL retained by the replication slot"
-)
+CDC_RETAINED_WAL = Gauge("pagestream_cdc_slot_retained_wal_bytes", "WAL retained by the replication slot")
 CDC_RECONNECTS = Counter("pagestream_cdc_reconnects_total", "Replication reconnects", ["target"])
 CDC_HEARTBEATS = Counter("pagestream_cdc_heartbeats_total", "Heartbeat messages emitted")
 CDC_CONNECTED = Gauge("pagestream_cdc_connected", "1 while streaming from the slot")
@@ -65,9 +66,7 @@ CDC_SLOT_RECREATED = Counter(
 )
 
 # --- ocr ---
-OCR_PAGES = Counter(
-    "pagestream_ocr_pages_total", "Pages processed", ["engine", "source", "outcome"]
-)
+OCR_PAGES = Counter("pagestream_ocr_pages_total", "Pages processed", ["engine", "source", "outcome"])
 OCR_SECONDS = Histogram(
     "pagestream_ocr_seconds", "Time recognizing one page", ["engine"], buckets=OCR_BUCKETS
 )
@@ -79,19 +78,18 @@ OCR_RETRIES = Counter("pagestream_ocr_retries_total", "Page tasks sent to the re
 DOCUMENTS_SPLIT = Counter("pagestream_documents_split_total", "Documents split into page tasks")
 
 # --- shared consumer / dlq ---
-DLQ_RECORDS = Counter(
-    "pagestream_dlq_records_total", "Records dead-lettered", ["topic", "reason"]
-)
-EVENTS_CONSUMED = Counter(
-    "pagestream_events_consumed_total", "Events consumed", ["service", "type"]
-)
+DLQ_RECORDS = Counter("pagestream_dlq_records_total", "Records dead-lettered", ["topic", "reason"])
+EVENTS_CONSUMED = Counter("pagestream_events_consumed_total", "Events consumed", ["service", "type"])
 DUPLICATES_ABSORBED = Counter(
-    "pagestream_duplicate_events_total", "Redelivered events whose effect was already applied",
+    "pagestream_duplicate_events_total",
+    "Redelivered events whose effect was already applied",
     ["service"],
 )
 ERRORS = Counter("pagestream_errors_total", "Errors by service and kind", ["service", "kind"])
 DLQ_DEPTH = Gauge(
-    "pagestream_dlq_depth", "Records held in a dead-letter topic (high minus low watermark)", ["topic"],
+    "pagestream_dlq_depth",
+    "Records held in a dead-letter topic (high minus low watermark)",
+    ["topic"],
     multiprocess_mode="livemax",
 )
 
@@ -111,7 +109,8 @@ RECONCILE_ROUNDS = Counter("pagestream_reconciler_rounds_total", "Reconciler rou
 
 # --- persist ---
 PERSIST_BATCH_SIZE = Histogram(
-    "pagestream_persist_batch_events", "Events per persisted batch",
+    "pagestream_persist_batch_events",
+    "Events per persisted batch",
     buckets=(1, 2, 5, 10, 20, 50, 100, 200, 500),
 )
 PERSIST_BATCH_SECONDS = Histogram(
@@ -144,7 +143,9 @@ class HealthServer:
     ``port=0`` picks a free port; ``port`` then tells which.
     """
 
-    def __init__(self, host: str, port: int, ready: Callable[[], bool], details: Callable[[], dict] | None = None):
+    def __init__(
+        self, host: str, port: int, ready: Callable[[], bool], details: Callable[[], dict] | None = None
+    ):
         self._host = host
         self._port = port
         self._ready = ready

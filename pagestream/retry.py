@@ -23,7 +23,9 @@ class Backoff:
     def next_delay(self) -> float:
         """The delay before the next try; counts one more failure."""
         self.failures += 1
-        base = capped_exponential(self.failures, initial=self.initial, factor=self.factor, maximum=self.maximum)
+        base = capped_exponential(
+            self.failures, initial=self.initial, factor=self.factor, maximum=self.maximum
+        )
         return base * (1.0 + random.uniform(-self.jitter, self.jitter)) if self.jitter else base
 
     def reset(self) -> None:

@@ -29,8 +29,13 @@ def install_stop_signals() -> threading.Event:
     return stop
 
 
-def run_service(name: str, settings: Settings, body: Callable[[threading.Event], None],
-                ready: Callable[[], bool], details: Callable[[], dict] | None = None) -> None:
+def run_service(
+    name: str,
+    settings: Settings,
+    body: Callable[[threading.Event], None],
+    ready: Callable[[], bool],
+    details: Callable[[], dict] | None = None,
+) -> None:
     """Serve /metrics, /healthz, /readyz on PAGESTREAM_HTTP_PORT and run ``body(stop)`` until stopped."""
     setup_logging(name, settings.log_level)
     stop = install_stop_signals()
@@ -59,8 +64,9 @@ def die(code: ExitCode, message: str) -> None:
     os._exit(int(code))
 
 
-def start_essential_thread(name: str, target: Callable[[threading.Event], None],
-                           stop: threading.Event) -> threading.Thread:
+def start_essential_thread(
+    name: str, target: Callable[[threading.Event], None], stop: threading.Event
+) -> threading.Thread:
     """Run ``target(stop)`` in a daemon thread whose death ends the process.
 
     If ``target`` raises, or returns while ``stop`` is not set, the process exits with

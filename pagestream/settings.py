@@ -106,7 +106,9 @@ class Settings(BaseSettings):
     cdc_publication: str = Field("pagestream_outbox", alias="PAGESTREAM_CDC_PUBLICATION")
     cdc_heartbeat_seconds: float = Field(10.0, alias="PAGESTREAM_CDC_HEARTBEAT_SECONDS")
     cdc_engine: Literal["relay", "debezium"] = Field("relay", alias="PAGESTREAM_CDC_ENGINE")
-    cdc_create_topics: bool = Field(True, alias="PAGESTREAM_CDC_CREATE_TOPICS")  # ensure a topic before first use
+    cdc_create_topics: bool = Field(
+        True, alias="PAGESTREAM_CDC_CREATE_TOPICS"
+    )  # ensure a topic before first use
     cdc_delivery_timeout_seconds: float = Field(60.0, alias="PAGESTREAM_CDC_DELIVERY_TIMEOUT_SECONDS")
     cdc_max_unacked_bytes: int = Field(64 * 1024 * 1024, alias="PAGESTREAM_CDC_MAX_UNACKED_BYTES")
     cdc_debezium_slot: str = Field("pagestream_outbox_dbz", alias="PAGESTREAM_CDC_DEBEZIUM_SLOT")
@@ -153,7 +155,7 @@ class Settings(BaseSettings):
         url = self.database_url.get_secret_value()
         for prefix in ("postgresql+psycopg2://", "postgresql+asyncpg://", "postgres://"):
             if url.startswith(prefix):
-                return "postgresql://" + url[len(prefix):]
+                return "postgresql://" + url[len(prefix) :]
         return url
 
     def as_dict(self) -> dict[str, Any]:
@@ -184,7 +186,10 @@ class Settings(BaseSettings):
 
     def kafka_client_config(self) -> dict[str, Any]:
         """librdkafka settings shared by producers, consumers and admin clients."""
-        return {"bootstrap.servers": self.kafka_bootstrap_servers, **self.kafka_security().librdkafka_config()}
+        return {
+            "bootstrap.servers": self.kafka_bootstrap_servers,
+            **self.kafka_security().librdkafka_config(),
+        }
 
     # --- ocr preprocessing ---
     # Image repair before Tesseract (docs/engines.md): each step runs only on pages that need it.

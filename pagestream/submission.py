@@ -25,7 +25,9 @@ from pagestream.storage import ObjectStore, content_key
 log = logging.getLogger(__name__)
 
 ENCRYPTED_REASON = "PDF is encrypted; resubmit it with the `password` form field (the bytes are kept)"
-WRONG_PASSWORD_REASON = "PDF is encrypted and the given password does not open it; resubmit with the right `password`"
+WRONG_PASSWORD_REASON = (
+    "PDF is encrypted and the given password does not open it; resubmit with the right `password`"
+)
 
 
 @dataclass(frozen=True)
@@ -43,7 +45,8 @@ class DocumentIntake:
         self._engine = engine
         self._store = store
         self._limits = IntakeLimits(
-            max_bytes=settings.max_upload_bytes, max_pages=settings.max_pages,
+            max_bytes=settings.max_upload_bytes,
+            max_pages=settings.max_pages,
             max_image_pixels=settings.max_image_pixels,
         )
 
@@ -51,16 +54,28 @@ class DocumentIntake:
     def limits(self) -> IntakeLimits:
         return self._limits
 
-    def submit(self, data: bytes, *, channel: str, filename: str | None = None, idempotency_key: str | None = None,
-               client_reference: str | None = None, options: DocumentOptions | None = None,
-               password: str | None = None, force: bool = False, traceparent: str | None = None) -> SubmissionResult:
+    def submit(
+        self,
+        data: bytes,
+        *,
+        channel: str,
+        filename: str | None = None,
+        idempotency_key: str | None = None,
+        client_reference: str | None = None,
+        options: DocumentOptions | None = None,
+        password: str | None = None,
+        force: bool = False,
+        traceparent: str | None = None,
+    ) -> SubmissionResult:
         """Accept ``data`` or raise ``RejectedDocument`` (4xx with a precise detail)."""
         if idempotency_key:
             existing = find_existing(self._engine, idempotency_key=idempotency_key)
             if existing:
                 return SubmissionResult(existing, created=False)
         try:
-            info: InspectedDocument = inspect_document(data, self._limits, password=password, declared_name=filename)
+            info: InspectedDocument = inspect_document(
+                data, self._limits, password=password, declared_name=filename
+            )
         except RejectedDocument as e:
             metrics.DOCUMENTS_REJECTED.labels(channel, str(e.status_code)).inc()
             raise
@@ -76,15 +91,34 @@ class DocumentIntake:
             stored = decrypt_pdf(data, password)
         stored_sha = info.sha256 if stored is data else hashlib.sha256(stored).hexdigest()
         uri = self._store.put(content_key(stored_sha), stored, info.media_type)
-        doc = create_document(self._engine, NewDocument(
-            sha256=info.sha256, media_type=info.media_type, size_bytes=info.size_bytes, storage_uri=uri,
-            page_count=info.page_count, filename=_display_name(filename), client_reference=client_reference,
-            idempotency_key=idempotency_key, options=options or DocumentOptions(), unprocessable=unprocessable,
-        ), traceparent=traceparent or new_traceparent())
+        doc = create_document(
+            self._engine,
+            NewDocument(
+                sha256=info.sha256,
+                media_type=info.media_type,
+                size_bytes=info.size_bytes,
+                storage_uri=uri,
+                page_count=info.page_count,
+                filename=_display_name(filename),
+                client_reference=client_reference,
+                idempotency_key=idempotency_key,
+                options=options or DocumentOptions(),
+                unprocessable=unprocessable,
+            ),
+            traceparent=traceparent or new_traceparent(),
+        )
         metrics.DOCUMENTS_RECEIVED.labels(channel).inc()
         metrics.UPLOAD_BYTES.inc(info.size_bytes)
-        log.info("document accepted", extra={"document_id": str(doc["id"]), "media_type": info.media_type,
-                                              "pages": info.page_count, "channel": channel, "status": doc["status"]})
+        log.info(
+            "document accepted",
+            extra={
+                "document_id": str(doc["id"]),
+                "media_type": info.media_type,
+                "pages": info.page_count,
+                "channel": channel,
+                "status": doc["status"],
+            },
+        )
         return SubmissionResult(doc, created=True)
 
 

@@ -12,11 +12,25 @@ from dataclasses import dataclass
 
 from pagestream.layout import Box, PageLayout, TitleBlock
 
-_QUOTES = str.maketrans({
-    "“": '"', "”": '"', "„": '"', "″": '"', "〃": '"',
-    "‘": "'", "’": "'", "′": "'", "`": "'", "´": "'",
-    "–": "-", "—": "-", "‐": "-", "‑": "-", "−": "-",
-})
+_QUOTES = str.maketrans(
+    {
+        "“": '"',
+        "”": '"',
+        "„": '"',
+        "″": '"',
+        "〃": '"',
+        "‘": "'",
+        "’": "'",
+        "′": "'",
+        "`": "'",
+        "´": "'",
+        "–": "-",
+        "—": "-",
+        "‐": "-",
+        "‑": "-",
+        "−": "-",
+    }
+)
 
 _TITLE_LABEL = re.compile(r"^(?:SHEET\s+TITLE|DRAWING\s+TITLE|DWG\.?\s+TITLE|TITLE)\s*[:.]?\s*", re.I)
 _NUMBER_LABEL = re.compile(
@@ -84,7 +98,7 @@ def parse_scale(text: str) -> str | None:
     """The drawing scale in ``text`` in a canonical spelling (``1/4" = 1'-0"``, ``1:100``, ``NTS``)."""
     text = normalize(text)
     if m := _IMPERIAL.search(text):
-        return f"{m.group(1)}\" = {m.group(2)}'-{m.group(3)}\""
+        return f'{m.group(1)}" = {m.group(2)}\'-{m.group(3)}"'
     if m := _ENGINEERING.search(text):
         return f"{m.group(1)}\" = {m.group(2)}'"
     if m := _METRIC.search(text):
@@ -117,13 +131,13 @@ def _label(line: _Line) -> tuple[str, str] | None:
     """``(kind, inline remainder)`` when ``line`` starts with a title-block label."""
     text = line.text
     if m := _TITLE_LABEL.match(text):
-        return "title", text[m.end():].strip()
+        return "title", text[m.end() :].strip()
     if m := _NUMBER_LABEL.match(text):
-        return "number", text[m.end():].strip()
+        return "number", text[m.end() :].strip()
     if _BARE_SHEET_LABEL.match(text):
         return "number", ""
     if m := _SCALE_LABEL.match(text):
-        return "scale", text[m.end():].strip()
+        return "scale", text[m.end() :].strip()
     if _OTHER_LABEL.match(text) and len(text.split()) <= 3:
         return "other", ""
     return None
@@ -133,7 +147,8 @@ def _below(label: _Line, lines: list[_Line], labels: dict[int, tuple[str, str]])
     """The lines under ``label`` in its cell: nearest first, stopping at the next label or a gap."""
     max_gap = max(12 * label.height, 0.02)
     column = [
-        ln for ln in lines
+        ln
+        for ln in lines
         if ln is not label
         and ln.box.ny0 >= label.box.ny1 - 0.3 * label.height
         and ln.box.ny0 - label.box.ny1 < max_gap

@@ -163,8 +163,6 @@ def http_text(url: str, timeout: float = 2.0) -> str | None:
         return None
 
 
-
-
 def all_ready(stack: ChaosStack) -> bool:
     parts = stack.supervisor.state()["parts"]
     svc = [p for p in parts.values() if p.get("kind") == "service"]
@@ -172,22 +170,36 @@ def all_ready(stack: ChaosStack) -> bool:
 
 
 @contextmanager
-def chaos_stack(*, ocr_workers: int = 2, extra_env: dict[str, str] | None = None,
-                keep_state: bool = False) -> Iterator[ChaosStack]:
+def chaos_stack(
+    *, ocr_workers: int = 2, extra_env: dict[str, str] | None = None, keep_state: bool = False
+) -> Iterator[ChaosStack]:
     """Start `pagestream up`'s supervisor in a thread on a private state dir under /var/tmp."""
     from pagestream.stack.supervisor import RestartPolicy, StackSupervisor
 
     state = Path(tempfile.mkdtemp(prefix="pagestream-chaos-", dir="/var/tmp"))
     state.chmod(0o755)
-    environ = {k: v for k, v in os.environ.items()
-               if k not in ("KAFKA_BOOTSTRAP_SERVERS", "DATABASE_URL", "STORAGE_URL", "PAGESTREAM_API_URL")}
-    environ.update(PAGESTREAM_OCR_WORKERS=str(ocr_workers), PAGESTREAM_CDC_HEARTBEAT_SECONDS="1",
-                   OMP_THREAD_LIMIT="1", **(extra_env or {}))
+    environ = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("KAFKA_BOOTSTRAP_SERVERS", "DATABASE_URL", "STORAGE_URL", "PAGESTREAM_API_URL")
+    }
+    environ.update(
+        PAGESTREAM_OCR_WORKERS=str(ocr_workers),
+        PAGESTREAM_CDC_HEARTBEAT_SECONDS="1",
+        OMP_THREAD_LIMIT="1",
+        **(extra_env or {}),
+    )
     # durable PostgreSQL: the test SIGKILLs the postmaster, and fast mode's synchronous_commit=off
     # loses the commits of the last few hundred ms before a crash (acknowledged uploads vanish)
-    sup = StackSupervisor(state, environ, fast_database=False,
-                          restart_policy=RestartPolicy(initial=0.5, cap=4.0, reset_after=20.0))
-    t = threading.Thread(target=sup.run, kwargs={"install_signal_handlers": False}, daemon=True, name="chaos-stack")
+    sup = StackSupervisor(
+        state,
+        environ,
+        fast_database=False,
+        restart_policy=RestartPolicy(initial=0.5, cap=4.0, reset_after=20.0),
+    )
+    t = threading.Thread(
+        target=sup.run, kwargs={"install_signal_handlers": False}, daemon=True, name="chaos-stack"
+    )
     t.start()
     stack = ChaosStack(sup, t, state)
     try:
@@ -256,7 +268,9 @@ def wait_final(client: ApiClient, ids: list[str], timeout: float) -> dict[str, d
             return done
         time.sleep(0.5)
     missing = [i for i in ids if i not in done]
-    raise AssertionError(f"{len(missing)} of {len(ids)} documents not final after {timeout:.0f} s: {missing[:5]}")
+    raise AssertionError(
+        f"{len(missing)} of {len(ids)} documents not final after {timeout:.0f} s: {missing[:5]}"
+    )
 
 
 # ---------------------------------------------------------------- killing
@@ -289,8 +303,11 @@ def ocr_worker_pids(stack: ChaosStack) -> list[int]:
     ocr = stack.supervisor.pid("ocr")
     if ocr is None:
         return []
-    return [c for c in children_of(ocr)
-            if "multiprocessing" in cmdline(c) and "resource_tracker" not in cmdline(c)]
+    return [
+        c
+        for c in children_of(ocr)
+        if "multiprocessing" in cmdline(c) and "resource_tracker" not in cmdline(c)
+    ]
 
 
 def kill_service(stack: ChaosStack, name: str, timeout: float = 90.0) -> dict[str, Any]:
@@ -301,9 +318,17 @@ def kill_service(stack: ChaosStack, name: str, timeout: float = 90.0) -> dict[st
     t0 = time.monotonic()
     os.kill(pid, signal.SIGKILL)
     ready_url = stack.part(name)["ready_url"]
-    wait_for(lambda: sup.restarts(name) > before and sup.pid(name) not in (None, pid) and http_ok(ready_url),
-             timeout, f"{name} to be restarted and ready")
-    return {"part": name, "killed_pid": pid, "new_pid": sup.pid(name), "down_s": round(time.monotonic() - t0, 1)}
+    wait_for(
+        lambda: sup.restarts(name) > before and sup.pid(name) not in (None, pid) and http_ok(ready_url),
+        timeout,
+        f"{name} to be restarted and ready",
+    )
+    return {
+        "part": name,
+        "killed_pid": pid,
+        "new_pid": sup.pid(name),
+        "down_s": round(time.monotonic() - t0, 1),
+    }
 
 
 def kill_ocr_worker(stack: ChaosStack, timeout: float = 90.0) -> dict[str, Any]:
@@ -312,8 +337,11 @@ def kill_ocr_worker(stack: ChaosStack, timeout: float = 90.0) -> dict[str, Any]:
     victim = workers[0]
     t0 = time.monotonic()
     os.kill(victim, signal.SIGKILL)
-    wait_for(lambda: victim not in ocr_worker_pids(stack) and len(ocr_worker_pids(stack)) >= len(workers),
-             timeout, "the ocr pool to replace the killed worker")
+    wait_for(
+        lambda: victim not in ocr_worker_pids(stack) and len(ocr_worker_pids(stack)) >= len(workers),
+        timeout,
+        "the ocr pool to replace the killed worker",
+    )
     return {"part": "ocr-worker", "killed_pid": victim, "down_s": round(time.monotonic() - t0, 1)}
 
 
@@ -325,10 +353,18 @@ def kill_postgres(stack: ChaosStack, timeout: float = 120.0) -> dict[str, Any]:
     before = stack.supervisor.restarts("postgres")
     t0 = time.monotonic()
     os.kill(pid, signal.SIGKILL)
-    wait_for(lambda: stack.supervisor.restarts("postgres") > before and pg.pid not in (None, pid),
-             timeout, "postgres to be restarted")
+    wait_for(
+        lambda: stack.supervisor.restarts("postgres") > before and pg.pid not in (None, pid),
+        timeout,
+        "postgres to be restarted",
+    )
     wait_for(lambda: all_ready(stack), timeout, "every service ready after the postgres restart")
-    return {"part": "postgres", "killed_pid": pid, "new_pid": pg.pid, "down_s": round(time.monotonic() - t0, 1)}
+    return {
+        "part": "postgres",
+        "killed_pid": pid,
+        "new_pid": pg.pid,
+        "down_s": round(time.monotonic() - t0, 1),
+    }
 
 
 # ---------------------------------------------------------------- metrics and topics
@@ -434,10 +470,16 @@ def collect_end_state(stack: ChaosStack, ids: list[str]) -> EndState:
     engine = make_engine(settings.database_dsn())
     try:
         with engine.connect() as conn:
-            rows = conn.execute(text("SELECT document_id::text, page_number FROM pages "
-                                     "WHERE document_id = ANY(CAST(:ids AS uuid[])) ORDER BY 1, 2"),
-                                {"ids": ids}).all()
-            processed = conn.execute(text("SELECT count(*) FROM processed_events WHERE consumer = 'persist'")).scalar_one()
+            rows = conn.execute(
+                text(
+                    "SELECT document_id::text, page_number FROM pages "
+                    "WHERE document_id = ANY(CAST(:ids AS uuid[])) ORDER BY 1, 2"
+                ),
+                {"ids": ids},
+            ).all()
+            processed = conn.execute(
+                text("SELECT count(*) FROM processed_events WHERE consumer = 'persist'")
+            ).scalar_one()
     finally:
         engine.dispose()
     page_rows: dict[str, list[int]] = {i: [] for i in ids}
@@ -451,8 +493,10 @@ def collect_end_state(stack: ChaosStack, ids: list[str]) -> EndState:
     for r in recs:
         h = header_map(r.headers)
         per_doc.setdefault(h.get("ce_subject", ""), set()).add(h.get("ce_id", ""))
-    dlq = {t: len(read_topic(settings, t, settle=1.5)) for t in
-           (DOCUMENT_SUBMIT_DLQ, DOCUMENT_COMMITTED_DLQ, PAGE_OCR_REQUESTED_DLQ, PERSIST_DLQ)}
+    dlq = {
+        t: len(read_topic(settings, t, settle=1.5))
+        for t in (DOCUMENT_SUBMIT_DLQ, DOCUMENT_COMMITTED_DLQ, PAGE_OCR_REQUESTED_DLQ, PERSIST_DLQ)
+    }
     return EndState(page_rows, int(processed), dups, len(recs), per_doc, dlq)
 
 

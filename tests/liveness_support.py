@@ -28,8 +28,11 @@ from tests.chaos_support import ChaosStack, all_ready, read_topic
 from tests.waiting import wait_until as wait_for
 
 #: settings every liveness stack gets: the reconciler looks every second
-BASE_ENV = {"PAGESTREAM_RECONCILE_INTERVAL_SECONDS": "1", "PAGESTREAM_CDC_HEARTBEAT_SECONDS": "1",
-            "OMP_THREAD_LIMIT": "1"}
+BASE_ENV = {
+    "PAGESTREAM_RECONCILE_INTERVAL_SECONDS": "1",
+    "PAGESTREAM_CDC_HEARTBEAT_SECONDS": "1",
+    "OMP_THREAD_LIMIT": "1",
+}
 
 
 @contextmanager
@@ -53,14 +56,23 @@ def stack_on(state: Path, env: dict[str, str], *, ocr_workers: int = 2) -> Itera
     """
     from pagestream.stack.supervisor import RestartPolicy, StackSupervisor
 
-    environ = {k: v for k, v in os.environ.items()
-               if k not in ("KAFKA_BOOTSTRAP_SERVERS", "DATABASE_URL", "STORAGE_URL", "PAGESTREAM_API_URL")
-               and not k.startswith("PAGESTREAM_")}
+    environ = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("KAFKA_BOOTSTRAP_SERVERS", "DATABASE_URL", "STORAGE_URL", "PAGESTREAM_API_URL")
+        and not k.startswith("PAGESTREAM_")
+    }
     environ.update(BASE_ENV)
     environ.update(PAGESTREAM_OCR_WORKERS=str(ocr_workers), **env)
-    sup = StackSupervisor(state, environ, fast_database=False,
-                          restart_policy=RestartPolicy(initial=0.5, cap=4.0, reset_after=20.0))
-    t = threading.Thread(target=sup.run, kwargs={"install_signal_handlers": False}, daemon=True, name="liveness-stack")
+    sup = StackSupervisor(
+        state,
+        environ,
+        fast_database=False,
+        restart_policy=RestartPolicy(initial=0.5, cap=4.0, reset_after=20.0),
+    )
+    t = threading.Thread(
+        target=sup.run, kwargs={"install_signal_handlers": False}, daemon=True, name="liveness-stack"
+    )
     t.start()
     stack = ChaosStack(sup, t, state)
     try:
@@ -79,8 +91,13 @@ def scan_png(i: int, *, dpi: int = 150) -> bytes:
     """A small one-page scan (image only, so it must be OCR'd) with distinct text."""
     from pagestream._testing.pages import add_scan_effects, png_bytes, text_page_image
 
-    image = text_page_image([f"Delivery note {i:05d}", f"Pallets received {3 * i + 7}"], dpi=dpi,
-                            size_in=(4.0, 1.2), font_pt=14, margin_in=0.3)
+    image = text_page_image(
+        [f"Delivery note {i:05d}", f"Pallets received {3 * i + 7}"],
+        dpi=dpi,
+        size_in=(4.0, 1.2),
+        font_pt=14,
+        margin_in=0.3,
+    )
     return png_bytes(add_scan_effects(image, seed=i, rotate_degrees=0.4))
 
 
@@ -150,19 +167,26 @@ class Db:
             conn.execute(text(sql), params)
 
     def documents(self, ids: list[str]) -> dict[str, dict[str, Any]]:
-        return {str(r["id"]): r for r in self.rows(
-            "SELECT * FROM documents WHERE id = ANY(CAST(:ids AS uuid[]))", ids=ids)}
+        return {
+            str(r["id"]): r
+            for r in self.rows("SELECT * FROM documents WHERE id = ANY(CAST(:ids AS uuid[]))", ids=ids)
+        }
 
     def pages(self, ids: list[str]) -> dict[str, list[dict[str, Any]]]:
         """Every page row of the documents, by document, in page order (duplicates kept)."""
         out: dict[str, list[dict[str, Any]]] = {i: [] for i in ids}
-        for r in self.rows("SELECT document_id, page_number, status, error_reason, error_detail, attempts, text "
-                           "FROM pages WHERE document_id = ANY(CAST(:ids AS uuid[])) ORDER BY page_number", ids=ids):
+        for r in self.rows(
+            "SELECT document_id, page_number, status, error_reason, error_detail, attempts, text "
+            "FROM pages WHERE document_id = ANY(CAST(:ids AS uuid[])) ORDER BY page_number",
+            ids=ids,
+        ):
             out[str(r["document_id"])].append(r)
         return out
 
     @staticmethod
-    def final_rows(stack: ChaosStack, ids: list[str]) -> tuple[dict[str, dict[str, Any]], dict[str, list[dict[str, Any]]]]:
+    def final_rows(
+        stack: ChaosStack, ids: list[str]
+    ) -> tuple[dict[str, dict[str, Any]], dict[str, list[dict[str, Any]]]]:
         """(documents, pages) of ``ids``, read once on a connection of its own."""
         db = Db(stack)
         try:
@@ -187,8 +211,9 @@ class Finishing:
     completed_at: datetime
 
 
-def finishings(stack: ChaosStack, *, expect: dict[str, int] | None = None, settle: float = 3.0,
-               timeout: float = 30.0) -> dict[str, list[Finishing]]:
+def finishings(
+    stack: ChaosStack, *, expect: dict[str, int] | None = None, settle: float = 3.0, timeout: float = 30.0
+) -> dict[str, list[Finishing]]:
     """Every ``document.ocr-completed.v1`` record in the (current) broker, by document.
 
     ``expect`` maps document ids to how many distinct finishings must have arrived: the topic is
@@ -203,8 +228,9 @@ def finishings(stack: ChaosStack, *, expect: dict[str, int] | None = None, settl
         for r in read_topic(stack.supervisor.settings(), DOCUMENT_OCR_COMPLETED, settle=settle):
             h = header_map(r.headers)
             data = json.loads(r.value)
-            out.setdefault(str(data["document_id"]), []).append(Finishing(
-                h.get("ce_id", ""), data["status"], datetime.fromisoformat(data["completed_at"])))
+            out.setdefault(str(data["document_id"]), []).append(
+                Finishing(h.get("ce_id", ""), data["status"], datetime.fromisoformat(data["completed_at"]))
+            )
         short = {d: n for d, n in (expect or {}).items() if len({f.event_id for f in out.get(d, [])}) < n}
         if not short or time.monotonic() > deadline:
             return out
@@ -214,7 +240,9 @@ def assert_one_finishing(doc: dict[str, Any], seen: list[Finishing], *, required
     """A document was finished once: at most one distinct event (exactly one when ``required``),
     and it says what the row says (same final status, same completion time)."""
     distinct = {f.event_id: f for f in seen}
-    assert len(distinct) <= 1, f"document {doc['id']} finished {len(distinct)} times: {list(distinct.values())}"
+    assert len(distinct) <= 1, (
+        f"document {doc['id']} finished {len(distinct)} times: {list(distinct.values())}"
+    )
     if required:
         assert distinct, f"document {doc['id']} ({doc['status']}) has no document.ocr-completed.v1 event"
     for f in distinct.values():

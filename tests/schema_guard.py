@@ -30,8 +30,9 @@ def _invalid_record(topic: str, message: str) -> kafka_errors.KafkaError:
     factory = getattr(kafka_errors, "delivery_error", None)
     if factory is not None:
         return factory(topic, "INVALID_RECORD", message, retriable=False)  # type: ignore[no-any-return]
-    return kafka_errors.DeliveryError(f"delivery to {topic} failed: {message}", code="INVALID_RECORD",
-                                      retriable=False)  # type: ignore[call-arg]
+    return kafka_errors.DeliveryError(
+        f"delivery to {topic} failed: {message}", code="INVALID_RECORD", retriable=False
+    )  # type: ignore[call-arg]
 
 
 @contextmanager
@@ -50,8 +51,9 @@ class ProducerSchemaGuard:
 
     def __init__(self, unvalidated_topics: Iterable[str] = ()):
         skip = set(unvalidated_topics)
-        self._validators = {t: jsonschema.Draft202012Validator(s) for t, s in topic_schemas().items()
-                            if t not in skip}
+        self._validators = {
+            t: jsonschema.Draft202012Validator(s) for t, s in topic_schemas().items() if t not in skip
+        }
         self.refused: list[tuple[str, str]] = []  # (topic, why), for test diagnostics
 
     @property
@@ -83,8 +85,16 @@ class ProducerSchemaGuard:
         original = EventProducer.produce
         guard = self
 
-        def produce(producer: EventProducer, topic: str, key: str | bytes | None, value: bytes,
-                    headers: Any, on_delivery: Any = None, opaque: Any = None, partition: int | None = None) -> None:
+        def produce(
+            producer: EventProducer,
+            topic: str,
+            key: str | bytes | None,
+            value: bytes,
+            headers: Any,
+            on_delivery: Any = None,
+            opaque: Any = None,
+            partition: int | None = None,
+        ) -> None:
             err = guard.refusal(topic, value)
             if err is None:
                 original(producer, topic, key, value, headers, on_delivery, opaque, partition)

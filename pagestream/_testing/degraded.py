@@ -23,8 +23,13 @@ from pagestream._testing.pages import LETTER_LINES, REPORT_PAGES, text_page_imag
 _PROSE: tuple[str, ...] = tuple(
     line for line in (*LETTER_LINES, *(ln for page in REPORT_PAGES for ln in page[1:])) if len(line) > 30
 )
-_HEADINGS: tuple[str, ...] = ("Northwind Engineering Ltd.", "Site Inspection Notes", "Invoice and Delivery Note",
-                              "Structural Review Summary", "Quarterly Operations Report")
+_HEADINGS: tuple[str, ...] = (
+    "Northwind Engineering Ltd.",
+    "Site Inspection Notes",
+    "Invoice and Delivery Note",
+    "Structural Review Summary",
+    "Quarterly Operations Report",
+)
 
 KINDS = ("clean", "photo", "fax")
 
@@ -82,12 +87,15 @@ def phone_photo(seed: int, *, size: tuple[int, int] = (2448, 3264), font_pt: flo
     top = page_w * (1 - shrink) / 2
     bottom = page_w / 2
     jitter = lambda: r.uniform(-35, 35)  # noqa: E731 - a one-line helper
-    quad = np.array([
-        [cx - top + jitter(), cy - page_h / 2 + jitter()],
-        [cx + top + jitter(), cy - page_h / 2 + jitter()],
-        [cx + bottom + jitter(), cy + page_h / 2 + jitter()],
-        [cx - bottom + jitter(), cy + page_h / 2 + jitter()],
-    ], dtype=np.float32)
+    quad = np.array(
+        [
+            [cx - top + jitter(), cy - page_h / 2 + jitter()],
+            [cx + top + jitter(), cy - page_h / 2 + jitter()],
+            [cx + bottom + jitter(), cy + page_h / 2 + jitter()],
+            [cx - bottom + jitter(), cy + page_h / 2 + jitter()],
+        ],
+        dtype=np.float32,
+    )
     # a small in-plane turn of the whole sheet
     angle = np.deg2rad(r.uniform(-3.0, 3.0))
     rot = np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]], dtype=np.float32)
@@ -98,7 +106,9 @@ def phone_photo(seed: int, *, size: tuple[int, int] = (2448, 3264), font_pt: flo
     mask = cv2.warpPerspective(np.full_like(sheet, 255), homography, (width, height), flags=cv2.INTER_LINEAR)
 
     # Table: dark, with a low-frequency texture.
-    texture = cv2.resize(rng.normal(0, 1, (12, 9)).astype(np.float32), (width, height), interpolation=cv2.INTER_CUBIC)
+    texture = cv2.resize(
+        rng.normal(0, 1, (12, 9)).astype(np.float32), (width, height), interpolation=cv2.INTER_CUBIC
+    )
     table = 70 + 12 * texture
     paper_f = 30 + paper.astype(np.float32) * (228 - 30) / 255
     alpha = mask.astype(np.float32) / 255
@@ -115,7 +125,9 @@ def phone_photo(seed: int, *, size: tuple[int, int] = (2448, 3264), font_pt: flo
     light *= 1.0 - 0.5 * radius
     shadow: np.ndarray = np.zeros((lh, lw), np.float32)
     x0 = r.uniform(0.1, 0.6) * lw
-    band = np.array([[x0, 0], [x0 + 0.25 * lw, 0], [x0 + 0.45 * lw, lh], [x0 + 0.2 * lw, lh]], dtype=np.float32)
+    band = np.array(
+        [[x0, 0], [x0 + 0.25 * lw, 0], [x0 + 0.45 * lw, lh], [x0 + 0.2 * lw, lh]], dtype=np.float32
+    )
     cv2.fillConvexPoly(shadow, band.astype(np.int32), 1.0)
     shadow = cv2.GaussianBlur(shadow, (0, 0), lw / 40)
     light *= 1.0 - r.uniform(0.3, 0.4) * shadow
@@ -127,8 +139,14 @@ def phone_photo(seed: int, *, size: tuple[int, int] = (2448, 3264), font_pt: flo
     gray = np.clip(scene, 0, 255)
     tint = np.stack([gray * 1.0, gray * 0.96, gray * 0.86], axis=-1)
     rgb = np.clip(tint, 0, 255).astype(np.uint8)
-    return DegradedPage(f"photo-{seed}", "photo", _jpeg(rgb, 88), "image/jpeg", _truth(lines),
-                        sheet_to_image=tuple(tuple(float(v) for v in row) for row in homography))
+    return DegradedPage(
+        f"photo-{seed}",
+        "photo",
+        _jpeg(rgb, 88),
+        "image/jpeg",
+        _truth(lines),
+        sheet_to_image=tuple(tuple(float(v) for v in row) for row in homography),
+    )
 
 
 def fax_page(seed: int, *, font_pt: float = 11.0, record_dpi: bool | None = None) -> DegradedPage:
@@ -163,8 +181,13 @@ def clean_scan(seed: int) -> DegradedPage:
 
     lines = page_lines(200 + seed, body_lines=30)
     r = random.Random(seed)
-    image = add_scan_effects(text_page_image(lines, dpi=300, font_pt=11), seed=seed,
-                             rotate_degrees=round(r.uniform(-1.0, 1.0), 2), noise=0.003, blur=0.5)
+    image = add_scan_effects(
+        text_page_image(lines, dpi=300, font_pt=11),
+        seed=seed,
+        rotate_degrees=round(r.uniform(-1.0, 1.0), 2),
+        noise=0.003,
+        blur=0.5,
+    )
     return DegradedPage(f"clean-{seed}", "clean", png_bytes(image, 300), "image/png", _truth(lines))
 
 

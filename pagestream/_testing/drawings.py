@@ -40,23 +40,70 @@ class DrawingSpec:
     def truth(self) -> TitleBlock:
         """The fields the title-block parser should return."""
         return TitleBlock(
-            sheet_number=self.sheet_number, sheet_title=self.sheet_title, scale=self.expected_scale or self.scale
+            sheet_number=self.sheet_number,
+            sheet_title=self.sheet_title,
+            scale=self.expected_scale or self.scale,
         )
 
 
 SPECS: tuple[DrawingSpec, ...] = (
     DrawingSpec("A-101", "A-101", "FIRST FLOOR PLAN", '1/4" = 1\'-0"', "box", seed=1),
-    DrawingSpec("S-301", "S-301", "FOUNDATION DETAILS", '3/4" = 1\'-0"', "strip", number_label="SHEET NUMBER",
-                title_label="DRAWING TITLE", size_in=(24.0, 18.0), seed=2),
-    DrawingSpec("E2.03", "E2.03", "LIGHTING PLAN LEVEL 2", '1/8"=1\'-0"', "box", number_label="DRAWING NO.",
-                title_label="TITLE", scale_inline=True, expected_scale='1/8" = 1\'-0"', seed=3),
+    DrawingSpec(
+        "S-301",
+        "S-301",
+        "FOUNDATION DETAILS",
+        '3/4" = 1\'-0"',
+        "strip",
+        number_label="SHEET NUMBER",
+        title_label="DRAWING TITLE",
+        size_in=(24.0, 18.0),
+        seed=2,
+    ),
+    DrawingSpec(
+        "E2.03",
+        "E2.03",
+        "LIGHTING PLAN LEVEL 2",
+        '1/8"=1\'-0"',
+        "box",
+        number_label="DRAWING NO.",
+        title_label="TITLE",
+        scale_inline=True,
+        expected_scale='1/8" = 1\'-0"',
+        seed=3,
+    ),
     DrawingSpec("M-001", "M-001", "MECHANICAL SCHEDULES", "NTS", "strip", number_label="DWG NO.", seed=4),
-    DrawingSpec("A101", "A101", "BUILDING SECTIONS", "1:100", "box", number_label="SHEET", title_label="TITLE",
-                size_in=(16.5, 11.7), seed=5),
-    DrawingSpec("P-401", "P-401", "PLUMBING RISER DIAGRAM", "NOT TO SCALE", "strip",
-                title_label="DRAWING TITLE", scale_inline=True, seed=6),
-    DrawingSpec("A3.12", "A3.12", "ENLARGED TOILET ROOM PLANS", '1/2" = 1\'-0"', "box",
-                number_label="SHEET NUMBER", title_label="DRAWING TITLE", size_in=(24.0, 18.0), seed=7),
+    DrawingSpec(
+        "A101",
+        "A101",
+        "BUILDING SECTIONS",
+        "1:100",
+        "box",
+        number_label="SHEET",
+        title_label="TITLE",
+        size_in=(16.5, 11.7),
+        seed=5,
+    ),
+    DrawingSpec(
+        "P-401",
+        "P-401",
+        "PLUMBING RISER DIAGRAM",
+        "NOT TO SCALE",
+        "strip",
+        title_label="DRAWING TITLE",
+        scale_inline=True,
+        seed=6,
+    ),
+    DrawingSpec(
+        "A3.12",
+        "A3.12",
+        "ENLARGED TOILET ROOM PLANS",
+        '1/2" = 1\'-0"',
+        "box",
+        number_label="SHEET NUMBER",
+        title_label="DRAWING TITLE",
+        size_in=(24.0, 18.0),
+        seed=7,
+    ),
 )
 
 
@@ -111,7 +158,14 @@ def _body(c: canvas.Canvas, spec: DrawingSpec, body_w: float, body_h: float) -> 
 
 
 def _label_value(
-    c: canvas.Canvas, x: float, top: float, w: float, h: float, label: str, value: str, size: float,
+    c: canvas.Canvas,
+    x: float,
+    top: float,
+    w: float,
+    h: float,
+    label: str,
+    value: str,
+    size: float,
     inline: bool = False,
 ) -> None:
     c.setLineWidth(0.8)
@@ -243,9 +297,9 @@ class GeneratedDrawing:
     truth: TitleBlock
 
 
-def generate_drawings(specs: tuple[DrawingSpec, ...] = SPECS, scan_dpis: tuple[int, ...] = (200, 150)) -> list[
-    GeneratedDrawing
-]:
+def generate_drawings(
+    specs: tuple[DrawingSpec, ...] = SPECS, scan_dpis: tuple[int, ...] = (200, 150)
+) -> list[GeneratedDrawing]:
     """Every spec as a vector PDF and as a scan (scan dpi alternating through ``scan_dpis``)."""
     out: list[GeneratedDrawing] = []
     for i, spec in enumerate(specs):

@@ -189,7 +189,9 @@ def _image_page_pdf(image: Image.Image, draw_text: str | None, garbage: bool) ->
         t.setFont("Vera", 11)
         rng = random.Random(3)
         for _ in range(20):
-            t.textLine("".join(chr(0xE000 + rng.randrange(200)) if rng.random() > 0.15 else " " for _ in range(60)))
+            t.textLine(
+                "".join(chr(0xE000 + rng.randrange(200)) if rng.random() > 0.15 else " " for _ in range(60))
+            )
         c.drawText(t)
     if draw_text:
         c.setFont("Vera", 8)

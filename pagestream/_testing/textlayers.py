@@ -42,28 +42,30 @@ def _to_unicode_cmap(fontname: str, subset: list[int], broken: dict[int, str] | 
     ``broken`` maps a character to the raw hex written for it instead (a lone surrogate, NUL).
     """
     broken = broken or {}
-    return "\n".join((
-        "/CIDInit /ProcSet findresource begin",
-        "12 dict begin",
-        "begincmap",
-        "/CIDSystemInfo",
-        f"<< /Registry ({fontname})",
-        f"/Ordering ({fontname})",
-        "/Supplement 0",
-        ">> def",
-        f"/CMapName /{fontname} def",
-        "/CMapType 2 def",
-        "1 begincodespacerange",
-        f"<00> <{len(subset) - 1:02X}>",
-        "endcodespacerange",
-        f"{len(subset)} beginbfchar",
-        *(f"<{i:02X}> <{broken.get(v) or _utf16_hex(v)}>" for i, v in enumerate(subset)),
-        "endbfchar",
-        "endcmap",
-        "CMapName currentdict /CMap defineresource pop",
-        "end",
-        "end",
-    ))
+    return "\n".join(
+        (
+            "/CIDInit /ProcSet findresource begin",
+            "12 dict begin",
+            "begincmap",
+            "/CIDSystemInfo",
+            f"<< /Registry ({fontname})",
+            f"/Ordering ({fontname})",
+            "/Supplement 0",
+            ">> def",
+            f"/CMapName /{fontname} def",
+            "/CMapType 2 def",
+            "1 begincodespacerange",
+            f"<00> <{len(subset) - 1:02X}>",
+            "endcodespacerange",
+            f"{len(subset)} beginbfchar",
+            *(f"<{i:02X}> <{broken.get(v) or _utf16_hex(v)}>" for i, v in enumerate(subset)),
+            "endbfchar",
+            "endcmap",
+            "CMapName currentdict /CMap defineresource pop",
+            "end",
+            "end",
+        )
+    )
 
 
 @contextmanager
@@ -76,8 +78,11 @@ def _correct_to_unicode(broken: dict[int, str] | None = None) -> Iterator[None]:
         ttfonts.makeToUnicodeCMap = original
 
 
-def non_bmp_text_pdf(lines: tuple[str, ...] = NON_BMP_LINES, *, broken: dict[str, str] | None = None,
-                     ) -> tuple[bytes, str]:
+def non_bmp_text_pdf(
+    lines: tuple[str, ...] = NON_BMP_LINES,
+    *,
+    broken: dict[str, str] | None = None,
+) -> tuple[bytes, str]:
     """A one-page PDF with ``lines`` in its text layer (DejaVu Sans 14 pt); returns bytes and text.
 
     ``broken`` (character → UTF-16BE hex, e.g. ``{"😀": "D83D", "ℂ": "0000"}``) writes a wrong

@@ -17,9 +17,14 @@ from pagestream.settings import Settings
 
 _S = {"s404": "not a dead-letter topic", "s503": "the broker is unreachable"}
 
-TopicParam = Annotated[str, Path(description="a dead-letter topic, e.g. pagestream.page.ocr-requested.v1.dlq; "
-                                             "another name is answered 404",
-                                 json_schema_extra={"enum": list(DLQ_TOPICS)})]
+TopicParam = Annotated[
+    str,
+    Path(
+        description="a dead-letter topic, e.g. pagestream.page.ocr-requested.v1.dlq; "
+        "another name is answered 404",
+        json_schema_extra={"enum": list(DLQ_TOPICS)},
+    ),
+]
 
 
 class DeadLetterTopicView(BaseModel):
@@ -62,8 +67,12 @@ class DeadLetters(BaseModel):
 class RedriveRequest(BaseModel):
     model_config = ConfigDict(strict=True)  # JSON types as documented: `0` is not a boolean
 
-    reason: str | None = Field(None, max_length=200, description="only records dead-lettered for this reason; the "
-                               "other pending records are passed over (no longer pending)")
+    reason: str | None = Field(
+        None,
+        max_length=200,
+        description="only records dead-lettered for this reason; the "
+        "other pending records are passed over (no longer pending)",
+    )
     dry_run: bool = Field(False, description="read and report; send and mark nothing")
 
 
@@ -78,7 +87,9 @@ class RedriveSummaryView(BaseModel):
     dry_run: bool
     reason_filter: str | None
     scanned: int = Field(description="pending records read")
-    redriven: int = Field(description="records sent back to their original topic (or that would be, in a dry run)")
+    redriven: int = Field(
+        description="records sent back to their original topic (or that would be, in a dry run)"
+    )
     passed_over: int = Field(description="records of other reasons than the filter, now handled")
     skipped: list[SkippedRecordView] = Field(description="records whose original topic is unknown; not sent")
     targets: dict[str, int] = Field(description="redriven records per original topic")
@@ -95,36 +106,66 @@ def dlq_router(settings: Settings, auth: Sequence[Depends]) -> APIRouter:
     router = APIRouter()
     redriving = threading.Lock()  # one redrive at a time from this process
 
-    @router.get("/v1/dlq", dependencies=list(auth), response_model=DeadLetterTopics,
-                responses=problem_responses(401, 503, **_S))
+    @router.get(
+        "/v1/dlq",
+        dependencies=list(auth),
+        response_model=DeadLetterTopics,
+        responses=problem_responses(401, 503, **_S),
+    )
     def list_dlq() -> DeadLetterTopics:
         """Every dead-letter topic with its depth and how many records are not yet redriven."""
         with DeadLetterQueues(settings) as q:
-            return DeadLetterTopics(topics=[DeadLetterTopicView(topic=t.topic, depth=t.depth, pending=t.pending)
-                                            for t in q.topics()])
+            return DeadLetterTopics(
+                topics=[
+                    DeadLetterTopicView(topic=t.topic, depth=t.depth, pending=t.pending) for t in q.topics()
+                ]
+            )
 
-    @router.get("/v1/dlq/{topic}", dependencies=list(auth), response_model=DeadLetters,
-                responses=problem_responses(401, 404, 422, 503, **_S))
-    def show_dlq(topic: TopicParam,
-                 limit: Annotated[int, Query(ge=1, le=10_000, description="at most this many, oldest first")] = 20,
-                 partition: Annotated[int | None, Query(ge=0)] = None,
-                 offset: Annotated[int | None, Query(ge=0, description="start each partition here")] = None,
-                 pending: Annotated[bool, Query(description="only records not yet redriven")] = False) -> DeadLetters:
+    @router.get(
+        "/v1/dlq/{topic}",
+        dependencies=list(auth),
+        response_model=DeadLetters,
+        responses=problem_responses(401, 404, 422, 503, **_S),
+    )
+    def show_dlq(
+        topic: TopicParam,
+        limit: Annotated[int, Query(ge=1, le=10_000, description="at most this many, oldest first")] = 20,
+        partition: Annotated[int | None, Query(ge=0)] = None,
+        offset: Annotated[int | None, Query(ge=0, description="start each partition here")] = None,
+        pending: Annotated[bool, Query(description="only records not yet redriven")] = False,
+    ) -> DeadLetters:
         """Records of a dead-letter topic: why each was given up on, where from, and what it held."""
         _dlq_topic(topic)
         with DeadLetterQueues(settings) as q:
-            records = q.read(topic, limit=limit, partition=partition, start_offset=offset, pending_only=pending)
+            records = q.read(
+                topic, limit=limit, partition=partition, start_offset=offset, pending_only=pending
+            )
         return DeadLetters(topic=topic, records=[DeadLetterView(**r.as_dict()) for r in records])
 
-    @router.post("/v1/dlq/{topic}/redrive", dependencies=list(auth), response_model=RedriveSummaryView,
-                 responses=problem_responses(400, 401, 404, 409, 422, 503, s400="the body is not JSON",
-                                            s409="a redrive is already running", **_S))
+    @router.post(
+        "/v1/dlq/{topic}/redrive",
+        dependencies=list(auth),
+        response_model=RedriveSummaryView,
+        responses=problem_responses(
+            400,
+            401,
+            404,
+            409,
+            422,
+            503,
+            s400="the body is not JSON",
+            s409="a redrive is already running",
+            **_S,
+        ),
+    )
     def redrive_dlq(topic: TopicParam, body: RedriveRequest | None = None) -> RedriveSummaryView:
         """Send the pending records back to the topics they came from (once each), and say what was done."""
         _dlq_topic(topic)
         body = body or RedriveRequest(reason=None, dry_run=False)
         if not redriving.acquire(blocking=False):
-            raise ApiProblem(409, "Redrive already running", "another redrive is running; try again when it ends")
+            raise ApiProblem(
+                409, "Redrive already running", "another redrive is running; try again when it ends"
+            )
         try:
             with DeadLetterQueues(settings) as q:
                 summary = q.redrive(topic, reason=body.reason, dry_run=body.dry_run)

@@ -35,16 +35,29 @@ _SUFFIX = {LayoutFormat.hocr: "hocr.html", LayoutFormat.alto: "alto.xml"}
 
 
 def _binary(media_type: str, description: str) -> dict[str, Any]:
-    return {"description": description, "content": {media_type: {"schema": {"type": "string", "format": "binary"}}}}
+    return {
+        "description": description,
+        "content": {media_type: {"schema": {"type": "string", "format": "binary"}}},
+    }
 
 
 def _xml(description: str) -> dict[str, Any]:
-    return {"description": description, "content": {
-        export.HOCR_MEDIA_TYPE: {"schema": {"type": "string"}}, export.ALTO_MEDIA_TYPE: {"schema": {"type": "string"}}}}
+    return {
+        "description": description,
+        "content": {
+            export.HOCR_MEDIA_TYPE: {"schema": {"type": "string"}},
+            export.ALTO_MEDIA_TYPE: {"schema": {"type": "string"}},
+        },
+    }
 
 
 _ERRORS = problem_responses(
-    401, 404, 409, 422, 500, 503,
+    401,
+    404,
+    409,
+    422,
+    500,
+    503,
     s404="no such document or page, or no OCR result for it",
     s409="the document is still being recognized; retry when it is completed",
     s500="the stored document cannot be read, or the output cannot be built",
@@ -74,8 +87,11 @@ def exports_router(engine: Any, store: Any, require_key: Callable[..., None]) ->
         except DocumentNotFoundError as e:
             raise ApiProblem(404, "Document not found", f"no document with id {document_id}") from e
         if doc["status"] in UNFINISHED:
-            raise ApiProblem(409, "Document not finished",
-                             f"document {document_id} is {doc['status']}; its outputs exist once it is completed")
+            raise ApiProblem(
+                409,
+                "Document not finished",
+                f"document {document_id} is {doc['status']}; its outputs exist once it is completed",
+            )
         return doc
 
     def source(document_id: uuid.UUID) -> export.SourceDocument:
@@ -84,8 +100,11 @@ def exports_router(engine: Any, store: Any, require_key: Callable[..., None]) ->
         except DocumentNotFoundError as e:
             raise ApiProblem(404, "Document not found", f"no document with id {document_id}") from e
         except StorageError as e:
-            raise ApiProblem(500, "Document bytes unavailable",
-                             f"the stored bytes of document {document_id} cannot be read ({e}); resubmit it") from e
+            raise ApiProblem(
+                500,
+                "Document bytes unavailable",
+                f"the stored bytes of document {document_id} cannot be read ({e}); resubmit it",
+            ) from e
 
     def build(fn: Callable[[], bytes]) -> bytes:
         try:
@@ -93,48 +112,78 @@ def exports_router(engine: Any, store: Any, require_key: Callable[..., None]) ->
         except export.ExportError as e:
             raise ApiProblem(500, "Export failed", f"{e}") from e
 
-    @router.get("/v1/documents/{document_id}/pdf", response_class=Response,
-                responses={200: _binary("application/pdf", "the searchable PDF"), **_ERRORS},
-                summary="Searchable PDF: the original pages with an invisible text layer")
-    def document_pdf(document_id: uuid.UUID,
-                     download: Annotated[bool, Query(description="ask the browser to save it")] = False) -> Response:
+    @router.get(
+        "/v1/documents/{document_id}/pdf",
+        response_class=Response,
+        responses={200: _binary("application/pdf", "the searchable PDF"), **_ERRORS},
+        summary="Searchable PDF: the original pages with an invisible text layer",
+    )
+    def document_pdf(
+        document_id: uuid.UUID,
+        download: Annotated[bool, Query(description="ask the browser to save it")] = False,
+    ) -> Response:
         doc = finished_document(document_id)
         pdf = build(lambda: export.searchable_pdf(source(document_id)))
-        return Response(pdf, media_type="application/pdf", headers={
-            "Content-Disposition": _disposition("attachment" if download else "inline",
-                                                _filename(doc, "searchable.pdf"))})
+        return Response(
+            pdf,
+            media_type="application/pdf",
+            headers={
+                "Content-Disposition": _disposition(
+                    "attachment" if download else "inline", _filename(doc, "searchable.pdf")
+                )
+            },
+        )
 
-    @router.get("/v1/documents/{document_id}/export", response_class=Response,
-                responses={200: _xml("hOCR (application/xhtml+xml) or ALTO 4.4 (application/xml)"), **_ERRORS},
-                summary="Every recognized page as hOCR or ALTO")
-    def document_export(document_id: uuid.UUID,
-                        format: Annotated[LayoutFormat, Query(description="hocr or alto")]) -> Response:  # noqa: A002
+    @router.get(
+        "/v1/documents/{document_id}/export",
+        response_class=Response,
+        responses={200: _xml("hOCR (application/xhtml+xml) or ALTO 4.4 (application/xml)"), **_ERRORS},
+        summary="Every recognized page as hOCR or ALTO",
+    )
+    def document_export(
+        document_id: uuid.UUID, format: Annotated[LayoutFormat, Query(description="hocr or alto")]
+    ) -> Response:  # noqa: A002
         doc = finished_document(document_id)
         src = source(document_id)
         body = build(lambda: export.hocr(src) if format is LayoutFormat.hocr else export.alto(src))
-        return Response(body, media_type=_MEDIA[format],
-                        headers={"Content-Disposition": _disposition("inline", _filename(doc, _SUFFIX[format]))})
+        return Response(
+            body,
+            media_type=_MEDIA[format],
+            headers={"Content-Disposition": _disposition("inline", _filename(doc, _SUFFIX[format]))},
+        )
 
     def recognized_page(page_id: uuid.UUID) -> dict[str, Any]:
         row = page_layout(engine, page_id)
         if row is None:
-            raise ApiProblem(404, "Page not found",
-                             f"no recognized page with id {page_id} (it may still be pending, or was deleted)")
+            raise ApiProblem(
+                404,
+                "Page not found",
+                f"no recognized page with id {page_id} (it may still be pending, or was deleted)",
+            )
         return row
 
-    @router.get("/v1/pages/{page_id}/export", response_class=Response,
-                responses={200: _xml("hOCR (application/xhtml+xml) or ALTO 4.4 (application/xml)"), **_PAGE_ERRORS},
-                summary="One page as hOCR or ALTO")
-    def page_export(page_id: uuid.UUID,
-                    format: Annotated[LayoutFormat, Query(description="hocr or alto")]) -> Response:  # noqa: A002
+    @router.get(
+        "/v1/pages/{page_id}/export",
+        response_class=Response,
+        responses={200: _xml("hOCR (application/xhtml+xml) or ALTO 4.4 (application/xml)"), **_PAGE_ERRORS},
+        summary="One page as hOCR or ALTO",
+    )
+    def page_export(
+        page_id: uuid.UUID, format: Annotated[LayoutFormat, Query(description="hocr or alto")]
+    ) -> Response:  # noqa: A002
         row = recognized_page(page_id)
         layout = export.layout_from_row(row)
         if layout is None:
             raise ApiProblem(404, "No OCR result", f"page {row['page_number']} has no OCR result (it failed)")
         doc = finished_or_any(row["document_id"])
         page = export.SourcePage(page_number=row["page_number"], layout=layout, page_id=str(page_id))
-        src = export.SourceDocument(document_id=str(row["document_id"]), data=b"", media_type=doc["media_type"],
-                                    filename=doc.get("filename"), pages=[page])
+        src = export.SourceDocument(
+            document_id=str(row["document_id"]),
+            data=b"",
+            media_type=doc["media_type"],
+            filename=doc.get("filename"),
+            pages=[page],
+        )
         body = build(lambda: export.hocr(src) if format is LayoutFormat.hocr else export.alto(src))
         return Response(body, media_type=_MEDIA[format])
 
@@ -144,20 +193,32 @@ def exports_router(engine: Any, store: Any, require_key: Callable[..., None]) ->
         except DocumentNotFoundError as e:
             raise ApiProblem(404, "Document not found", f"no document with id {document_id}") from e
 
-    @router.get("/v1/pages/{page_id}/image", response_class=Response,
-                responses={200: _binary("image/png", "the page as the engine read it (turned upright)"), **_PAGE_ERRORS},
-                summary="Page image (PNG) on which the layout's normalized boxes fall")
-    def page_image(page_id: uuid.UUID,
-                   width: Annotated[int, Query(ge=200, le=4000, description="maximum width in pixels")] = 1400,
-                   ) -> Response:
+    @router.get(
+        "/v1/pages/{page_id}/image",
+        response_class=Response,
+        responses={
+            200: _binary("image/png", "the page as the engine read it (turned upright)"),
+            **_PAGE_ERRORS,
+        },
+        summary="Page image (PNG) on which the layout's normalized boxes fall",
+    )
+    def page_image(
+        page_id: uuid.UUID,
+        width: Annotated[int, Query(ge=200, le=4000, description="maximum width in pixels")] = 1400,
+    ) -> Response:
         row = recognized_page(page_id)
         doc = finished_or_any(row["document_id"])
         try:
             data = store.get(doc["storage_uri"])
         except StorageError as e:
-            raise ApiProblem(500, "Document bytes unavailable", f"the stored bytes cannot be read ({e})") from e
-        png = build(lambda: export.page_image(data, doc["media_type"], row["page_number"],
-                                              export.layout_from_row(row), max_width=width))
+            raise ApiProblem(
+                500, "Document bytes unavailable", f"the stored bytes cannot be read ({e})"
+            ) from e
+        png = build(
+            lambda: export.page_image(
+                data, doc["media_type"], row["page_number"], export.layout_from_row(row), max_width=width
+            )
+        )
         return Response(png, media_type="image/png", headers={"Cache-Control": "private, max-age=3600"})
 
     return router

@@ -44,7 +44,9 @@ def _human(n: int) -> str:
 class RequestBodyLimit:
     """Caps request bodies before any parsing (see the module docstring)."""
 
-    def __init__(self, app: ASGIApp, *, max_upload_bytes: int, other_limit: int = MAX_OTHER_BODY_BYTES) -> None:
+    def __init__(
+        self, app: ASGIApp, *, max_upload_bytes: int, other_limit: int = MAX_OTHER_BODY_BYTES
+    ) -> None:
         self.app = app
         self.max_upload_bytes = max_upload_bytes
         self.other_limit = other_limit
@@ -58,9 +60,11 @@ class RequestBodyLimit:
     def detail(self, size: int | None, limit: int, upload: bool) -> str:
         what = f"request body is {size} bytes" if size is not None else "request body exceeds the limit"
         if upload:
-            return (f"{what}; uploads are limited to {self.max_upload_bytes} bytes ({_human(self.max_upload_bytes)}, "
-                    f"PAGESTREAM_MAX_UPLOAD_BYTES) plus {_human(MULTIPART_OVERHEAD_BYTES)} of multipart form; "
-                    "split the document, or ask the operator to raise the limit")
+            return (
+                f"{what}; uploads are limited to {self.max_upload_bytes} bytes ({_human(self.max_upload_bytes)}, "
+                f"PAGESTREAM_MAX_UPLOAD_BYTES) plus {_human(MULTIPART_OVERHEAD_BYTES)} of multipart form; "
+                "split the document, or ask the operator to raise the limit"
+            )
         return f"{what}; this endpoint accepts at most {limit} bytes"
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -114,10 +118,23 @@ def _content_length(scope: Scope) -> int | None:
 
 
 async def _send_413(scope: Scope, send: Send, detail: str) -> None:
-    body: dict[str, Any] = {"type": "about:blank", "title": "Request too large", "status": 413, "detail": detail,
-                            "instance": scope.get("path", "")}
+    body: dict[str, Any] = {
+        "type": "about:blank",
+        "title": "Request too large",
+        "status": 413,
+        "detail": detail,
+        "instance": scope.get("path", ""),
+    }
     raw = json.dumps(body).encode()
-    await send({"type": "http.response.start", "status": 413,
-                "headers": [(b"content-type", b"application/problem+json"), (b"content-length", str(len(raw)).encode()),
-                            (b"connection", b"close")]})
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 413,
+            "headers": [
+                (b"content-type", b"application/problem+json"),
+                (b"content-length", str(len(raw)).encode()),
+                (b"connection", b"close"),
+            ],
+        }
+    )
     await send({"type": "http.response.body", "body": raw})

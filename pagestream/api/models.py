@@ -66,7 +66,9 @@ class DocumentView(BaseModel):
 
 
 class UploadedDocument(DocumentView):
-    duplicate: bool = Field(description="true when an existing document was returned (same bytes or Idempotency-Key)")
+    duplicate: bool = Field(
+        description="true when an existing document was returned (same bytes or Idempotency-Key)"
+    )
 
 
 class DocumentList(BaseModel):

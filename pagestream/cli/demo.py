@@ -17,14 +17,29 @@ def _examples(directory: Path) -> list[Path]:
 
 
 @click.command()
-@click.option("--examples", "examples_dir", default=Path("examples"), show_default=True,
-              type=click.Path(exists=True, file_okay=False, path_type=Path))
-@click.option("--state-dir", default=Path(".pagestream"), show_default=True, envvar="PAGESTREAM_STATE_DIR",
-              type=click.Path(file_okay=False, path_type=Path))
+@click.option(
+    "--examples",
+    "examples_dir",
+    default=Path("examples"),
+    show_default=True,
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+)
+@click.option(
+    "--state-dir",
+    default=Path(".pagestream"),
+    show_default=True,
+    envvar="PAGESTREAM_STATE_DIR",
+    type=click.Path(file_okay=False, path_type=Path),
+)
 @click.option("--lines", default=6, show_default=True, help="Lines of text to show per document.")
 @click.option("--timeout", default=600.0, show_default=True)
-@click.option("--pdf-dir", default=Path("demo-output"), show_default=True,
-              type=click.Path(file_okay=False, path_type=Path), help="Where the searchable PDF is written.")
+@click.option(
+    "--pdf-dir",
+    default=Path("demo-output"),
+    show_default=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Where the searchable PDF is written.",
+)
 def demo(examples_dir: Path, state_dir: Path, lines: int, timeout: float, pdf_dir: Path) -> None:
     """Start the embedded stack, OCR the example documents, print the results, stop the stack."""
     from pagestream.cli.stack import _stop_supervisor, _up_detached
@@ -57,8 +72,10 @@ def demo(examples_dir: Path, state_dir: Path, lines: int, timeout: float, pdf_di
             click.echo(f"\n{len(docs)} documents in {time.monotonic() - t0:.1f} s (after the stack was up)")
             _write_searchable_pdf(client, finals, pdf_dir)
         if started_here:
-            click.echo(f"web viewer: {state['api_url']}/ui while the stack runs; this demo stops it now, "
-                       "so run `pagestream up --detach` and open /ui on the API URL it prints")
+            click.echo(
+                f"web viewer: {state['api_url']}/ui while the stack runs; this demo stops it now, "
+                "so run `pagestream up --detach` and open /ui on the API URL it prints"
+            )
         else:
             click.echo(f"web viewer: {state['api_url']}/ui")
     except ApiClientError as e:
@@ -79,17 +96,23 @@ def _write_searchable_pdf(client: ApiClient, finals: list[tuple[Path, dict]], pd
     pdf_dir.mkdir(parents=True, exist_ok=True)
     out = pdf_dir / f"{path.stem}.searchable.pdf"
     out.write_bytes(pdf)
-    click.echo(f"searchable PDF of {path.name}: {out} ({len(pdf)} bytes; select or search its text in any viewer)")
+    click.echo(
+        f"searchable PDF of {path.name}: {out} ({len(pdf)} bytes; select or search its text in any viewer)"
+    )
 
 
 def _print_document(client: ApiClient, path: Path, doc: dict, lines: int) -> None:
     click.echo("")
-    click.secho(f"== {path.name}  [{doc['status']}]  {doc['pages_done']}/{doc['page_count']} pages", bold=True)
+    click.secho(
+        f"== {path.name}  [{doc['status']}]  {doc['pages_done']}/{doc['page_count']} pages", bold=True
+    )
     if doc.get("error"):
         click.echo(f"   error: {doc['error']}")
     for tb in doc.get("title_blocks", []):
-        click.echo(f"   title block (page {tb['page_number']}): sheet number {tb['sheet_number']!r}, "
-                   f"sheet title {tb['sheet_title']!r}, scale {tb['scale']!r}")
+        click.echo(
+            f"   title block (page {tb['page_number']}): sheet number {tb['sheet_number']!r}, "
+            f"sheet title {tb['sheet_title']!r}, scale {tb['scale']!r}"
+        )
     text = client.text(doc["id"])
     shown = [ln for ln in text.replace("\f", "\n").splitlines() if ln.strip()][:lines]
     for ln in shown:

@@ -51,7 +51,9 @@ def dlq_ls(as_json: bool) -> None:
     except PagestreamError as e:
         raise _broker_error(e) from e
     if as_json:
-        click.echo(json.dumps([{"topic": t.topic, "depth": t.depth, "pending": t.pending} for t in topics], indent=2))
+        click.echo(
+            json.dumps([{"topic": t.topic, "depth": t.depth, "pending": t.pending} for t in topics], indent=2)
+        )
         return
     width = max(len(t.topic) for t in topics)
     click.echo(f"{'TOPIC':<{width}}  {'DEPTH':>7}  {'PENDING':>7}")
@@ -65,19 +67,35 @@ def _when(ms: int | None) -> str:
 
 @dlq.command("show")
 @click.argument("topic", callback=_topic, metavar="TOPIC")
-@click.option("--limit", "-n", type=click.IntRange(1, 10_000), default=20, show_default=True,
-              help="At most this many records, oldest first.")
+@click.option(
+    "--limit",
+    "-n",
+    type=click.IntRange(1, 10_000),
+    default=20,
+    show_default=True,
+    help="At most this many records, oldest first.",
+)
 @click.option("--partition", type=click.IntRange(0), default=None, help="Only this partition.")
-@click.option("--offset", "start_offset", type=click.IntRange(0), default=None,
-              help="Start each partition at this offset.")
+@click.option(
+    "--offset",
+    "start_offset",
+    type=click.IntRange(0),
+    default=None,
+    help="Start each partition at this offset.",
+)
 @click.option("--pending", is_flag=True, help="Only records not yet redriven.")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON (one object per record, with the full value).")
-def dlq_show(topic: str, limit: int, partition: int | None, start_offset: int | None, pending: bool,
-             as_json: bool) -> None:
+@click.option(
+    "--json", "as_json", is_flag=True, help="Print JSON (one object per record, with the full value)."
+)
+def dlq_show(
+    topic: str, limit: int, partition: int | None, start_offset: int | None, pending: bool, as_json: bool
+) -> None:
     """Records of a dead-letter TOPIC: why each was given up on, where from, and what it held."""
     try:
         with _queues() as q:
-            records = q.read(topic, limit=limit, partition=partition, start_offset=start_offset, pending_only=pending)
+            records = q.read(
+                topic, limit=limit, partition=partition, start_offset=start_offset, pending_only=pending
+            )
     except PagestreamError as e:
         raise _broker_error(e) from e
     if as_json:
@@ -93,8 +111,14 @@ def dlq_show(topic: str, limit: int, partition: int | None, start_offset: int | 
         if r.attempts is not None:
             click.echo(f"  attempts:    {r.attempts}")
         click.echo(f"  detail:      {r.detail or ''}")
-        click.echo(f"  source:      {r.source or '?'}" + (f" → redrive to {r.redrive_topic}" if r.redrive_topic
-                                                           else "  (cannot be redriven: origin unknown)"))
+        click.echo(
+            f"  source:      {r.source or '?'}"
+            + (
+                f" → redrive to {r.redrive_topic}"
+                if r.redrive_topic
+                else "  (cannot be redriven: origin unknown)"
+            )
+        )
         click.echo(f"  failed at:   {r.failed_at or '?'}")
         click.echo(f"  key:         {r.key}")
         for name, value in r.headers:
@@ -108,14 +132,23 @@ def _describe(s: Any) -> str:
     if s.reasons:
         lines.append("  by reason:   " + ", ".join(f"{k or '?'} {v}" for k, v in sorted(s.reasons.items())))
     verb = "would be redriven" if s.dry_run else "redriven"
-    lines.append(f"  {verb}: {s.redriven}" + ("" if not s.targets else
-                                                " (" + ", ".join(f"{v} to {k}" for k, v in sorted(s.targets.items()))
-                                                + ")"))
+    lines.append(
+        f"  {verb}: {s.redriven}"
+        + (
+            ""
+            if not s.targets
+            else " (" + ", ".join(f"{v} to {k}" for k, v in sorted(s.targets.items())) + ")"
+        )
+    )
     if s.passed_over:
-        lines.append(f"  passed over (other reasons, {'would be' if s.dry_run else 'now'} no longer pending): "
-                     f"{s.passed_over}")
+        lines.append(
+            f"  passed over (other reasons, {'would be' if s.dry_run else 'now'} no longer pending): "
+            f"{s.passed_over}"
+        )
     if s.skipped:
-        lines.append(f"  skipped (origin unknown, {'would stay' if s.dry_run else 'stay'} in the DLQ): {len(s.skipped)}")
+        lines.append(
+            f"  skipped (origin unknown, {'would stay' if s.dry_run else 'stay'} in the DLQ): {len(s.skipped)}"
+        )
         lines += [f"    [{k.partition}]@{k.offset}: {k.why}" for k in s.skipped[:20]]
         if len(s.skipped) > 20:
             lines.append(f"    … and {len(s.skipped) - 20} more")
@@ -124,8 +157,12 @@ def _describe(s: Any) -> str:
 
 @dlq.command("redrive")
 @click.argument("topic", callback=_topic, metavar="TOPIC")
-@click.option("--reason", default=None, help="Only records dead-lettered for this reason; the other pending records "
-                                             "are passed over (no longer pending).")
+@click.option(
+    "--reason",
+    default=None,
+    help="Only records dead-lettered for this reason; the other pending records "
+    "are passed over (no longer pending).",
+)
 @click.option("--dry-run", is_flag=True, help="Read and report; send and mark nothing.")
 @click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
 def dlq_redrive(topic: str, reason: str | None, dry_run: bool, yes: bool) -> None:
@@ -146,15 +183,23 @@ def dlq_redrive(topic: str, reason: str | None, dry_run: bool, yes: bool) -> Non
                     return
                 click.confirm("Redrive now?", abort=True)
             pending = sum(t.pending for t in q.topics([topic]))
-            with tqdm(total=pending or None, desc="redrive", unit="record", file=sys.stderr, leave=False,
-                      disable=not sys.stderr.isatty()) as bar:
+            with tqdm(
+                total=pending or None,
+                desc="redrive",
+                unit="record",
+                file=sys.stderr,
+                leave=False,
+                disable=not sys.stderr.isatty(),
+            ) as bar:
                 summary = q.redrive(topic, reason=reason, dry_run=dry_run, progress=bar.update)
     except PagestreamError as e:
         raise _broker_error(e) from e
     click.echo(_describe(summary))
     if topic == PAGE_OCR_REQUESTED_DLQ and summary.redriven:
-        click.echo("note: a page that already used up its attempts fails again at once; "
-                   "`pagestream reprocess DOCUMENT_ID` starts its document afresh")
+        click.echo(
+            "note: a page that already used up its attempts fails again at once; "
+            "`pagestream reprocess DOCUMENT_ID` starts its document afresh"
+        )
 
 
 def register(group: click.Group) -> None:

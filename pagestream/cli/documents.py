@@ -18,7 +18,9 @@ from pagestream.exitcodes import ExitCode
 def _progress_bar(total: int, desc: str) -> Any:
     from tqdm import tqdm
 
-    return tqdm(total=total, desc=desc, unit="page", file=sys.stderr, leave=False, disable=not sys.stderr.isatty())
+    return tqdm(
+        total=total, desc=desc, unit="page", file=sys.stderr, leave=False, disable=not sys.stderr.isatty()
+    )
 
 
 def wait_with_progress(client: ApiClient, doc: dict[str, Any], timeout: float) -> dict[str, Any]:
@@ -37,15 +39,26 @@ def wait_with_progress(client: ApiClient, doc: dict[str, Any], timeout: float) -
 
 
 @click.command()
-@click.argument("files", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument(
+    "files", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path)
+)
 @click.option("--wait", is_flag=True, help="Wait until each document is completed, partial or failed.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON line per document (id, status, …).")
 @click.option("--password", default=None, help="Password of encrypted PDFs.")
 @click.option("--force-ocr", is_flag=True, help="OCR even pages that have a text layer.")
 @click.option("--force", is_flag=True, help="Process identical bytes again as a new document.")
-@click.option("--timeout", default=1800.0, show_default=True, help="Seconds to wait per document with --wait.")
-def submit(files: tuple[Path, ...], wait: bool, as_json: bool, password: str | None, force_ocr: bool,
-           force: bool, timeout: float) -> None:
+@click.option(
+    "--timeout", default=1800.0, show_default=True, help="Seconds to wait per document with --wait."
+)
+def submit(
+    files: tuple[Path, ...],
+    wait: bool,
+    as_json: bool,
+    password: str | None,
+    force_ocr: bool,
+    force: bool,
+    timeout: float,
+) -> None:
     """Upload FILES (PDFs or images) for OCR."""
     failed = 0
     with api_client() as client:
@@ -53,7 +66,9 @@ def submit(files: tuple[Path, ...], wait: bool, as_json: bool, password: str | N
         submitted: list[tuple[Path, dict[str, Any] | None, ApiClientError | None]] = []
         for path in files:
             try:
-                submitted.append((path, client.submit(path, password=password, force_ocr=force_ocr, force=force), None))
+                submitted.append(
+                    (path, client.submit(path, password=password, force_ocr=force_ocr, force=force), None)
+                )
             except ApiClientError as e:
                 submitted.append((path, None, e))
         for path, doc, error in submitted:
@@ -66,15 +81,34 @@ def submit(files: tuple[Path, ...], wait: bool, as_json: bool, password: str | N
                 assert error is not None
                 failed += 1
                 if as_json:
-                    click.echo(json.dumps({"file": str(path), "error": str(error), "status_code": error.status}))
+                    click.echo(
+                        json.dumps({"file": str(path), "error": str(error), "status_code": error.status})
+                    )
                 else:
                     click.echo(f"{path}: rejected: {error}", err=True)
                 continue
             if doc["status"] == "failed":
                 failed += 1
             if as_json:
-                click.echo(json.dumps({"file": str(path), **{k: doc.get(k) for k in (
-                    "id", "status", "page_count", "pages_done", "pages_failed", "error", "status_url")}}))
+                click.echo(
+                    json.dumps(
+                        {
+                            "file": str(path),
+                            **{
+                                k: doc.get(k)
+                                for k in (
+                                    "id",
+                                    "status",
+                                    "page_count",
+                                    "pages_done",
+                                    "pages_failed",
+                                    "error",
+                                    "status_url",
+                                )
+                            },
+                        }
+                    )
+                )
             else:
                 extra = f" ({doc['error']})" if doc.get("error") else ""
                 click.echo(f"{doc['id']}  {doc['status']:<10} {path}{extra}")
@@ -113,7 +147,9 @@ def show(document_id: str, as_json: bool) -> None:
     for pe in doc.get("page_errors", []):
         click.echo(f"  page {pe['page_number']}: {pe['error_reason']}: {pe['error_detail']}")
     for tb in doc.get("title_blocks", []):
-        click.echo(f"  page {tb['page_number']}: sheet {tb['sheet_number']} — {tb['sheet_title']} — scale {tb['scale']}")
+        click.echo(
+            f"  page {tb['page_number']}: sheet {tb['sheet_number']} — {tb['sheet_title']} — scale {tb['scale']}"
+        )
 
 
 @click.command(name="ls")
@@ -127,7 +163,9 @@ def ls_command(status: str | None, limit: int) -> None:
         except ApiClientError as e:
             raise fail(e) from e
     for d in page["items"]:
-        click.echo(f"{d['id']}  {d['status']:<10} {d['pages_done']}/{d['page_count'] or '?'}  {d.get('filename') or ''}")
+        click.echo(
+            f"{d['id']}  {d['status']:<10} {d['pages_done']}/{d['page_count'] or '?'}  {d.get('filename') or ''}"
+        )
 
 
 @click.command()
@@ -160,7 +198,9 @@ def _terminal_snippet(snippet: str) -> str:
 
     marked = snippet.replace("<mark>", "\x00").replace("</mark>", "\x01")
     plain = html.unescape(re.sub(r"\s+", " ", marked))
-    return plain.replace("\x00", click.style("", bold=True, reset=False)).replace("\x01", click.style("", reset=True))
+    return plain.replace("\x00", click.style("", bold=True, reset=False)).replace(
+        "\x01", click.style("", reset=True)
+    )
 
 
 @click.command()
@@ -181,7 +221,9 @@ def search(query: str, limit: int, as_json: bool) -> None:
         click.echo("no matches", err=True)
         return
     for hit in body["items"]:
-        click.echo(f"{hit['document_id']}  {hit.get('filename') or ''}  ({hit['matching_pages']} matching pages)")
+        click.echo(
+            f"{hit['document_id']}  {hit.get('filename') or ''}  ({hit['matching_pages']} matching pages)"
+        )
         for p in hit["pages"]:
             click.echo(f"  p.{p['page_number']}: {_terminal_snippet(p['snippet'])}")
 
@@ -204,14 +246,26 @@ def delete(document_ids: tuple[str, ...], yes: bool) -> None:
 
 @click.command()
 @click.argument("document_ids", nargs=-1, required=True)
-@click.option("--engine", type=click.Choice(["tesseract", "google-vision", "textract"]), default=None,
-              help="Use this engine for the new run.")
+@click.option(
+    "--engine",
+    type=click.Choice(["tesseract", "google-vision", "textract"]),
+    default=None,
+    help="Use this engine for the new run.",
+)
 @click.option("--languages", default=None, help="Tesseract languages for the new run, e.g. eng+deu.")
 @click.option("--force-ocr", is_flag=True, default=None, help="OCR even pages that have a text layer.")
 @click.option("--wait", is_flag=True, help="Wait until each document is final again.")
-@click.option("--timeout", default=1800.0, show_default=True, help="Seconds to wait per document with --wait.")
-def reprocess(document_ids: tuple[str, ...], engine: str | None, languages: str | None, force_ocr: bool | None,
-              wait: bool, timeout: float) -> None:
+@click.option(
+    "--timeout", default=1800.0, show_default=True, help="Seconds to wait per document with --wait."
+)
+def reprocess(
+    document_ids: tuple[str, ...],
+    engine: str | None,
+    languages: str | None,
+    force_ocr: bool | None,
+    wait: bool,
+    timeout: float,
+) -> None:
     """OCR documents again from scratch, through the same committed-only path as an upload."""
     with api_client() as client:
         for did in document_ids:

@@ -15,15 +15,28 @@ _SUFFIX = {"pdf": ".pdf", "hocr": ".hocr.html", "alto": ".alto.xml"}
 
 @click.command("pdf")
 @click.argument("document_id")
-@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="File to write ('-' for standard output). Default: <ID>.pdf, <ID>.hocr.html or <ID>.alto.xml.")
-@click.option("--format", "fmt", type=click.Choice(["pdf", "hocr", "alto"]), default="pdf", show_default=True,
-              help="searchable PDF, hOCR (XHTML) or ALTO 4.4 (XML).")
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="File to write ('-' for standard output). Default: <ID>.pdf, <ID>.hocr.html or <ID>.alto.xml.",
+)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["pdf", "hocr", "alto"]),
+    default="pdf",
+    show_default=True,
+    help="searchable PDF, hOCR (XHTML) or ALTO 4.4 (XML).",
+)
 @click.option("--page", type=int, default=None, help="Only this page (1-based; hocr and alto).")
 def pdf(document_id: str, output: Path | None, fmt: str, page: int | None) -> None:
     """Write a document's searchable PDF (or its hOCR / ALTO) built from the stored OCR result."""
     if page is not None and fmt == "pdf":
-        raise click.UsageError("--page works with --format hocr or alto; the PDF is always the whole document")
+        raise click.UsageError(
+            "--page works with --format hocr or alto; the PDF is always the whole document"
+        )
     with api_client() as client:
         try:
             if fmt == "pdf":

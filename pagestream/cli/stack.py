@@ -23,8 +23,12 @@ from pagestream.stack.errors import StackError
 from pagestream.stack.supervisor import STACK_FILE, StackSupervisor, read_state
 
 state_dir_option = click.option(
-    "--state-dir", type=click.Path(file_okay=False, path_type=Path), envvar="PAGESTREAM_STATE_DIR",
-    default=Path(".pagestream"), show_default=True, show_envvar=True,
+    "--state-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    envvar="PAGESTREAM_STATE_DIR",
+    default=Path(".pagestream"),
+    show_default=True,
+    show_envvar=True,
     help="Directory holding the local stack's data, logs and stack.json.",
 )
 
@@ -46,10 +50,19 @@ def part_status(name: str, part: dict[str, Any]) -> dict[str, Any]:
         ready = healthy and probe(part["ready_url"])
     else:
         healthy = ready = alive and port_accepts(int(part.get("port") or 0))
-    return {"name": name, "pid": part.get("pid"), "alive": alive, "healthy": healthy, "ready": ready,
-            "health_url": part.get("health_url"), "ready_url": part.get("ready_url"),
-            "metrics_url": part.get("metrics_url"), "port": part.get("port"),
-            "restarts": part.get("restarts", 0), "log": part.get("log")}
+    return {
+        "name": name,
+        "pid": part.get("pid"),
+        "alive": alive,
+        "healthy": healthy,
+        "ready": ready,
+        "health_url": part.get("health_url"),
+        "ready_url": part.get("ready_url"),
+        "metrics_url": part.get("metrics_url"),
+        "port": part.get("port"),
+        "restarts": part.get("restarts", 0),
+        "log": part.get("log"),
+    }
 
 
 def stack_status(state: dict[str, Any]) -> dict[str, Any]:
@@ -57,17 +70,24 @@ def stack_status(state: dict[str, Any]) -> dict[str, Any]:
     parts = [part_status(name, part) for name, part in state.get("parts", {}).items()]
     services = [p for p in parts if state["parts"][p["name"]].get("kind") == "service"]
     return {
-        "running": True, "supervisor_pid": state.get("supervisor_pid"), "state_dir": state.get("state_dir"),
+        "running": True,
+        "supervisor_pid": state.get("supervisor_pid"),
+        "state_dir": state.get("state_dir"),
         "ready": all(p["ready"] for p in parts) and bool(services),
-        "bootstrap_servers": state.get("bootstrap_servers"), "database_url": state.get("database_url"),
-        "storage_url": state.get("storage_url"), "api_url": state.get("api_url"), "auth": state.get("auth"),
+        "bootstrap_servers": state.get("bootstrap_servers"),
+        "database_url": state.get("database_url"),
+        "storage_url": state.get("storage_url"),
+        "api_url": state.get("api_url"),
+        "auth": state.get("auth"),
         "parts": parts,
     }
 
 
 def _print_status(status: dict[str, Any]) -> None:
-    click.echo(f"stack: {'ready' if status['ready'] else 'NOT ready'} (supervisor pid {status['supervisor_pid']}, "
-               f"state {status['state_dir']})")
+    click.echo(
+        f"stack: {'ready' if status['ready'] else 'NOT ready'} (supervisor pid {status['supervisor_pid']}, "
+        f"state {status['state_dir']})"
+    )
     click.echo(f"  api       {status['api_url']}   (auth {status['auth']})")
     click.echo(f"  kafka     {status['bootstrap_servers']}")
     click.echo(f"  database  {status['database_url']}")
@@ -90,15 +110,22 @@ def _database_url_with_password(state: dict[str, Any], state_dir: Path) -> str:
 @click.command()
 @state_dir_option
 @click.option("--detach", is_flag=True, help="Run in the background; return once every service is ready.")
-@click.option("--timeout", type=float, default=180.0, show_default=True,
-              help="With --detach: seconds to wait for readiness.")
+@click.option(
+    "--timeout",
+    type=float,
+    default=180.0,
+    show_default=True,
+    help="With --detach: seconds to wait for readiness.",
+)
 def up(state_dir: Path, detach: bool, timeout: float) -> None:
     """Start the local stack: broker, PostgreSQL, object store (unless configured) and all services."""
     state_dir = state_dir.absolute()
     running = read_state(state_dir)
     if running is not None:
-        raise click.ClickException(f"a stack is already running in {state_dir} "
-                                   f"(supervisor pid {running['supervisor_pid']}); run `pagestream down` first")
+        raise click.ClickException(
+            f"a stack is already running in {state_dir} "
+            f"(supervisor pid {running['supervisor_pid']}); run `pagestream down` first"
+        )
     if detach:
         _up_detached(state_dir, timeout)
         return
@@ -110,12 +137,17 @@ def up(state_dir: Path, detach: bool, timeout: float) -> None:
         if state is not None:
             _print_status(stack_status(state))
         if state is not None and state.get("auth") == "disabled":
-            click.echo("authentication is disabled (every part embedded, API on loopback); press Ctrl-C to stop",
-                       err=True)
+            click.echo(
+                "authentication is disabled (every part embedded, API on loopback); press Ctrl-C to stop",
+                err=True,
+            )
         else:
             why = "; ".join((state or {}).get("auth_reasons") or [])
-            click.echo(f"API keys are required ({why}); create one with `pagestream apikey create NAME`; "
-                       "press Ctrl-C to stop", err=True)
+            click.echo(
+                f"API keys are required ({why}); create one with `pagestream apikey create NAME`; "
+                "press Ctrl-C to stop",
+                err=True,
+            )
 
     try:
         supervisor.run(on_started=started)
@@ -128,15 +160,21 @@ def _up_detached(state_dir: Path, timeout: float) -> None:
     logs.mkdir(parents=True, exist_ok=True)
     log_path = logs / "supervisor.log"
     with log_path.open("ab") as log_file:
-        proc = subprocess.Popen([sys.executable, "-m", "pagestream.stack.supervisor", "--state-dir", str(state_dir)],
-                                stdin=subprocess.DEVNULL, stdout=log_file, stderr=subprocess.STDOUT,
-                                start_new_session=True)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "pagestream.stack.supervisor", "--state-dir", str(state_dir)],
+            stdin=subprocess.DEVNULL,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
     deadline = time.monotonic() + timeout
     status: dict[str, Any] | None = None
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise click.ClickException(f"the stack failed to start (supervisor exit code {proc.returncode}); "
-                                       f"{log_path}:\n{log_tail(log_path)}")
+            raise click.ClickException(
+                f"the stack failed to start (supervisor exit code {proc.returncode}); "
+                f"{log_path}:\n{log_tail(log_path)}"
+            )
         state = read_state(state_dir)
         if state is not None and state.get("supervisor_pid") == proc.pid:
             status = stack_status(state)
@@ -148,8 +186,10 @@ def _up_detached(state_dir: Path, timeout: float) -> None:
     message = [f"the stack was not ready within {timeout:.0f} s; stopping it"]
     for part in (status or {}).get("parts", []):
         if not part["ready"]:
-            message.append(f"--- {part['name']} is not ready (restarts {part['restarts']}); "
-                           f"{part['log']}:\n{log_tail(Path(part['log'])) if part['log'] else ''}")
+            message.append(
+                f"--- {part['name']} is not ready (restarts {part['restarts']}); "
+                f"{part['log']}:\n{log_tail(Path(part['log'])) if part['log'] else ''}"
+            )
     if status is None:
         message.append(f"--- supervisor log {log_path}:\n{log_tail(log_path)}")
     _stop_supervisor(proc.pid, 60.0)
@@ -184,8 +224,10 @@ def down(state_dir: Path, timeout: float) -> None:
     pid = int(state["supervisor_pid"])
     click.echo(f"stopping the stack (supervisor pid {pid}) ...")
     if not _stop_supervisor(pid, timeout):
-        raise click.ClickException(f"the supervisor (pid {pid}) did not stop within {timeout:.0f} s; "
-                                   f"see {state_dir / 'logs' / 'supervisor.log'}")
+        raise click.ClickException(
+            f"the supervisor (pid {pid}) did not stop within {timeout:.0f} s; "
+            f"see {state_dir / 'logs' / 'supervisor.log'}"
+        )
     click.echo("stopped")
 
 
@@ -218,7 +260,9 @@ def env_command(state_dir: Path) -> None:
     state_dir = state_dir.absolute()
     state = read_state(state_dir)
     if state is None:
-        raise click.ClickException(f"no stack running in {state_dir} (no live {STACK_FILE}); run `pagestream up`")
+        raise click.ClickException(
+            f"no stack running in {state_dir} (no live {STACK_FILE}); run `pagestream up`"
+        )
     values = {
         "KAFKA_BOOTSTRAP_SERVERS": state["bootstrap_servers"],
         "DATABASE_URL": _database_url_with_password(state, state_dir),

@@ -21,14 +21,17 @@ def sqlalchemy_url(dsn: str, driver: str = "psycopg2") -> str:
     """``postgresql://…`` → ``postgresql+<driver>://…``."""
     for prefix in ("postgresql+psycopg2://", "postgresql+asyncpg://", "postgresql://", "postgres://"):
         if dsn.startswith(prefix):
-            return f"postgresql+{driver}://" + dsn[len(prefix):]
+            return f"postgresql+{driver}://" + dsn[len(prefix) :]
     raise DatabaseError(f"DATABASE_URL must start with postgresql://, got {redact_url(dsn)}")
 
 
 def make_engine(dsn: str, *, pool_size: int = 5, application_name: str = "pagestream") -> Engine:
     """A pooled synchronous engine (psycopg2). Connects lazily, on first use."""
     return create_engine(
-        sqlalchemy_url(dsn), pool_size=pool_size, max_overflow=5, pool_pre_ping=True,
+        sqlalchemy_url(dsn),
+        pool_size=pool_size,
+        max_overflow=5,
+        pool_pre_ping=True,
         connect_args={"application_name": application_name, "connect_timeout": 10},
         hide_parameters=True,
     )
@@ -45,7 +48,10 @@ def translate_errors(what: str) -> Iterator[None]:
         code = getattr(e.orig, "pgcode", None)
         if code in ("40001", "40P01"):  # serialization failure, deadlock
             raise DatabaseUnavailableError(f"{what}: transaction conflict ({code}), retry") from e
-        if code and code[:2] in ("22", "23"):  # data exception, integrity violation: this data, not the database
+        if code and code[:2] in (
+            "22",
+            "23",
+        ):  # data exception, integrity violation: this data, not the database
             raise DataRejectedError(f"{what}: {type(e.orig).__name__} {code}") from e
         raise DatabaseError(f"{what}: {type(e.orig).__name__} {code or ''}".strip()) from e
 

@@ -40,12 +40,15 @@ class AttemptStart:
         return self.page_status == "completed"
 
 
-def start_attempt(engine: Engine, *, page_id: uuid.UUID, document_id: uuid.UUID, page_number: int,
-                  worker: str) -> AttemptStart:
+def start_attempt(
+    engine: Engine, *, page_id: uuid.UUID, document_id: uuid.UUID, page_number: int, worker: str
+) -> AttemptStart:
     """Count one more started attempt of the page (committed before the engine runs)."""
     with translate_errors("record page attempt"), engine.begin() as conn:
-        row = conn.execute(_START, {"page_id": page_id, "document_id": document_id, "page_number": page_number,
-                                    "worker": worker}).one()
+        row = conn.execute(
+            _START,
+            {"page_id": page_id, "document_id": document_id, "page_number": page_number, "worker": worker},
+        ).one()
     return AttemptStart(attempts=int(row[0]), page_status=row[1])
 
 

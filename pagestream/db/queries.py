@@ -23,13 +23,28 @@ from pagestream.events.models import DocumentDeletedV1, utcnow
 HIGHLIGHT_START = "\ue000"
 HIGHLIGHT_STOP = "\ue001"
 
-_HEADLINE_OPTIONS = (f"StartSel={HIGHLIGHT_START}, StopSel={HIGHLIGHT_STOP}, MaxWords=30, MinWords=10, "
-                     "MaxFragments=2, FragmentDelimiter=\" … \"")
+_HEADLINE_OPTIONS = (
+    f"StartSel={HIGHLIGHT_START}, StopSel={HIGHLIGHT_STOP}, MaxWords=30, MinWords=10, "
+    'MaxFragments=2, FragmentDelimiter=" … "'
+)
 
 _PAGE_COLUMNS = (
-    pages.c.id, pages.c.page_number, pages.c.status, pages.c.source, pages.c.engine, pages.c.engine_version,
-    pages.c.rotation, pages.c.mean_confidence, pages.c.sheet_number, pages.c.sheet_title, pages.c.scale,
-    pages.c.error_reason, pages.c.error_detail, pages.c.attempts, pages.c.ocr_seconds, pages.c.started_at,
+    pages.c.id,
+    pages.c.page_number,
+    pages.c.status,
+    pages.c.source,
+    pages.c.engine,
+    pages.c.engine_version,
+    pages.c.rotation,
+    pages.c.mean_confidence,
+    pages.c.sheet_number,
+    pages.c.sheet_title,
+    pages.c.scale,
+    pages.c.error_reason,
+    pages.c.error_detail,
+    pages.c.attempts,
+    pages.c.ocr_seconds,
+    pages.c.started_at,
     pages.c.completed_at,
 )
 
@@ -67,16 +82,28 @@ ORDER BY docs.rank DESC, docs.matching_pages DESC, d.id, best.rank DESC, best.pa
 def list_pages(engine: Engine, document_id: uuid.UUID) -> list[dict[str, Any]]:
     """The stored pages of a document (completed or failed), in page order."""
     with translate_errors("list pages"), engine.connect() as conn:
-        rows = conn.execute(select(*_PAGE_COLUMNS).where(pages.c.document_id == document_id)
-                            .order_by(pages.c.page_number)).mappings().all()
+        rows = (
+            conn.execute(
+                select(*_PAGE_COLUMNS).where(pages.c.document_id == document_id).order_by(pages.c.page_number)
+            )
+            .mappings()
+            .all()
+        )
     return [dict(r) for r in rows]
 
 
 def get_page(engine: Engine, page_id: uuid.UUID) -> dict[str, Any] | None:
     """A page row with its text and layout (blocks, lines, words), or None."""
     with translate_errors("get page"), engine.connect() as conn:
-        row = conn.execute(select(*_PAGE_COLUMNS, pages.c.document_id, pages.c.layout, pages.c.text)
-                           .where(pages.c.id == page_id)).mappings().first()
+        row = (
+            conn.execute(
+                select(*_PAGE_COLUMNS, pages.c.document_id, pages.c.layout, pages.c.text).where(
+                    pages.c.id == page_id
+                )
+            )
+            .mappings()
+            .first()
+        )
     return dict(row) if row else None
 
 
@@ -96,17 +123,40 @@ class SearchHit:
 def search_pages(engine: Engine, query: str, *, limit: int, pages_per_document: int = 3) -> list[SearchHit]:
     """Documents whose pages match ``query`` (web-search syntax), best first, with snippets."""
     with translate_errors("search"), engine.connect() as conn:
-        rows = conn.execute(_SEARCH_SQL, {"q": query, "limit": limit, "options": _HEADLINE_OPTIONS,
-                                          "pages_per_document": pages_per_document}).mappings().all()
+        rows = (
+            conn.execute(
+                _SEARCH_SQL,
+                {
+                    "q": query,
+                    "limit": limit,
+                    "options": _HEADLINE_OPTIONS,
+                    "pages_per_document": pages_per_document,
+                },
+            )
+            .mappings()
+            .all()
+        )
     hits: dict[uuid.UUID, SearchHit] = {}
     for r in rows:
         hit = hits.get(r["document_id"])
         if hit is None:
             hit = hits[r["document_id"]] = SearchHit(
-                document_id=r["document_id"], filename=r["filename"], status=r["status"],
-                page_count=r["page_count"], rank=float(r["rank"]), matching_pages=r["matching_pages"], pages=[])
-        hit.pages.append({"page_id": r["page_id"], "page_number": r["page_number"],
-                          "rank": float(r["page_rank"]), "snippet": r["snippet"]})
+                document_id=r["document_id"],
+                filename=r["filename"],
+                status=r["status"],
+                page_count=r["page_count"],
+                rank=float(r["rank"]),
+                matching_pages=r["matching_pages"],
+                pages=[],
+            )
+        hit.pages.append(
+            {
+                "page_id": r["page_id"],
+                "page_number": r["page_number"],
+                "rank": float(r["page_rank"]),
+                "snippet": r["snippet"],
+            }
+        )
     return list(hits.values())
 
 
@@ -117,14 +167,17 @@ def delete_document(engine: Engine, document_id: uuid.UUID, *, traceparent: str 
     deletes the stored bytes), or None when the bytes are shared (content-addressed storage).
     """
     with translate_errors("delete document"), engine.begin() as conn:
-        uri = conn.execute(select(documents.c.storage_uri).where(documents.c.id == document_id)
-                           .with_for_update()).scalar()
+        uri = conn.execute(
+            select(documents.c.storage_uri).where(documents.c.id == document_id).with_for_update()
+        ).scalar()
         if uri is None:
             raise DocumentNotFoundError(f"document {document_id} not found")
         conn.execute(delete(documents).where(documents.c.id == document_id))  # pages: ON DELETE CASCADE
         conn.execute(delete(page_attempts).where(page_attempts.c.document_id == document_id))
         shared = conn.execute(select(exists().where(and_(documents.c.storage_uri == uri)))).scalar()
-        write_event(conn, DocumentDeletedV1(document_id=document_id, deleted_at=utcnow()), traceparent=traceparent)
+        write_event(
+            conn, DocumentDeletedV1(document_id=document_id, deleted_at=utcnow()), traceparent=traceparent
+        )
     return None if shared else uri
 
 

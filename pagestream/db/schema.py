@@ -20,7 +20,8 @@ from sqlalchemy.dialects.postgresql import JSONB, UUID
 metadata = MetaData()
 
 documents = Table(
-    "documents", metadata,
+    "documents",
+    metadata,
     Column("id", UUID(as_uuid=True), primary_key=True),
     Column("sha256", Text, nullable=False),
     Column("media_type", Text, nullable=False),
@@ -44,7 +45,8 @@ documents = Table(
 )
 
 page_attempts = Table(
-    "page_attempts", metadata,
+    "page_attempts",
+    metadata,
     Column("page_id", UUID(as_uuid=True), primary_key=True),
     Column("document_id", UUID(as_uuid=True), nullable=False),
     Column("page_number", Integer, nullable=False),
@@ -54,7 +56,8 @@ page_attempts = Table(
 )
 
 pages = Table(
-    "pages", metadata,
+    "pages",
+    metadata,
     Column("id", UUID(as_uuid=True), primary_key=True),
     Column("document_id", UUID(as_uuid=True), ForeignKey("documents.id", ondelete="CASCADE"), nullable=False),
     Column("page_number", Integer, nullable=False),
@@ -80,7 +83,8 @@ pages = Table(
 )
 
 outbox = Table(
-    "outbox", metadata,
+    "outbox",
+    metadata,
     Column("id", UUID(as_uuid=True), primary_key=True),
     Column("aggregatetype", Text, nullable=False),
     Column("aggregateid", Text, nullable=False),
@@ -91,14 +95,16 @@ outbox = Table(
 )
 
 processed_events = Table(
-    "processed_events", metadata,
+    "processed_events",
+    metadata,
     Column("consumer", Text, primary_key=True),
     Column("event_id", UUID(as_uuid=True), primary_key=True),
     Column("processed_at", DateTime(timezone=True), nullable=False),
 )
 
 api_keys = Table(
-    "api_keys", metadata,
+    "api_keys",
+    metadata,
     Column("id", UUID(as_uuid=True), primary_key=True),
     Column("name", Text, nullable=False),
     Column("prefix", Text, nullable=False),

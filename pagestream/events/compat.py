@@ -20,11 +20,39 @@ from typing import Any
 Schema = dict[str, Any]
 
 #: keywords that describe rather than constrain: changing them changes no record's validity
-ANNOTATIONS = frozenset({"title", "description", "default", "examples", "$comment", "deprecated",
-                         "readOnly", "writeOnly", "$id", "$schema", "$defs", "definitions"})
+ANNOTATIONS = frozenset(
+    {
+        "title",
+        "description",
+        "default",
+        "examples",
+        "$comment",
+        "deprecated",
+        "readOnly",
+        "writeOnly",
+        "$id",
+        "$schema",
+        "$defs",
+        "definitions",
+    }
+)
 #: keywords handled structurally below
-STRUCTURAL = frozenset({"$ref", "type", "properties", "required", "items", "anyOf", "oneOf", "allOf",
-                        "enum", "const", "additionalProperties", "prefixItems"})
+STRUCTURAL = frozenset(
+    {
+        "$ref",
+        "type",
+        "properties",
+        "required",
+        "items",
+        "anyOf",
+        "oneOf",
+        "allOf",
+        "enum",
+        "const",
+        "additionalProperties",
+        "prefixItems",
+    }
+)
 
 
 @dataclass(frozen=True)
@@ -66,11 +94,19 @@ class _Walker:
                 seen.add(ref)
                 target: Any = self._roots[side]
                 for part in ref[2:].split("/"):
-                    target = target.get(part.replace("~1", "/").replace("~0", "~"), {}) if isinstance(target, dict) else {}
+                    target = (
+                        target.get(part.replace("~1", "/").replace("~0", "~"), {})
+                        if isinstance(target, dict)
+                        else {}
+                    )
                 siblings = {k: v for k, v in node.items() if k != "$ref"}
                 node = {**target, **siblings} if isinstance(target, dict) else siblings
                 continue
-            if list(node.get("allOf", [])) and len(node["allOf"]) == 1 and set(node) - ANNOTATIONS == {"allOf"}:
+            if (
+                list(node.get("allOf", []))
+                and len(node["allOf"]) == 1
+                and set(node) - ANNOTATIONS == {"allOf"}
+            ):
                 node = {**node["allOf"][0], **{k: v for k, v in node.items() if k != "allOf"}}
                 continue
             return node
@@ -113,26 +149,47 @@ class _Walker:
                 out.append(Incompatibility(sub, "field removed", "readers of this version may need it"))
                 continue
             if name in o_req and name not in n_req:
-                out.append(Incompatibility(sub, "required field made optional",
-                                           "readers of the committed schema require it"))
+                out.append(
+                    Incompatibility(
+                        sub, "required field made optional", "readers of the committed schema require it"
+                    )
+                )
             if name not in o_req and name in n_req:
-                out.append(Incompatibility(sub, "optional field made required",
-                                           "records written with the committed schema may lack it"))
+                out.append(
+                    Incompatibility(
+                        sub,
+                        "optional field made required",
+                        "records written with the committed schema may lack it",
+                    )
+                )
             out += self.compare(o_props[name], n_props[name], sub)
         for name in sorted(set(n_props) - set(o_props)):
             if name in n_req:
-                out.append(Incompatibility(_join(path, name), "required field added",
-                                           "records written with the committed schema lack it; add it as optional"))
+                out.append(
+                    Incompatibility(
+                        _join(path, name),
+                        "required field added",
+                        "records written with the committed schema lack it; add it as optional",
+                    )
+                )
         for name in sorted(n_req - set(n_props) - o_req):
-            out.append(Incompatibility(_join(path, name), "required field added", "required without a property"))
+            out.append(
+                Incompatibility(_join(path, name), "required field added", "required without a property")
+            )
         o_add, n_add = o.get("additionalProperties", True), n.get("additionalProperties", True)
         if o_add != n_add:
             if isinstance(o_add, dict) or isinstance(n_add, dict):
-                out += self.compare(o_add if isinstance(o_add, dict) else {},
-                                    n_add if isinstance(n_add, dict) else {}, _join(path, "*"))
+                out += self.compare(
+                    o_add if isinstance(o_add, dict) else {},
+                    n_add if isinstance(n_add, dict) else {},
+                    _join(path, "*"),
+                )
             else:
-                out.append(Incompatibility(path, "unknown fields rule changed",
-                                           f"additionalProperties {o_add} → {n_add}"))
+                out.append(
+                    Incompatibility(
+                        path, "unknown fields rule changed", f"additionalProperties {o_add} → {n_add}"
+                    )
+                )
         return out
 
     def _compare_array(self, o: Schema, n: Schema, path: str) -> list[Incompatibility]:
@@ -147,8 +204,9 @@ class _Walker:
             out += self.compare(o.get("items", {}), n.get("items", {}), path + "[]")
         return out
 
-    def _compare_alternatives(self, o: Schema, n: Schema, o_alts: list[Any], n_alts: list[Any],
-                              path: str) -> list[Incompatibility]:
+    def _compare_alternatives(
+        self, o: Schema, n: Schema, o_alts: list[Any], n_alts: list[Any], path: str
+    ) -> list[Incompatibility]:
         """``anyOf``/``oneOf``: each committed alternative must still exist, and no new one may appear."""
         out: list[Incompatibility] = []
         o_by = _by_kind([(self._resolve(a, 0), a) for a in o_alts])
@@ -159,7 +217,9 @@ class _Walker:
         for kind in sorted(o_by):
             a, b = o_by[kind], n_by[kind]
             if len(a) != len(b):
-                out.append(Incompatibility(path, "type changed", f"{len(a)} → {len(b)} alternatives of {kind}"))
+                out.append(
+                    Incompatibility(path, "type changed", f"{len(a)} → {len(b)} alternatives of {kind}")
+                )
                 continue
             for x, y in zip(a, b, strict=True):
                 out += self.compare(x, y, path)
@@ -232,15 +292,25 @@ def _compare_enum(o: Schema, n: Schema, path: str) -> list[Incompatibility]:
     if ov is None:
         return [Incompatibility(path, "enum narrowed", f"any value → {nv}")]
     if nv is None:
-        return [Incompatibility(path, "enum widened", f"{ov} → any value; readers of the committed schema "
-                                                      "reject the new values")]
+        return [
+            Incompatibility(
+                path,
+                "enum widened",
+                f"{ov} → any value; readers of the committed schema reject the new values",
+            )
+        ]
     o_set, n_set = {json.dumps(v) for v in ov}, {json.dumps(v) for v in nv}
     out = []
     if o_set - n_set:
         out.append(Incompatibility(path, "enum narrowed", f"removed {sorted(o_set - n_set)}"))
     if n_set - o_set:
-        out.append(Incompatibility(path, "enum widened", f"added {sorted(n_set - o_set)}; readers of the "
-                                                         "committed schema reject them"))
+        out.append(
+            Incompatibility(
+                path,
+                "enum widened",
+                f"added {sorted(n_set - o_set)}; readers of the committed schema reject them",
+            )
+        )
     return out
 
 

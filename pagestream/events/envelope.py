@@ -52,7 +52,12 @@ class Envelope:
 
 
 def encode_headers(
-    *, event_id: str, event_type: str, subject: str, time: str, source: str = DEFAULT_SOURCE,
+    *,
+    event_id: str,
+    event_type: str,
+    subject: str,
+    time: str,
+    source: str = DEFAULT_SOURCE,
     traceparent: str | None = None,
 ) -> Headers:
     """The exact header list every pagestream record carries (relay and producers alike)."""
@@ -90,13 +95,22 @@ def encode_data(event: Event) -> bytes:
     return value
 
 
-def make_record(event: Event, *, traceparent: str | None = None, source: str = DEFAULT_SOURCE,
-                event_id: uuid.UUID | None = None) -> tuple[str, bytes, Headers, uuid.UUID]:
+def make_record(
+    event: Event,
+    *,
+    traceparent: str | None = None,
+    source: str = DEFAULT_SOURCE,
+    event_id: uuid.UUID | None = None,
+) -> tuple[str, bytes, Headers, uuid.UUID]:
     """Build ``(key, value, headers, event_id)`` for producing ``event`` directly (not via outbox)."""
     eid = event_id or uuid.uuid4()
     headers = encode_headers(
-        event_id=str(eid), event_type=event.event_type, subject=event.aggregate_id(),
-        time=utcnow().isoformat(), source=source, traceparent=traceparent,
+        event_id=str(eid),
+        event_type=event.event_type,
+        subject=event.aggregate_id(),
+        time=utcnow().isoformat(),
+        source=source,
+        traceparent=traceparent,
     )
     return event.aggregate_id(), encode_data(event), headers, eid
 
@@ -144,6 +158,11 @@ def decode_record(value: bytes | None, headers: Headers | None) -> Envelope:
     except ValueError:
         time = utcnow()
     return Envelope(
-        id=eid, type=event_type, subject=h.get("ce_subject", ""), time=time, data=data,
-        source=h.get("ce_source", DEFAULT_SOURCE), traceparent=h.get("traceparent"),
+        id=eid,
+        type=event_type,
+        subject=h.get("ce_subject", ""),
+        time=time,
+        data=data,
+        source=h.get("ce_source", DEFAULT_SOURCE),
+        traceparent=h.get("traceparent"),
     )

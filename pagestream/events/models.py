@@ -107,7 +107,9 @@ class PageOcrCompletedV1(Event):
     page_number: int = Field(ge=1)
     page_count: int = Field(ge=1)
     attempt: int = 1
-    layout: PageLayout = Field(description="the page layout; without words, lines and blocks when claim-checked")
+    layout: PageLayout = Field(
+        description="the page layout; without words, lines and blocks when claim-checked"
+    )
     started_at: datetime
     completed_at: datetime
     layout_uri: str | None = Field(None, description="claim check: the full layout JSON in the object store")

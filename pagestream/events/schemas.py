@@ -66,15 +66,26 @@ def committed_revisions(path: Path) -> list[tuple[str, str]]:
     """``(revision, text)`` of ``path`` in every git commit that touched it, newest first; [] outside git."""
     try:
         cwd = path.parent
-        prefix = subprocess.run(["git", "-C", str(cwd), "rev-parse", "--show-prefix"], capture_output=True,
-                                text=True, check=True, timeout=30).stdout.strip()
+        prefix = subprocess.run(
+            ["git", "-C", str(cwd), "rev-parse", "--show-prefix"],
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=30,
+        ).stdout.strip()
         rel = prefix + path.name
-        revs = subprocess.run(["git", "-C", str(cwd), "log", "--format=%H", "--", path.name], capture_output=True,
-                              text=True, check=True, timeout=30).stdout.split()
+        revs = subprocess.run(
+            ["git", "-C", str(cwd), "log", "--format=%H", "--", path.name],
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=30,
+        ).stdout.split()
         out = []
         for rev in revs:
-            shown = subprocess.run(["git", "-C", str(cwd), "show", f"{rev}:{rel}"], capture_output=True,
-                                   text=True, timeout=30)
+            shown = subprocess.run(
+                ["git", "-C", str(cwd), "show", f"{rev}:{rel}"], capture_output=True, text=True, timeout=30
+            )
             if shown.returncode == 0:  # absent in a commit that deleted it
                 out.append((rev[:12], shown.stdout))
         return out
@@ -82,7 +93,9 @@ def committed_revisions(path: Path) -> list[tuple[str, str]]:
         return []
 
 
-def baselines(name: str, schema_dir: Path = SCHEMA_DIR, *, history: bool = True) -> list[tuple[str, dict[str, Any]]]:
+def baselines(
+    name: str, schema_dir: Path = SCHEMA_DIR, *, history: bool = True
+) -> list[tuple[str, dict[str, Any]]]:
     """The schemas a regenerated ``name`` must stay compatible with: the file on disk and its git history."""
     path = schema_dir / name
     texts: list[tuple[str, str]] = []
@@ -102,8 +115,9 @@ def baselines(name: str, schema_dir: Path = SCHEMA_DIR, *, history: bool = True)
     return out
 
 
-def incompatibilities(rendered: dict[str, str], schema_dir: Path = SCHEMA_DIR, *,
-                      history: bool = True) -> dict[str, list[tuple[str, Incompatibility]]]:
+def incompatibilities(
+    rendered: dict[str, str], schema_dir: Path = SCHEMA_DIR, *, history: bool = True
+) -> dict[str, list[tuple[str, Incompatibility]]]:
     """File name → (baseline, incompatibility) for every rendered schema that breaks a baseline."""
     out: dict[str, list[tuple[str, Incompatibility]]] = {}
     for name, text in rendered.items():
@@ -119,17 +133,23 @@ def _report(problems: dict[str, list[tuple[str, Incompatibility]]]) -> str:
     for name, items in sorted(problems.items()):
         lines.append(f"{name}: not backward compatible within its version:")
         lines += [f"  - {p}  [vs {label}]" for label, p in items]
-    lines.append("Within a version only optional fields may be added. Publish a new version instead: "
-                 "a new model (e.g. DocumentCommittedV2, event_type 'document.committed.v2') beside the old one "
-                 "(see docs/schemas.md).")
+    lines.append(
+        "Within a version only optional fields may be added. Publish a new version instead: "
+        "a new model (e.g. DocumentCommittedV2, event_type 'document.committed.v2') beside the old one "
+        "(see docs/schemas.md)."
+    )
     return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--write", action="store_true", help="regenerate the files (compatible changes only)")
     parser.add_argument("--dir", type=Path, default=SCHEMA_DIR)
-    parser.add_argument("--no-history", action="store_true", help="compare with the files on disk only, not git history")
+    parser.add_argument(
+        "--no-history", action="store_true", help="compare with the files on disk only, not git history"
+    )
     args = parser.parse_args(argv)
     rendered = render_all()
     problems = incompatibilities(rendered, args.dir, history=not args.no_history)

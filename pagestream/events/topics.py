@@ -10,7 +10,9 @@ DOCUMENT_COMMITTED = "pagestream.document.committed.v1"
 DOCUMENT_REJECTED = "pagestream.document.rejected.v1"
 DOCUMENT_OCR_COMPLETED = "pagestream.document.ocr-completed.v1"
 DOCUMENT_DELETED = "pagestream.document.deleted.v1"
-DOCUMENT_OCR_JOB_SUBMITTED = "pagestream.document.ocr-job-submitted.v1"  # async OCR jobs, re-enqueued per poll
+DOCUMENT_OCR_JOB_SUBMITTED = (
+    "pagestream.document.ocr-job-submitted.v1"  # async OCR jobs, re-enqueued per poll
+)
 DOCUMENT_OCR_JOB_SUBMITTED_DLQ = DOCUMENT_OCR_JOB_SUBMITTED + ".dlq"
 PAGE_OCR_REQUESTED = "pagestream.page.ocr-requested.v1"
 PAGE_OCR_REQUESTED_RETRY = PAGE_OCR_REQUESTED + ".retry"

@@ -12,7 +12,19 @@ from pagestream.export.store import searchable_pdf_key, store_searchable_pdf
 from pagestream.export.xml import ALTO_MEDIA_TYPE, ALTO_XSD, HOCR_MEDIA_TYPE, alto, hocr
 
 __all__ = [
-    "ALTO_MEDIA_TYPE", "ALTO_XSD", "HOCR_MEDIA_TYPE", "ExportError", "SourceDocument", "SourcePage",
-    "SourceUnreadableError", "alto", "hocr", "layout_from_row", "load_document", "page_image", "searchable_pdf",
-    "searchable_pdf_key", "store_searchable_pdf",
+    "ALTO_MEDIA_TYPE",
+    "ALTO_XSD",
+    "HOCR_MEDIA_TYPE",
+    "ExportError",
+    "SourceDocument",
+    "SourcePage",
+    "SourceUnreadableError",
+    "alto",
+    "hocr",
+    "layout_from_row",
+    "load_document",
+    "page_image",
+    "searchable_pdf",
+    "searchable_pdf_key",
+    "store_searchable_pdf",
 ]

@@ -21,9 +21,14 @@ def compose(first: Affine, then: Affine) -> Affine:
     """The map that applies ``first``, then ``then``."""
     a1, b1, c1, d1, e1, f1 = first
     a2, b2, c2, d2, e2, f2 = then
-    return (a2 * a1 + c2 * b1, b2 * a1 + d2 * b1,
-            a2 * c1 + c2 * d1, b2 * c1 + d2 * d1,
-            a2 * e1 + c2 * f1 + e2, b2 * e1 + d2 * f1 + f2)
+    return (
+        a2 * a1 + c2 * b1,
+        b2 * a1 + d2 * b1,
+        a2 * c1 + c2 * d1,
+        b2 * c1 + d2 * d1,
+        a2 * e1 + c2 * f1 + e2,
+        b2 * e1 + d2 * f1 + f2,
+    )
 
 
 def invert(m: Affine) -> Affine:

@@ -134,8 +134,11 @@ def _display_to_user(page: pdfium.PdfPage) -> Affine:
 
 
 def _ocr_pages(source: SourceDocument) -> dict[int, PageLayout]:
-    return {p.page_number: p.layout for p in source.pages
-            if p.layout is not None and p.layout.source == "ocr" and p.layout.words()}
+    return {
+        p.page_number: p.layout
+        for p in source.pages
+        if p.layout is not None and p.layout.source == "ocr" and p.layout.words()
+    }
 
 
 def _pdf_output(source: SourceDocument, password: str | None, upright: bool) -> bytes:
@@ -254,4 +257,3 @@ def searchable_pdf(source: SourceDocument, *, password: str | None = None, uprig
         return _image_output(source, upright)
     except (pdfium.PdfiumError, MemoryError) as e:
         raise ExportError(f"the searchable PDF could not be written: {e}") from e
-

@@ -55,6 +55,14 @@ def load_document(engine: Any, store: Any, document_id: uuid.UUID) -> SourceDocu
     doc = get_document(engine, document_id)
     rows = page_layouts(engine, document_id)
     data = store.get(doc["storage_uri"])
-    pages = [SourcePage(page_number=r["page_number"], layout=layout_from_row(r), page_id=str(r["id"])) for r in rows]
-    return SourceDocument(document_id=str(document_id), data=data, media_type=doc["media_type"],
-                          filename=doc.get("filename"), pages=pages)
+    pages = [
+        SourcePage(page_number=r["page_number"], layout=layout_from_row(r), page_id=str(r["id"]))
+        for r in rows
+    ]
+    return SourceDocument(
+        document_id=str(document_id),
+        data=data,
+        media_type=doc["media_type"],
+        filename=doc.get("filename"),
+        pages=pages,
+    )

@@ -48,23 +48,34 @@ def _hocr_page(body: ET.Element, page: SourcePage, layout: PageLayout, image: st
         title.append(f"scan_res {_i(layout.dpi)} {_i(layout.dpi)}")
     div = ET.SubElement(body, "div", {"class": "ocr_page", "id": f"page_{n}", "title": "; ".join(title)})
     for b, block in enumerate(layout.blocks, start=1):
-        carea = ET.SubElement(div, "div", {"class": "ocr_carea", "id": f"block_{n}_{b}", "title": _bbox(block.box)})
+        carea = ET.SubElement(
+            div, "div", {"class": "ocr_carea", "id": f"block_{n}_{b}", "title": _bbox(block.box)}
+        )
         par = ET.SubElement(carea, "p", {"class": "ocr_par", "id": f"par_{n}_{b}", "title": _bbox(block.box)})
         for li, line in enumerate(block.lines, start=1):
-            span = ET.SubElement(par, "span", {"class": "ocr_line", "id": f"line_{n}_{b}_{li}",
-                                               "title": _bbox(line.box)})
+            span = ET.SubElement(
+                par, "span", {"class": "ocr_line", "id": f"line_{n}_{b}_{li}", "title": _bbox(line.box)}
+            )
             words = [w for w in line.words if w.text.strip()]
             for wi, word in enumerate(words, start=1):
-                w = ET.SubElement(span, "span", {"class": "ocrx_word", "id": f"word_{n}_{b}_{li}_{wi}",
-                                                 "title": f"{_bbox(word.box)}; x_wconf {_i(word.confidence)}"})
+                w = ET.SubElement(
+                    span,
+                    "span",
+                    {
+                        "class": "ocrx_word",
+                        "id": f"word_{n}_{b}_{li}_{wi}",
+                        "title": f"{_bbox(word.box)}; x_wconf {_i(word.confidence)}",
+                    },
+                )
                 w.text = word.text.strip()
                 w.tail = " " if wi < len(words) else None
             if not words and line.text:
                 span.text = line.text
 
 
-def hocr(source: SourceDocument, pages: Sequence[SourcePage] | None = None,
-         image_url: str | None = None) -> bytes:
+def hocr(
+    source: SourceDocument, pages: Sequence[SourcePage] | None = None, image_url: str | None = None
+) -> bytes:
     """An hOCR (XHTML) file of ``pages`` (default: every recognized page of the document).
 
     ``image_url`` may hold ``{page_number}``: it becomes each page's ``image`` property.
@@ -74,39 +85,65 @@ def hocr(source: SourceDocument, pages: Sequence[SourcePage] | None = None,
     ET.SubElement(head, "title").text = source.filename or f"document {source.document_id}"
     ET.SubElement(head, "meta", {"http-equiv": "Content-Type", "content": "text/html; charset=utf-8"})
     engines = sorted({p.layout.engine for p in _pages_of(source, pages) if p.layout})
-    ET.SubElement(head, "meta", {"name": "ocr-system", "content": "pagestream" + (
-        f" ({', '.join(engines)})" if engines else "")})
-    ET.SubElement(head, "meta", {"name": "ocr-capabilities",
-                                 "content": "ocr_page ocr_carea ocr_par ocr_line ocrx_word ocrp_wconf"})
-    ET.SubElement(head, "meta", {"name": "ocr-number-of-pages", "content": str(len(_pages_of(source, pages)))})
+    ET.SubElement(
+        head,
+        "meta",
+        {"name": "ocr-system", "content": "pagestream" + (f" ({', '.join(engines)})" if engines else "")},
+    )
+    ET.SubElement(
+        head,
+        "meta",
+        {"name": "ocr-capabilities", "content": "ocr_page ocr_carea ocr_par ocr_line ocrx_word ocrp_wconf"},
+    )
+    ET.SubElement(
+        head, "meta", {"name": "ocr-number-of-pages", "content": str(len(_pages_of(source, pages)))}
+    )
     body = ET.SubElement(html, "body")
     for page in _pages_of(source, pages):
         assert page.layout is not None
         image = image_url.format(page_number=page.page_number) if image_url else None
         _hocr_page(body, page, page.layout, image)
     ET.indent(html, space=" ")
-    doctype = ('<!DOCTYPE html PUBLIC "-//W3C//DTD XHTML 1.0 Transitional//EN" '
-               '"http://www.w3.org/TR/xhtml1/DTD/xhtml1-transitional.dtd">\n')
-    return (b'<?xml version="1.0" encoding="UTF-8"?>\n' + doctype.encode()
-            + ET.tostring(html, encoding="unicode").encode("utf-8") + b"\n")
+    doctype = (
+        '<!DOCTYPE html PUBLIC "-//W3C//DTD XHTML 1.0 Transitional//EN" '
+        '"http://www.w3.org/TR/xhtml1/DTD/xhtml1-transitional.dtd">\n'
+    )
+    return (
+        b'<?xml version="1.0" encoding="UTF-8"?>\n'
+        + doctype.encode()
+        + ET.tostring(html, encoding="unicode").encode("utf-8")
+        + b"\n"
+    )
 
 
 # --- ALTO -------------------------------------------------------------------------------------
 def _pos(box: Box) -> dict[str, str]:
-    return {"HPOS": str(_i(box.x0)), "VPOS": str(_i(box.y0)),
-            "WIDTH": str(max(0, _i(box.x1) - _i(box.x0))), "HEIGHT": str(max(0, _i(box.y1) - _i(box.y0)))}
+    return {
+        "HPOS": str(_i(box.x0)),
+        "VPOS": str(_i(box.y0)),
+        "WIDTH": str(max(0, _i(box.x1) - _i(box.x0))),
+        "HEIGHT": str(max(0, _i(box.y1) - _i(box.y0))),
+    }
 
 
 def _alto_page(layout_el: ET.Element, page: SourcePage, layout: PageLayout) -> None:
     n = page.page_number
-    attrs = {"ID": f"page_{n}", "PHYSICAL_IMG_NR": str(n), "WIDTH": str(layout.width), "HEIGHT": str(layout.height)}
+    attrs = {
+        "ID": f"page_{n}",
+        "PHYSICAL_IMG_NR": str(n),
+        "WIDTH": str(layout.width),
+        "HEIGHT": str(layout.height),
+    }
     if layout.mean_confidence is not None:
         attrs["PC"] = f"{max(0.0, min(1.0, layout.mean_confidence / 100)):.4f}"
     if layout.rotation:
         attrs["ROTATION"] = str(layout.rotation % 360)
     page_el = ET.SubElement(layout_el, "Page", attrs)
-    space = ET.SubElement(page_el, "PrintSpace", {"HPOS": "0", "VPOS": "0", "WIDTH": str(layout.width),
-                                                  "HEIGHT": str(layout.height)})
+    space = ET.SubElement(
+        page_el,
+        "PrintSpace",
+        {"HPOS": "0", "VPOS": "0", "WIDTH": str(layout.width), "HEIGHT": str(layout.height)},
+    )
     for b, block in enumerate(layout.blocks, start=1):
         block_el = ET.SubElement(space, "TextBlock", {"ID": f"block_{n}_{b}", **_pos(block.box)})
         for li, line in enumerate(block.lines, start=1):
@@ -117,24 +154,41 @@ def _alto_page(layout_el: ET.Element, page: SourcePage, layout: PageLayout) -> N
             for wi, word in enumerate(words, start=1):
                 # CONTENT is one token: a word with inner whitespace keeps its parts joined
                 content = "\u00a0".join(word.text.split())
-                ET.SubElement(line_el, "String", {
-                    "ID": f"string_{n}_{b}_{li}_{wi}", "CONTENT": content, **_pos(word.box),
-                    "WC": f"{max(0.0, min(1.0, word.confidence / 100)):.4f}"})
+                ET.SubElement(
+                    line_el,
+                    "String",
+                    {
+                        "ID": f"string_{n}_{b}_{li}_{wi}",
+                        "CONTENT": content,
+                        **_pos(word.box),
+                        "WC": f"{max(0.0, min(1.0, word.confidence / 100)):.4f}",
+                    },
+                )
                 if wi < len(words):
                     nxt = words[wi]
                     gap_x = _i(word.box.x1)
-                    ET.SubElement(line_el, "SP", {"HPOS": str(gap_x), "VPOS": str(_i(line.box.y0)),
-                                                  "WIDTH": str(max(0, _i(nxt.box.x0) - gap_x))})
+                    ET.SubElement(
+                        line_el,
+                        "SP",
+                        {
+                            "HPOS": str(gap_x),
+                            "VPOS": str(_i(line.box.y0)),
+                            "WIDTH": str(max(0, _i(nxt.box.x0) - gap_x)),
+                        },
+                    )
 
 
-def alto(source: SourceDocument, pages: Sequence[SourcePage] | None = None,
-         image_name: str | None = None) -> bytes:
+def alto(
+    source: SourceDocument, pages: Sequence[SourcePage] | None = None, image_name: str | None = None
+) -> bytes:
     """An ALTO 4.4 file of ``pages`` (default: every recognized page), valid against ``ALTO_XSD``."""
     ET.register_namespace("", ALTO_NS)
     ET.register_namespace("xsi", "http://www.w3.org/2001/XMLSchema-instance")
     q = f"{{{ALTO_NS}}}"
-    root = ET.Element(f"{q}alto", {
-        "{http://www.w3.org/2001/XMLSchema-instance}schemaLocation": f"{ALTO_NS} {ALTO_SCHEMA_LOCATION}"})
+    root = ET.Element(
+        f"{q}alto",
+        {"{http://www.w3.org/2001/XMLSchema-instance}schemaLocation": f"{ALTO_NS} {ALTO_SCHEMA_LOCATION}"},
+    )
     desc = ET.SubElement(root, f"{q}Description")
     ET.SubElement(desc, f"{q}MeasurementUnit").text = "pixel"
     info = ET.SubElement(desc, f"{q}sourceImageInformation")
@@ -154,7 +208,11 @@ def alto(source: SourceDocument, pages: Sequence[SourcePage] | None = None,
         for el in layout_el[before:]:
             _qualify(el, q)
     ET.indent(root, space=" ")
-    return b'<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(root, encoding="unicode").encode("utf-8") + b"\n"
+    return (
+        b'<?xml version="1.0" encoding="UTF-8"?>\n'
+        + ET.tostring(root, encoding="unicode").encode("utf-8")
+        + b"\n"
+    )
 
 
 def _qualify(el: ET.Element, q: str) -> None:

@@ -36,7 +36,9 @@ def wait_for_broker(bootstrap_or_settings: str | Settings, timeout: float = 30.0
         except KafkaException as e:
             last = e
             time.sleep(0.2)
-    raise BrokerUnavailableError(f"Kafka broker at {conf['bootstrap.servers']} did not answer in {timeout:.0f} s: {last}")
+    raise BrokerUnavailableError(
+        f"Kafka broker at {conf['bootstrap.servers']} did not answer in {timeout:.0f} s: {last}"
+    )
 
 
 def ensure_topics(settings: Settings, topics: Iterable[str] = ALL_TOPICS, timeout: float = 30.0) -> list[str]:
@@ -50,8 +52,14 @@ def ensure_topics(settings: Settings, topics: Iterable[str] = ALL_TOPICS, timeou
     if not wanted:
         return []
     futures = admin.create_topics(
-        [NewTopic(t, num_partitions=settings.kafka_topic_partitions,
-                  replication_factor=settings.kafka_replication_factor) for t in wanted],
+        [
+            NewTopic(
+                t,
+                num_partitions=settings.kafka_topic_partitions,
+                replication_factor=settings.kafka_replication_factor,
+            )
+            for t in wanted
+        ],
         operation_timeout=timeout,
     )
     created = []
@@ -63,7 +71,9 @@ def ensure_topics(settings: Settings, topics: Iterable[str] = ALL_TOPICS, timeou
             err = e.args[0] if e.args else None
             if getattr(err, "name", lambda: "")() == "TOPIC_ALREADY_EXISTS":
                 continue
-            raise KafkaError(f"cannot create topic {topic}: {e}", code=getattr(err, "name", lambda: None)()) from e
+            raise KafkaError(
+                f"cannot create topic {topic}: {e}", code=getattr(err, "name", lambda: None)()
+            ) from e
     log.info("created topics", extra={"topics": created})
     return created
 
@@ -72,8 +82,11 @@ class WatermarkProbe:
     """Reads partition watermarks with one long-lived consumer (no group membership, no commits)."""
 
     def __init__(self, settings: Settings):
-        self._conf = {**settings.kafka_client_config(), "group.id": "pagestream-watermark-probe",
-                      "enable.auto.commit": False}
+        self._conf = {
+            **settings.kafka_client_config(),
+            "group.id": "pagestream-watermark-probe",
+            "enable.auto.commit": False,
+        }
         self._consumer: object | None = None
 
     def depth(self, topic: str, timeout: float = 5.0) -> int:

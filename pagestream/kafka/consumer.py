@@ -44,16 +44,28 @@ def _record(msg: Message) -> ConsumedRecord:
     # bytes except for null headers, which pagestream never writes (Headers is what the codebase reads)
     headers = cast(Headers, list(msg.headers() or []))
     return ConsumedRecord(
-        topic=topic, partition=partition, offset=offset, key=msg.key(),
-        value=msg.value(), headers=headers, timestamp_ms=msg.timestamp()[1],
+        topic=topic,
+        partition=partition,
+        offset=offset,
+        key=msg.key(),
+        value=msg.value(),
+        headers=headers,
+        timestamp_ms=msg.timestamp()[1],
     )
 
 
 class EventConsumer:
     """A consumer-group member with manual, after-the-effect offset commits."""
 
-    def __init__(self, settings: Settings, group_id: str, topics: Iterable[str], *,
-                 client_id: str = "pagestream", extra: dict[str, Any] | None = None):
+    def __init__(
+        self,
+        settings: Settings,
+        group_id: str,
+        topics: Iterable[str],
+        *,
+        client_id: str = "pagestream",
+        extra: dict[str, Any] | None = None,
+    ):
         self._topics = list(topics)
         self._conf: dict[str, Any] = {
             **settings.kafka_client_config(),
@@ -88,7 +100,9 @@ class EventConsumer:
         if partitions:
             consumer.resume(partitions)
         self._assignment |= {(p.topic, p.partition) for p in partitions}
-        log.info("partitions assigned", extra={"partitions": [f"{p.topic}[{p.partition}]" for p in partitions]})
+        log.info(
+            "partitions assigned", extra={"partitions": [f"{p.topic}[{p.partition}]" for p in partitions]}
+        )
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         self._assignment -= {(p.topic, p.partition) for p in partitions}
@@ -154,8 +168,10 @@ class EventConsumer:
             err = e.args[0] if e.args else None
             # A rebalance took the partition away: the new owner will redo the work (idempotent).
             if err is not None and getattr(err, "code", lambda: None)() in (
-                _RdKafkaError._NO_OFFSET, _RdKafkaError.REBALANCE_IN_PROGRESS,
-                _RdKafkaError.ILLEGAL_GENERATION, _RdKafkaError.UNKNOWN_MEMBER_ID,
+                _RdKafkaError._NO_OFFSET,
+                _RdKafkaError.REBALANCE_IN_PROGRESS,
+                _RdKafkaError.ILLEGAL_GENERATION,
+                _RdKafkaError.UNKNOWN_MEMBER_ID,
             ):
                 log.warning("commit lost to a rebalance", extra={"error": str(e)})
                 return

@@ -33,8 +33,15 @@ log = logging.getLogger(__name__)
 DLQ_HEADER_PREFIX = "pagestream_dlq_"
 
 
-def dead_letter_headers(headers: Headers, *, source: str, reason: str, detail: str,
-                        error_class: str | None = None, attempts: int | None = None) -> Headers:
+def dead_letter_headers(
+    headers: Headers,
+    *,
+    source: str,
+    reason: str,
+    detail: str,
+    error_class: str | None = None,
+    attempts: int | None = None,
+) -> Headers:
     """``headers`` without earlier DLQ headers, plus this dead-lettering's."""
     out = [h for h in headers if not h[0].startswith(DLQ_HEADER_PREFIX)] + [
         (DLQ_HEADER_PREFIX + "reason", reason.encode()),
@@ -54,14 +61,31 @@ def source_of(record: ConsumedRecord) -> str:
     return f"{record.topic}[{record.partition}]@{record.offset}"
 
 
-def dead_letter(producer: EventProducer, record: ConsumedRecord, dlq_topic: str, reason: str, detail: str,
-                timeout: float = 30.0, *, error: BaseException | None = None, attempts: int | None = None) -> None:
+def dead_letter(
+    producer: EventProducer,
+    record: ConsumedRecord,
+    dlq_topic: str,
+    reason: str,
+    detail: str,
+    timeout: float = 30.0,
+    *,
+    error: BaseException | None = None,
+    attempts: int | None = None,
+) -> None:
     """Copy ``record`` to ``dlq_topic`` with reason headers and wait for the broker's ack."""
-    headers = dead_letter_headers(record.headers, source=source_of(record), reason=reason, detail=detail,
-                                  error_class=type(error).__name__ if error is not None else None,
-                                  attempts=attempts)
-    producer.produce_all([ProducerRecord(dlq_topic, record.key, record.value or b"", headers)], timeout=timeout,
-                         what=f"dead letter to {dlq_topic}")
+    headers = dead_letter_headers(
+        record.headers,
+        source=source_of(record),
+        reason=reason,
+        detail=detail,
+        error_class=type(error).__name__ if error is not None else None,
+        attempts=attempts,
+    )
+    producer.produce_all(
+        [ProducerRecord(dlq_topic, record.key, record.value or b"", headers)],
+        timeout=timeout,
+        what=f"dead letter to {dlq_topic}",
+    )
     DLQ_RECORDS.labels(dlq_topic, reason).inc()
 
 
@@ -111,7 +135,8 @@ def redrive_target(source: str | None) -> str | None:
 def redriven_headers(headers: Headers, redriven_from: str) -> Headers:
     """The original headers (dead-letter headers stripped) plus where the record was redriven from."""
     return [h for h in headers if not h[0].startswith(DLQ_HEADER_PREFIX) and h[0] != REDRIVEN_FROM_HEADER] + [
-        (REDRIVEN_FROM_HEADER, redriven_from.encode())]
+        (REDRIVEN_FROM_HEADER, redriven_from.encode())
+    ]
 
 
 @dataclass(frozen=True)
@@ -191,8 +216,11 @@ class RedriveSummary:
 
 
 def _decode(rec: ConsumedRecord, pending: bool) -> DeadLetter:
-    meta = {k[len(DLQ_HEADER_PREFIX):]: (v or b"").decode("utf-8", "replace")
-            for k, v in rec.headers if k.startswith(DLQ_HEADER_PREFIX)}
+    meta = {
+        k[len(DLQ_HEADER_PREFIX) :]: (v or b"").decode("utf-8", "replace")
+        for k, v in rec.headers
+        if k.startswith(DLQ_HEADER_PREFIX)
+    }
     value = rec.value or b""
     parsed: Any = None
     try:
@@ -204,21 +232,37 @@ def _decode(rec: ConsumedRecord, pending: bool) -> DeadLetter:
         preview = preview[:PREVIEW_CHARS] + "…"
     attempts = meta.get("attempts")
     return DeadLetter(
-        topic=rec.topic, partition=rec.partition, offset=rec.offset, timestamp_ms=rec.timestamp_ms,
-        key=_text(rec.key), reason=_text(meta.get("reason")), error_class=_text(meta.get("error_class")),
-        detail=_text(meta.get("detail")), attempts=int(attempts) if attempts and attempts.isdigit() else None,
-        source=_text(meta.get("source")), failed_at=_text(meta.get("failed_at")),
+        topic=rec.topic,
+        partition=rec.partition,
+        offset=rec.offset,
+        timestamp_ms=rec.timestamp_ms,
+        key=_text(rec.key),
+        reason=_text(meta.get("reason")),
+        error_class=_text(meta.get("error_class")),
+        detail=_text(meta.get("detail")),
+        attempts=int(attempts) if attempts and attempts.isdigit() else None,
+        source=_text(meta.get("source")),
+        failed_at=_text(meta.get("failed_at")),
         redrive_topic=redrive_target(meta.get("source")),
         headers=[(escaped(k), _text(v)) for k, v in rec.headers if not k.startswith(DLQ_HEADER_PREFIX)],
-        value_bytes=len(value), value_json=parsed, value_preview=preview, pending=pending,
+        value_bytes=len(value),
+        value_json=parsed,
+        value_preview=preview,
+        pending=pending,
     )
 
 
 def _record(msg: Message) -> ConsumedRecord:
     """A fetched (non-error) message as a plain record: topic, partition and offset are always set."""
-    return ConsumedRecord(topic=msg.topic() or "", partition=msg.partition() or 0, offset=msg.offset() or 0,
-                          key=msg.key(), value=msg.value(), timestamp_ms=msg.timestamp()[1],
-                          headers=list(msg.headers() or []))  # type: ignore[arg-type]
+    return ConsumedRecord(
+        topic=msg.topic() or "",
+        partition=msg.partition() or 0,
+        offset=msg.offset() or 0,
+        key=msg.key(),
+        value=msg.value(),
+        timestamp_ms=msg.timestamp()[1],
+        headers=list(msg.headers() or []),
+    )  # type: ignore[arg-type]
 
 
 class DeadLetterQueues:
@@ -311,8 +355,13 @@ class DeadLetterQueues:
             out[tp.partition] = max(low, tp.offset) if tp.offset >= 0 else low
         return out
 
-    def _scan(self, topic: str, starts: dict[int, int], *, per_partition: int | None = None,
-              ) -> Iterator[ConsumedRecord]:
+    def _scan(
+        self,
+        topic: str,
+        starts: dict[int, int],
+        *,
+        per_partition: int | None = None,
+    ) -> Iterator[ConsumedRecord]:
         """Records of ``topic`` from ``starts`` (partition → offset) to each partition's end.
 
         The end is the broker's end-of-partition signal, not the high watermark (the embedded
@@ -333,7 +382,8 @@ class DeadLetterQueues:
                     raise BrokerUnavailableError(f"reading {topic} failed: {e}") from e
                 if not msgs and time.monotonic() - last_progress > self._timeout:
                     raise BrokerUnavailableError(
-                        f"reading {topic}: partitions {sorted(open_parts)} gave nothing in {self._timeout:.0f} s")
+                        f"reading {topic}: partitions {sorted(open_parts)} gave nothing in {self._timeout:.0f} s"
+                    )
                 for msg in msgs:
                     last_progress = time.monotonic()
                     err = msg.error()
@@ -364,12 +414,21 @@ class DeadLetterQueues:
         out = []
         for topic in topics:
             depth = self._probe.depth(topic, timeout=self._timeout)
-            pending = sum(max(0, self._watermarks(topic, p)[1] - pos) for p, pos in self.positions(topic).items())
+            pending = sum(
+                max(0, self._watermarks(topic, p)[1] - pos) for p, pos in self.positions(topic).items()
+            )
             out.append(DeadLetterTopic(topic=topic, depth=depth, pending=min(pending, depth)))
         return out
 
-    def read(self, topic: str, *, limit: int = 20, partition: int | None = None, start_offset: int | None = None,
-             pending_only: bool = False) -> list[DeadLetter]:
+    def read(
+        self,
+        topic: str,
+        *,
+        limit: int = 20,
+        partition: int | None = None,
+        start_offset: int | None = None,
+        pending_only: bool = False,
+    ) -> list[DeadLetter]:
         """Up to ``limit`` records of ``topic``, oldest first (by time, then partition and offset).
 
         ``partition`` reads one partition only; ``start_offset`` starts each partition read there
@@ -384,12 +443,21 @@ class DeadLetterQueues:
             starts[p] = max(start, start_offset) if start_offset is not None else start
             # never fetch past the end (a broker may answer that with silence, not "out of range")
             scan_from[p] = min(starts[p], max(high, low))
-        scanned = (r for r in self._scan(topic, scan_from, per_partition=limit) if r.offset >= starts[r.partition])
+        scanned = (
+            r for r in self._scan(topic, scan_from, per_partition=limit) if r.offset >= starts[r.partition]
+        )
         records = sorted(scanned, key=lambda r: (r.timestamp_ms or 0, r.partition, r.offset))[:limit]
         return [_decode(r, pending=r.offset >= positions[r.partition]) for r in records]
 
-    def redrive(self, topic: str, *, reason: str | None = None, dry_run: bool = False, batch_size: int = 500,
-                progress: Callable[[int], None] | None = None) -> RedriveSummary:
+    def redrive(
+        self,
+        topic: str,
+        *,
+        reason: str | None = None,
+        dry_run: bool = False,
+        batch_size: int = 500,
+        progress: Callable[[int], None] | None = None,
+    ) -> RedriveSummary:
         """Send the pending records of ``topic`` back to the topics they were dead-lettered from.
 
         Each goes back with its original key, value and headers, without the ``pagestream_dlq_*``
@@ -430,18 +498,31 @@ class DeadLetterQueues:
                 if target is not None and target not in exists:
                     exists[target] = self._topic_exists(target)
                 if target is None or not exists[target]:
-                    why = (f"original topic {target} does not exist" if target is not None else
-                           f"original topic unknown (source {escaped(source)!r})" if source else
-                           "no pagestream_dlq_source header")
+                    why = (
+                        f"original topic {target} does not exist"
+                        if target is not None
+                        else f"original topic unknown (source {escaped(source)!r})"
+                        if source
+                        else "no pagestream_dlq_source header"
+                    )
                     summary.skipped.append(SkippedRecord(partition=rec.partition, offset=rec.offset, why=why))
                     target = None
             batch.append((rec, target))
             if len(batch) >= batch_size:
                 flush()
         flush()
-        log.info("dlq redrive", extra={"topic": topic, "dry_run": dry_run, "reason_filter": reason,
-                                       "scanned": summary.scanned, "redriven": summary.redriven,
-                                       "passed_over": summary.passed_over, "skipped": len(summary.skipped)})
+        log.info(
+            "dlq redrive",
+            extra={
+                "topic": topic,
+                "dry_run": dry_run,
+                "reason_filter": reason,
+                "scanned": summary.scanned,
+                "redriven": summary.redriven,
+                "passed_over": summary.passed_over,
+                "skipped": len(summary.skipped),
+            },
+        )
         return summary
 
     def _send(self, sends: list[tuple[ConsumedRecord, str]]) -> None:
@@ -451,17 +532,26 @@ class DeadLetterQueues:
         if self._producer is None:
             self._producer = EventProducer(self._settings, client_id="pagestream-dlq-redrive")
         self._producer.produce_all(
-            [ProducerRecord(target, rec.key, rec.value or b"", redriven_headers(rec.headers, source_of(rec)))
-             for rec, target in sends],
-            timeout=self._timeout, what="redrive (nothing was marked redriven)")
+            [
+                ProducerRecord(
+                    target, rec.key, rec.value or b"", redriven_headers(rec.headers, source_of(rec))
+                )
+                for rec, target in sends
+            ],
+            timeout=self._timeout,
+            what="redrive (nothing was marked redriven)",
+        )
 
     def _commit(self, topic: str, records: list[ConsumedRecord]) -> None:
         highest: dict[int, int] = {}
         for r in records:
             highest[r.partition] = max(highest.get(r.partition, -1), r.offset)
         try:
-            self._c.commit(offsets=[TopicPartition(topic, p, o + 1) for p, o in highest.items()], asynchronous=False)
+            self._c.commit(
+                offsets=[TopicPartition(topic, p, o + 1) for p, o in highest.items()], asynchronous=False
+            )
         except KafkaException as e:
-            raise BrokerUnavailableError(f"redrive: records sent but the redrive group's offsets of {topic} "
-                                         f"were not committed ({e}); a retry may send them again") from e
-
+            raise BrokerUnavailableError(
+                f"redrive: records sent but the redrive group's offsets of {topic} "
+                f"were not committed ({e}); a retry may send them again"
+            ) from e

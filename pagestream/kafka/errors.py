@@ -45,8 +45,17 @@ class RecordTooLargeError(RecordRejectedError):
 
 #: librdkafka error names meaning "this record, as it is, will never be accepted"
 _TOO_LARGE = frozenset({"MSG_SIZE_TOO_LARGE", "_MSG_SIZE_TOO_LARGE", "RECORD_LIST_TOO_LARGE"})
-_REJECTED = frozenset({"INVALID_RECORD", "CORRUPT_MESSAGE", "TOPIC_AUTHORIZATION_FAILED", "INVALID_REQUIRED_ACKS",
-                       "POLICY_VIOLATION", "_INVALID_ARG", "UNSUPPORTED_FOR_MESSAGE_FORMAT"})
+_REJECTED = frozenset(
+    {
+        "INVALID_RECORD",
+        "CORRUPT_MESSAGE",
+        "TOPIC_AUTHORIZATION_FAILED",
+        "INVALID_REQUIRED_ACKS",
+        "POLICY_VIOLATION",
+        "_INVALID_ARG",
+        "UNSUPPORTED_FOR_MESSAGE_FORMAT",
+    }
+)
 
 
 def delivery_error(topic: str, code: str, message: str, *, retriable: bool) -> KafkaError:

@@ -36,9 +36,18 @@ class ProducerRecord(NamedTuple):
     headers: Headers
     partition: int | None = None
 
+
 #: errors after which an idempotent producer must be replaced to send anything again
-_FENCING = frozenset({"INVALID_RECORD", "PRODUCER_FENCED", "_FENCED", "INVALID_PRODUCER_EPOCH",
-                      "OUT_OF_ORDER_SEQUENCE_NUMBER", "UNKNOWN_PRODUCER_ID"})
+_FENCING = frozenset(
+    {
+        "INVALID_RECORD",
+        "PRODUCER_FENCED",
+        "_FENCED",
+        "INVALID_PRODUCER_EPOCH",
+        "OUT_OF_ORDER_SEQUENCE_NUMBER",
+        "UNKNOWN_PRODUCER_ID",
+    }
+)
 
 #: how long ``produce`` keeps serving delivery callbacks to make room in a full local queue
 BUFFER_FULL_TIMEOUT_SECONDS = 30.0
@@ -47,8 +56,15 @@ BUFFER_FULL_TIMEOUT_SECONDS = 30.0
 class EventProducer:
     """An idempotent Kafka producer for pagestream events and raw records."""
 
-    def __init__(self, settings: Settings, *, client_id: str = "pagestream", idempotent: bool = True,
-                 linger_ms: float = 2.0, extra: dict[str, Any] | None = None):
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        client_id: str = "pagestream",
+        idempotent: bool = True,
+        linger_ms: float = 2.0,
+        extra: dict[str, Any] | None = None,
+    ):
         self._conf: dict[str, Any] = {
             **settings.kafka_client_config(),
             "client.id": client_id,
@@ -80,8 +96,16 @@ class EventProducer:
         assert self._producer is not None
         return self._producer
 
-    def produce(self, topic: str, key: str | bytes | None, value: bytes, headers: Headers,
-                on_delivery: DeliveryCallback | None = None, opaque: Any = None, partition: int | None = None) -> None:
+    def produce(
+        self,
+        topic: str,
+        key: str | bytes | None,
+        value: bytes,
+        headers: Headers,
+        on_delivery: DeliveryCallback | None = None,
+        opaque: Any = None,
+        partition: int | None = None,
+    ) -> None:
         """Queue one record; ``on_delivery(error_or_None, opaque)`` fires from a later poll().
 
         ``partition`` overrides the key's hash partition (the key still travels with the record).
@@ -97,8 +121,12 @@ class EventProducer:
             if err is None:
                 on_delivery(None, opaque)
             else:
-                on_delivery(delivery_error(topic, err.name(), err.str(),
-                                           retriable=err.retriable() or not err.fatal()), opaque)
+                on_delivery(
+                    delivery_error(
+                        topic, err.name(), err.str(), retriable=err.retriable() or not err.fatal()
+                    ),
+                    opaque,
+                )
 
         # the stub's header list is list[tuple[str, str | bytes | None]]; ours (str, bytes) pairs are
         # valid values of it, only list invariance stops mypy seeing that
@@ -109,8 +137,9 @@ class EventProducer:
                 if partition is None:
                     self.producer.produce(topic, value=value, key=key, headers=rd_headers, on_delivery=_cb)
                 else:
-                    self.producer.produce(topic, value=value, key=key, headers=rd_headers, on_delivery=_cb,
-                                          partition=partition)
+                    self.producer.produce(
+                        topic, value=value, key=key, headers=rd_headers, on_delivery=_cb, partition=partition
+                    )
                 break
             except BufferError:
                 # local queue full: serve callbacks to make room, then try again (bounded)
@@ -126,33 +155,56 @@ class EventProducer:
                 raise delivery_error(topic, name, str(e), retriable=retriable) from e
         self.producer.poll(0)
 
-    def publish(self, event: Event, *, traceparent: str | None = None,
-                on_delivery: DeliveryCallback | None = None, opaque: Any = None, topic: str | None = None,
-                partition: int | None = None) -> str:
+    def publish(
+        self,
+        event: Event,
+        *,
+        traceparent: str | None = None,
+        on_delivery: DeliveryCallback | None = None,
+        opaque: Any = None,
+        topic: str | None = None,
+        partition: int | None = None,
+    ) -> str:
         """Queue ``event`` on its topic (or ``topic``); returns the event id."""
         key, value, headers, eid = make_record(event, traceparent=traceparent)
-        self.produce(topic or topic_for(event.event_type), key, value, headers, on_delivery, opaque, partition)
+        self.produce(
+            topic or topic_for(event.event_type), key, value, headers, on_delivery, opaque, partition
+        )
         return str(eid)
 
-    def publish_sync(self, event: Event, *, traceparent: str | None = None, topic: str | None = None,
-                     timeout: float = 30.0) -> str:
+    def publish_sync(
+        self, event: Event, *, traceparent: str | None = None, topic: str | None = None, timeout: float = 30.0
+    ) -> str:
         """Publish and wait for the broker's acknowledgement; raise if not acknowledged."""
         return self.publish_all([(event, topic, None)], traceparent=traceparent, timeout=timeout)[0]
 
-    def publish_all(self, items: Sequence[tuple[Event, str | None, int | None]], *, traceparent: str | None = None,
-                    timeout: float = 30.0) -> list[str]:
+    def publish_all(
+        self,
+        items: Sequence[tuple[Event, str | None, int | None]],
+        *,
+        traceparent: str | None = None,
+        timeout: float = 30.0,
+    ) -> list[str]:
         """Publish ``(event, topic or None, partition or None)`` items and wait until the broker
         acknowledged every one (``produce_all``); returns the event ids."""
         records, ids = [], []
         for event, topic, partition in items:
             key, value, headers, eid = make_record(event, traceparent=traceparent)
-            records.append(ProducerRecord(topic or topic_for(event.event_type), key, value, headers, partition))
+            records.append(
+                ProducerRecord(topic or topic_for(event.event_type), key, value, headers, partition)
+            )
             ids.append(str(eid))
         self.produce_all(records, timeout=timeout)
         return ids
 
-    def produce_all(self, records: Sequence[ProducerRecord], *, timeout: float = 30.0,
-                    on_acked: Callable[[ProducerRecord], None] | None = None, what: str = "produce") -> None:
+    def produce_all(
+        self,
+        records: Sequence[ProducerRecord],
+        *,
+        timeout: float = 30.0,
+        on_acked: Callable[[ProducerRecord], None] | None = None,
+        what: str = "produce",
+    ) -> None:
         """Produce ``records`` and wait until the broker acknowledged every one, calling
         ``on_acked(record)`` for each acknowledged record. Raises the first delivery error (its class
         says whether to retry), or ``BrokerUnavailableError`` when some are still unacknowledged
@@ -174,8 +226,10 @@ class EventProducer:
         if errors:
             raise errors[0]
         if acked < len(records):
-            raise BrokerUnavailableError(f"{what}: {len(records) - acked} of {len(records)} records not "
-                                         f"acknowledged within {timeout:.0f} s")
+            raise BrokerUnavailableError(
+                f"{what}: {len(records) - acked} of {len(records)} records not "
+                f"acknowledged within {timeout:.0f} s"
+            )
 
     def wait_for(self, condition: Callable[[], bool], timeout: float) -> bool:
         """Serve delivery callbacks until ``condition()`` holds or ``timeout`` passes."""

@@ -31,40 +31,48 @@ from pagestream.ocr.errors import (
 )
 
 #: throttling and server-side trouble: the same request may succeed later
-RETRYABLE_CODES = frozenset({
-    "ThrottlingException",
-    "LimitExceededException",
-    "ProvisionedThroughputExceededException",
-    "InternalServerError",
-    "ServiceUnavailable",
-    "ServiceUnavailableException",
-    "RequestTimeout",
-    "RequestTimeoutException",
-})
+RETRYABLE_CODES = frozenset(
+    {
+        "ThrottlingException",
+        "LimitExceededException",
+        "ProvisionedThroughputExceededException",
+        "InternalServerError",
+        "ServiceUnavailable",
+        "ServiceUnavailableException",
+        "RequestTimeout",
+        "RequestTimeoutException",
+    }
+)
 #: the document itself is unusable; retrying the same bytes cannot help
-UNREADABLE_CODES = frozenset({
-    "BadDocumentException",
-    "UnsupportedDocumentException",
-    "DocumentTooLargeException",
-    "InvalidParameterException",
-    "InvalidS3ObjectException",
-})
+UNREADABLE_CODES = frozenset(
+    {
+        "BadDocumentException",
+        "UnsupportedDocumentException",
+        "DocumentTooLargeException",
+        "InvalidParameterException",
+        "InvalidS3ObjectException",
+    }
+)
 #: credentials, permissions, region or keys must be fixed by an operator
-CONFIGURATION_CODES = frozenset({
-    "AccessDenied",
-    "AccessDeniedException",
-    "UnrecognizedClient",
-    "UnrecognizedClientException",
-    "InvalidSignatureException",
-    "ExpiredToken",
-    "ExpiredTokenException",
-    "InvalidClientTokenId",
-    "InvalidKMSKeyException",
-    "SubscriptionRequiredException",
-})
+CONFIGURATION_CODES = frozenset(
+    {
+        "AccessDenied",
+        "AccessDeniedException",
+        "UnrecognizedClient",
+        "UnrecognizedClientException",
+        "InvalidSignatureException",
+        "ExpiredToken",
+        "ExpiredTokenException",
+        "InvalidClientTokenId",
+        "InvalidKMSKeyException",
+        "SubscriptionRequiredException",
+    }
+)
 
 
-def bounded_config(*, connect_timeout: float = 5.0, read_timeout: float = 30.0, max_attempts: int = 3) -> Config:
+def bounded_config(
+    *, connect_timeout: float = 5.0, read_timeout: float = 30.0, max_attempts: int = 3
+) -> Config:
     """Standard-mode retries with a bounded number of attempts and explicit socket timeouts."""
     return Config(
         retries={"mode": "standard", "total_max_attempts": max_attempts},
@@ -74,7 +82,10 @@ def bounded_config(*, connect_timeout: float = 5.0, read_timeout: float = 30.0, 
 
 
 def create_client(
-    *, region_name: str | None = None, session: boto3.session.Session | None = None, config: Config | None = None
+    *,
+    region_name: str | None = None,
+    session: boto3.session.Session | None = None,
+    config: Config | None = None,
 ) -> Any:
     """A Textract client from the default credential/region chain; nothing is sent until a call."""
     try:
@@ -99,7 +110,9 @@ def translate_error(exc: BaseException) -> OcrError:
         message = exc.response.get("Error", {}).get("Message", "")
         status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
         if code in RETRYABLE_CODES:
-            return EngineUnavailableError(f"Textract is throttling or unavailable ({code}: {message}); retry later")
+            return EngineUnavailableError(
+                f"Textract is throttling or unavailable ({code}: {message}); retry later"
+            )
         if code in UNREADABLE_CODES:
             return UnreadablePageError(f"Textract cannot read this document ({code}: {message})")
         if code in CONFIGURATION_CODES:

@@ -43,7 +43,9 @@ class OcrEngine(ABC):
         """Engine name and version as reported by the engine, e.g. ``tesseract 5.5.4``."""
 
     @abstractmethod
-    def recognize(self, image: Image.Image, *, languages: str = "eng", dpi: float | None = None) -> PageLayout:
+    def recognize(
+        self, image: Image.Image, *, languages: str = "eng", dpi: float | None = None
+    ) -> PageLayout:
         """Recognize ``image`` (already upright) and return its layout."""
 
     def __enter__(self) -> OcrEngine:

@@ -63,8 +63,12 @@ def estimate_skew(image: Image.Image, max_degrees: float = SKEW_RANGE_DEGREES) -
     Works on a ~600 px wide inverted copy: coarse 0.5° steps, then 0.1° around the best.
     """
     factor = min(1.0, _SKEW_WIDTH / max(1, image.width))
-    small = image if factor >= 1.0 else image.resize(
-        (max(1, int(image.width * factor)), max(1, int(image.height * factor))), Image.Resampling.BOX
+    small = (
+        image
+        if factor >= 1.0
+        else image.resize(
+            (max(1, int(image.width * factor)), max(1, int(image.height * factor))), Image.Resampling.BOX
+        )
     )
     # Ink bright, paper black: rotation fills with paper and the profile counts ink per row.
     ink = small.point(lambda v: 255 if v < 160 else 0)
@@ -107,9 +111,15 @@ class PageProcessor:
     @classmethod
     def from_settings(cls, engine: OcrEngine, settings: Settings) -> PageProcessor:
         """A processor configured as the OCR workers run it (dpi, pixel budget, languages, preprocessing)."""
-        return cls(engine, dpi=settings.ocr_dpi, max_pixels=settings.ocr_max_page_pixels,
-                   languages=settings.ocr_languages,
-                   preprocessing=PreprocessOptions.from_flags(settings.ocr_preprocess, settings.ocr_preprocess_disable))
+        return cls(
+            engine,
+            dpi=settings.ocr_dpi,
+            max_pixels=settings.ocr_max_page_pixels,
+            languages=settings.ocr_languages,
+            preprocessing=PreprocessOptions.from_flags(
+                settings.ocr_preprocess, settings.ocr_preprocess_disable
+            ),
+        )
 
     def start(self) -> None:
         """Start the engine (load models, connect)."""
@@ -207,8 +217,9 @@ class PageProcessor:
             return None
         return preprocess(image, dpi, self.preprocessing)
 
-    def _recognize(self, prepared: Preprocessed | None, image: Image.Image, languages: str,
-                   dpi: float | None) -> PageLayout:
+    def _recognize(
+        self, prepared: Preprocessed | None, image: Image.Image, languages: str, dpi: float | None
+    ) -> PageLayout:
         """Recognize ``image`` (as prepared, when it was); boxes come back in the pixels of ``image``."""
         if prepared is None:
             return self.engine.recognize(image, languages=languages, dpi=dpi)
@@ -217,7 +228,9 @@ class PageProcessor:
             layout = map_layout(layout, prepared, image.width, image.height)
         return layout.model_copy(update={"preprocessing": prepared.record})
 
-    def straighten(self, image: Image.Image, *, even_if_engine_corrects: bool = False) -> tuple[Image.Image, float]:
+    def straighten(
+        self, image: Image.Image, *, even_if_engine_corrects: bool = False
+    ) -> tuple[Image.Image, float]:
         """Remove small skew: ``(image, measured tilt in degrees, counter-clockwise positive)``.
 
         Skipped for engines that correct skew themselves, unless a first reading went badly.
@@ -227,7 +240,9 @@ class PageProcessor:
         correction = estimate_skew(image)
         if abs(correction) < MIN_SKEW_DEGREES:
             return image, 0.0
-        return image.rotate(correction, resample=Image.Resampling.BICUBIC, expand=True, fillcolor=255), -correction
+        return image.rotate(
+            correction, resample=Image.Resampling.BICUBIC, expand=True, fillcolor=255
+        ), -correction
 
 
 #: A page whose words average below this confidence (0–100) is checked for orientation.
@@ -255,11 +270,18 @@ def map_layout(layout: PageLayout, prepared: Preprocessed, width: int, height: i
         return Box.from_pixels(round(x0, 1), round(y0, 1), round(x1, 1), round(y1, 1), width, height)
 
     blocks = [
-        Block(text=b.text, box=box(b.box), lines=[
-            Line(text=ln.text, box=box(ln.box),
-                 words=[Word(text=w.text, box=box(w.box), confidence=w.confidence) for w in ln.words])
-            for ln in b.lines
-        ])
+        Block(
+            text=b.text,
+            box=box(b.box),
+            lines=[
+                Line(
+                    text=ln.text,
+                    box=box(ln.box),
+                    words=[Word(text=w.text, box=box(w.box), confidence=w.confidence) for w in ln.words],
+                )
+                for ln in b.lines
+            ],
+        )
         for b in layout.blocks
     ]
     return layout.model_copy(update={"blocks": blocks, "width": width, "height": height})

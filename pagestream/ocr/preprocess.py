@@ -103,8 +103,12 @@ class Preprocessed:
         """The axis-aligned box, in input pixels, around a box of ``image``."""
         corners = np.array([[[x0, y0]], [[x1, y0]], [[x1, y1]], [[x0, y1]]], dtype=np.float32)
         mapped = cv2.perspectiveTransform(corners, self.to_source.astype(np.float64)).reshape(-1, 2)
-        return (float(mapped[:, 0].min()), float(mapped[:, 1].min()),
-                float(mapped[:, 0].max()), float(mapped[:, 1].max()))
+        return (
+            float(mapped[:, 0].min()),
+            float(mapped[:, 1].min()),
+            float(mapped[:, 0].max()),
+            float(mapped[:, 1].max()),
+        )
 
 
 class _Steps:
@@ -112,8 +116,9 @@ class _Steps:
         self.steps: list[PreprocessingStep] = []
 
     def add(self, name: str, started: float, **params: float | int | str | bool) -> None:
-        self.steps.append(PreprocessingStep(name=name, seconds=round(time.perf_counter() - started, 4),
-                                            params=params))
+        self.steps.append(
+            PreprocessingStep(name=name, seconds=round(time.perf_counter() - started, 4), params=params)
+        )
 
 
 def _shrink(gray: np.ndarray) -> tuple[np.ndarray, float]:
@@ -141,7 +146,9 @@ def _order_corners(points: np.ndarray) -> np.ndarray:
     pts = points.reshape(4, 2).astype(np.float32)
     s = pts.sum(axis=1)
     d = np.diff(pts, axis=1).ravel()
-    return np.array([pts[np.argmin(s)], pts[np.argmin(d)], pts[np.argmax(s)], pts[np.argmax(d)]], dtype=np.float32)
+    return np.array(
+        [pts[np.argmin(s)], pts[np.argmin(d)], pts[np.argmax(s)], pts[np.argmax(d)]], dtype=np.float32
+    )
 
 
 def _find_sheet(background: np.ndarray) -> np.ndarray | None:
@@ -189,7 +196,9 @@ def _isolated_specks(ink: np.ndarray) -> tuple[np.ndarray, float | None, int, in
     big = ~small
     big[0] = False
     reach = max(3, int(round(height / 2)))
-    near = cv2.dilate(big[labels].astype(np.uint8), cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (reach, reach)))
+    near = cv2.dilate(
+        big[labels].astype(np.uint8), cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (reach, reach))
+    )
     touching = np.unique(labels[small[labels] & (near > 0)])
     speck = small.copy()
     speck[touching] = False
@@ -204,7 +213,7 @@ def _sample(gray: np.ndarray, side: int = 1200) -> np.ndarray:
     y0, x0 = max(0, h // 2 - side // 2), max(0, w // 2 - side // 2)
     # the upper middle of a page is where text usually is
     y0 = max(0, min(h - side, h // 3 - side // 2))
-    return gray[y0:y0 + side, x0:x0 + side]
+    return gray[y0 : y0 + side, x0 : x0 + side]
 
 
 def _text_height(gray: np.ndarray) -> tuple[float | None, float]:
@@ -221,7 +230,9 @@ def _is_bilevel(gray: np.ndarray) -> bool:
     return bool(dark > 0 and mid < 0.5 * dark)
 
 
-def _sauvola(gray: np.ndarray, window: int, k: float = 0.2, r: float = 128.0, strip: int = 1024) -> np.ndarray:
+def _sauvola(
+    gray: np.ndarray, window: int, k: float = 0.2, r: float = 128.0, strip: int = 1024
+) -> np.ndarray:
     """Sauvola's adaptive threshold: ink where the pixel is below mean·(1 + k·(std/R − 1)).
 
     Computed in horizontal strips (overlapping by half a window) so that the float temporaries
@@ -237,7 +248,7 @@ def _sauvola(gray: np.ndarray, window: int, k: float = 0.2, r: float = 128.0, st
         sq = cv2.boxFilter(g * g, cv2.CV_32F, (window, window), borderType=cv2.BORDER_REFLECT)
         std = np.sqrt(np.maximum(sq - mean * mean, 0))
         threshold = mean * (1 + k * (std / r - 1))
-        out[y0:y1] = np.where(g > threshold, 255, 0)[y0 - a:y1 - a]
+        out[y0:y1] = np.where(g > threshold, 255, 0)[y0 - a : y1 - a]
     return out
 
 
@@ -251,7 +262,9 @@ def _remove_specks(gray: np.ndarray) -> tuple[np.ndarray, int]:
     return out, removed
 
 
-def preprocess(image: Image.Image, dpi: float | None, options: PreprocessOptions | None = None) -> Preprocessed:
+def preprocess(
+    image: Image.Image, dpi: float | None, options: PreprocessOptions | None = None
+) -> Preprocessed:
     """Repair ``image`` (grayscale) for OCR as far as it needs; see the module docstring."""
     options = options or PreprocessOptions()
     started = time.perf_counter()
@@ -267,8 +280,14 @@ def preprocess(image: Image.Image, dpi: float | None, options: PreprocessOptions
     background = _background(small, 15)
     sh, sw = background.shape
     band = max(2, round(0.03 * min(sh, sw)))
-    surround = np.concatenate([background[:band].ravel(), background[-band:].ravel(),
-                               background[:, :band].ravel(), background[:, -band:].ravel()])
+    surround = np.concatenate(
+        [
+            background[:band].ravel(),
+            background[-band:].ravel(),
+            background[:, :band].ravel(),
+            background[:, -band:].ravel(),
+        ]
+    )
     paper = float(np.percentile(background, 90)) or 1.0
     corners = None
     if options.page_detection and float(np.median(surround)) < DARK_SURROUND * paper:
@@ -296,13 +315,18 @@ def preprocess(image: Image.Image, dpi: float | None, options: PreprocessOptions
         # fast; drawings' title blocks read worse upscaled): only thresholded pages (faxes) and
         # tiny grey text are enlarged.
         small_text = text_height is not None and (
-            text_height < MIN_GRAY_TEXT_HEIGHT or (text_height < MIN_TEXT_HEIGHT and _is_bilevel(gray)))
+            text_height < MIN_GRAY_TEXT_HEIGHT or (text_height < MIN_TEXT_HEIGHT and _is_bilevel(gray))
+        )
     analysis_seconds = time.perf_counter() - started
 
     needs_work = corners is not None or uneven or (options.upscale and small_text)
     if not needs_work:
-        record = Preprocessing(steps=[], analysis_seconds=round(analysis_seconds, 4),
-                               seconds=round(time.perf_counter() - started, 4), unevenness=round(unevenness, 3))
+        record = Preprocessing(
+            steps=[],
+            analysis_seconds=round(analysis_seconds, 4),
+            seconds=round(time.perf_counter() - started, 4),
+            unevenness=round(unevenness, 3),
+        )
         return Preprocessed(image, identity, dpi, record)
 
     to_source: np.ndarray = identity
@@ -326,8 +350,9 @@ def preprocess(image: Image.Image, dpi: float | None, options: PreprocessOptions
         sw_, sh_ = min(side, round(width)), min(side, round(height))
         ox, oy = max(0.0, width / 2 - sw_ / 2), max(0.0, min(height - sh_, height / 3 - sh_ / 2))
         to_window = np.array([[1, 0, -ox], [0, 1, -oy], [0, 0, 1]], dtype=np.float64) @ warp
-        sample = cv2.warpPerspective(gray, to_window, (sw_, sh_), flags=cv2.INTER_LINEAR,
-                                     borderMode=cv2.BORDER_REPLICATE)
+        sample = cv2.warpPerspective(
+            gray, to_window, (sw_, sh_), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
+        )
         text_height, speck_share = _text_height(_normalize(sample))
         factor = 1.0
         if options.upscale and text_height is not None:
@@ -336,15 +361,23 @@ def preprocess(image: Image.Image, dpi: float | None, options: PreprocessOptions
             if 0.85 <= factor <= 1.15:
                 factor = 1.0
         warp = _scale_matrix(factor) @ warp
-        flat = cv2.warpPerspective(gray, warp, (round(width * factor), round(height * factor)),
-                                   flags=cv2.INTER_CUBIC if factor > 1.0 else cv2.INTER_AREA if factor < 1.0
-                                   else cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        flat = cv2.warpPerspective(
+            gray,
+            warp,
+            (round(width * factor), round(height * factor)),
+            flags=cv2.INTER_CUBIC if factor > 1.0 else cv2.INTER_AREA if factor < 1.0 else cv2.INTER_LINEAR,
+            borderMode=cv2.BORDER_REPLICATE,
+        )
         out = flat
         to_source = np.linalg.inv(warp)
         out_dpi = TARGET_DPI if text_height else None
-        steps.add("perspective", t, factor=round(factor, 3),
-                  text_height=round(text_height, 1) if text_height else 0.0,
-                  corners=" ".join(f"{x:.0f},{y:.0f}" for x, y in quad))
+        steps.add(
+            "perspective",
+            t,
+            factor=round(factor, 3),
+            text_height=round(text_height, 1) if text_height else 0.0,
+            corners=" ".join(f"{x:.0f},{y:.0f}" for x, y in quad),
+        )
         uneven = options.illumination  # a photo's light is never even enough to skip it
 
     # --- light: divide by the paper background, then threshold locally ---
@@ -370,14 +403,22 @@ def preprocess(image: Image.Image, dpi: float | None, options: PreprocessOptions
                 # A thresholded page (fax): enlarge its black/white shapes smoothly and threshold
                 # again, instead of enlarging the JPEG's blotches around every stroke.
                 _, binary = cv2.threshold(out, 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
-                big = cv2.GaussianBlur(cv2.resize(binary, size, interpolation=cv2.INTER_LINEAR), (0, 0), factor / 2)
+                big = cv2.GaussianBlur(
+                    cv2.resize(binary, size, interpolation=cv2.INTER_LINEAR), (0, 0), factor / 2
+                )
                 out = np.where(big > 127, 255, 0).astype(np.uint8)
             else:
                 out = cv2.resize(out, size, interpolation=cv2.INTER_CUBIC)
             to_source = to_source @ _scale_matrix(1 / factor)
             out_dpi = (dpi * factor) if dpi else TARGET_DPI
-            steps.add("upscale", t, factor=round(factor, 3), bilevel=bilevel,
-                      text_height=round(text_height, 1) if text_height else 0.0, dpi=round(dpi or 0.0, 1))
+            steps.add(
+                "upscale",
+                t,
+                factor=round(factor, 3),
+                bilevel=bilevel,
+                text_height=round(text_height, 1) if text_height else 0.0,
+                dpi=round(dpi or 0.0, 1),
+            )
 
     if uneven and options.binarization:
         t = time.perf_counter()
@@ -391,9 +432,15 @@ def preprocess(image: Image.Image, dpi: float | None, options: PreprocessOptions
                 out, removed = _remove_specks(out)
                 steps.add("denoise", t, removed=removed, share=round(share, 3))
 
-    record = Preprocessing(steps=steps.steps, analysis_seconds=round(analysis_seconds, 4),
-                           seconds=round(time.perf_counter() - started, 4), unevenness=round(unevenness, 3))
-    return Preprocessed(Image.fromarray(np.ascontiguousarray(out), "L"), to_source, out_dpi, record, changed=True)
+    record = Preprocessing(
+        steps=steps.steps,
+        analysis_seconds=round(analysis_seconds, 4),
+        seconds=round(time.perf_counter() - started, 4),
+        unevenness=round(unevenness, 3),
+    )
+    return Preprocessed(
+        Image.fromarray(np.ascontiguousarray(out), "L"), to_source, out_dpi, record, changed=True
+    )
 
 
 def _normalize(gray: np.ndarray) -> np.ndarray:

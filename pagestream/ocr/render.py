@@ -24,8 +24,16 @@ DocumentKind = Literal["pdf", "image"]
 
 PDF_MEDIA_TYPES = frozenset({"application/pdf", "application/x-pdf"})
 IMAGE_MEDIA_TYPES = frozenset(
-    {"image/png", "image/jpeg", "image/jpg", "image/tiff", "image/gif", "image/webp", "image/bmp",
-     "image/x-ms-bmp"}
+    {
+        "image/png",
+        "image/jpeg",
+        "image/jpg",
+        "image/tiff",
+        "image/gif",
+        "image/webp",
+        "image/bmp",
+        "image/x-ms-bmp",
+    }
 )
 #: Default decompression-bomb limit: 4× the default page budget of 60 MP.
 DEFAULT_MAX_SOURCE_PIXELS = 240_000_000
@@ -73,7 +81,9 @@ def open_pdf(data: bytes, password: str | None = None) -> pdfium.PdfDocument:
                     "the password given for this encrypted PDF is wrong; resubmit with the correct password"
                 ) from e
             raise EncryptedDocumentError("PDF is encrypted; resubmit with `password`") from e
-        raise UnreadablePageError(f"not a readable PDF ({e}); check the file is not truncated or corrupt") from e
+        raise UnreadablePageError(
+            f"not a readable PDF ({e}); check the file is not truncated or corrupt"
+        ) from e
 
 
 @contextmanager
@@ -188,7 +198,8 @@ def _render_image(data: bytes, page_number: int, max_pixels: int, max_source_pix
         if gray.width * gray.height > max_pixels:
             factor = fit_scale(gray.width, gray.height, 1.0, max_pixels)
             gray = gray.resize(
-                (max(1, int(gray.width * factor)), max(1, int(gray.height * factor))), Image.Resampling.LANCZOS
+                (max(1, int(gray.width * factor)), max(1, int(gray.height * factor))),
+                Image.Resampling.LANCZOS,
             )
         scale = max(gray.width, gray.height) / max(source_w, source_h)
         dpi_used = float(xdpi) * scale if xdpi and 100 <= float(xdpi) <= 2400 else None

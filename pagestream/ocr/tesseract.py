@@ -65,7 +65,9 @@ class TesseractEngine(OcrEngine):
         return f"tesseract {version}"
 
     # --- recognition ---
-    def recognize(self, image: Image.Image, *, languages: str = "eng", dpi: float | None = None) -> PageLayout:
+    def recognize(
+        self, image: Image.Image, *, languages: str = "eng", dpi: float | None = None
+    ) -> PageLayout:
         """Recognize an upright page image into blocks, lines and words (pixel boxes of ``image``)."""
         api = self._api_for(languages)
         started = time.perf_counter()
@@ -143,8 +145,12 @@ def layout_from_words(words: list[RawWord], width: int, height: int) -> PageLayo
 
     def box(items: list[RawWord]) -> Box:
         return Box.from_pixels(
-            min(i.x0 for i in items), min(i.y0 for i in items),
-            max(i.x1 for i in items), max(i.y1 for i in items), width, height,
+            min(i.x0 for i in items),
+            min(i.y0 for i in items),
+            max(i.x1 for i in items),
+            max(i.y1 for i in items),
+            width,
+            height,
         )
 
     for lines in by_block.values():
@@ -153,8 +159,11 @@ def layout_from_words(words: list[RawWord], width: int, height: int) -> PageLayo
                 text=" ".join(w.text for w in ws),
                 box=box(ws),
                 words=[
-                    Word(text=w.text, box=Box.from_pixels(w.x0, w.y0, w.x1, w.y1, width, height),
-                         confidence=min(100.0, max(0.0, w.confidence)))
+                    Word(
+                        text=w.text,
+                        box=Box.from_pixels(w.x0, w.y0, w.x1, w.y1, width, height),
+                        confidence=min(100.0, max(0.0, w.confidence)),
+                    )
                     for w in ws
                 ],
             )

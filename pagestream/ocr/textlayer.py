@@ -90,8 +90,12 @@ def _chars(textpage: pdfium.PdfTextPage, geometry: _PageGeometry) -> list[_Char 
             boxes = [_box(textpage, geometry, index), _box(textpage, geometry, i)]
             i += 1
             real = [b for b in boxes if b[2] > b[0] or b[3] > b[1]] or boxes
-            x0, y0, x1, y1 = min(b[0] for b in real), min(b[1] for b in real), max(b[2] for b in real), max(
-                b[3] for b in real)
+            x0, y0, x1, y1 = (
+                min(b[0] for b in real),
+                min(b[1] for b in real),
+                max(b[2] for b in real),
+                max(b[3] for b in real),
+            )
             out.append(_Char(chr(code), x0, y0, x1, y1))
             continue
         if code == 0 or 0xDC00 <= code <= 0xDFFF:
@@ -154,7 +158,12 @@ def _group_lines(chars: list[_Char | None]) -> list[list[list[_Char]]]:
 
 
 def _bbox(items: list[tuple[float, float, float, float]]) -> tuple[float, float, float, float]:
-    return min(i[0] for i in items), min(i[1] for i in items), max(i[2] for i in items), max(i[3] for i in items)
+    return (
+        min(i[0] for i in items),
+        min(i[1] for i in items),
+        max(i[2] for i in items),
+        max(i[3] for i in items),
+    )
 
 
 def extract(page: pdfium.PdfPage) -> PageLayout:
@@ -193,7 +202,11 @@ def extract(page: pdfium.PdfPage) -> PageLayout:
                 continue
         groups.append([(line, lb)])
     blocks = [
-        Block(text="\n".join(ln.text for ln, _ in g), box=box(_bbox([b for _, b in g])), lines=[ln for ln, _ in g])
+        Block(
+            text="\n".join(ln.text for ln, _ in g),
+            box=box(_bbox([b for _, b in g])),
+            lines=[ln for ln, _ in g],
+        )
         for g in groups
     ]
     return PageLayout(
@@ -221,7 +234,9 @@ def _unmapped_count(page: pdfium.PdfPage) -> int:
     textpage = page.get_textpage()
     try:
         return sum(
-            1 for i in range(textpage.count_chars()) if pdfium_c.FPDFText_HasUnicodeMapError(textpage.raw, i) == 1
+            1
+            for i in range(textpage.count_chars())
+            if pdfium_c.FPDFText_HasUnicodeMapError(textpage.raw, i) == 1
         )
     finally:
         textpage.close()

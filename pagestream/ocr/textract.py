@@ -134,7 +134,9 @@ class TextractEngine(OcrEngine):
             return f"textract {self._model_version}"
         return f"textract (boto3 {_boto3_version()})"
 
-    def recognize(self, image: Image.Image, *, languages: str = "eng", dpi: float | None = None) -> PageLayout:
+    def recognize(
+        self, image: Image.Image, *, languages: str = "eng", dpi: float | None = None
+    ) -> PageLayout:
         """Send ``image`` as PNG to DetectDocumentText and map its blocks to a ``PageLayout``."""
         encoded = encode_within(image, max_bytes=self._max_image_bytes, max_side=SYNC_MAX_SIDE)
         started = time.monotonic()
@@ -172,15 +174,23 @@ def _box(geometry: Mapping[str, Any] | None, *, width: int, height: int) -> Box 
 def _union(boxes: list[Box], *, width: int, height: int) -> Box:
     """The smallest box containing ``boxes``."""
     return Box.from_pixels(
-        min(b.x0 for b in boxes), min(b.y0 for b in boxes),
-        max(b.x1 for b in boxes), max(b.y1 for b in boxes),
-        width, height,
+        min(b.x0 for b in boxes),
+        min(b.y0 for b in boxes),
+        max(b.x1 for b in boxes),
+        max(b.y1 for b in boxes),
+        width,
+        height,
     )
 
 
 def _child_ids(block: Mapping[str, Any]) -> list[str]:
     """Ids of a block's CHILD relationships, in order."""
-    return [i for rel in block.get("Relationships") or [] if rel.get("Type") == "CHILD" for i in rel.get("Ids", [])]
+    return [
+        i
+        for rel in block.get("Relationships") or []
+        if rel.get("Type") == "CHILD"
+        for i in rel.get("Ids", [])
+    ]
 
 
 def _same_block(previous: Line, line: Line) -> bool:
@@ -241,7 +251,9 @@ def layout_from_blocks(
         source="ocr",
         engine=TextractEngine.name,
         engine_version=engine_version,
-        mean_confidence=round(sum(w.confidence for w in all_words) / len(all_words), 2) if all_words else None,
+        mean_confidence=round(sum(w.confidence for w in all_words) / len(all_words), 2)
+        if all_words
+        else None,
         blocks=out_blocks,
     )
 
@@ -278,8 +290,12 @@ class AsyncPollPolicy:
         """Seconds to wait before poll number ``attempt`` (0-based), never above the cap."""
         if attempt < 0:
             raise ValueError("attempt must be >= 0")
-        return capped_exponential(attempt + 1, initial=self.initial_delay_seconds, factor=self.multiplier,
-                                  maximum=self.max_delay_seconds)
+        return capped_exponential(
+            attempt + 1,
+            initial=self.initial_delay_seconds,
+            factor=self.multiplier,
+            maximum=self.max_delay_seconds,
+        )
 
     def expired(self, elapsed_seconds: float) -> bool:
         """Whether a job polled for ``elapsed_seconds`` has exceeded its total wait budget."""
@@ -363,8 +379,14 @@ class TextractAsyncJobs:
                 "client_token must be 1–64 characters of letters, digits, '-' or '_' "
                 "(derive it from the document id, e.g. its uuid hex)"
             )
-        check_async_document(bucket, key, size_bytes=size_bytes, page_count=page_count, encrypted=encrypted,
-                             media_type=media_type)
+        check_async_document(
+            bucket,
+            key,
+            size_bytes=size_bytes,
+            page_count=page_count,
+            encrypted=encrypted,
+            media_type=media_type,
+        )
         s3_object: dict[str, str] = {"Bucket": bucket, "Name": key}
         if version:
             s3_object["Version"] = version
@@ -420,12 +442,16 @@ class TextractAsyncJobs:
                 raise OcrError(f"Textract returned a repeated NextToken for job {job_id}")
             seen_tokens.add(token)
             params["NextToken"] = token
-        engine_version = f"textract {model_version}" if model_version else f"textract (boto3 {_boto3_version()})"
+        engine_version = (
+            f"textract {model_version}" if model_version else f"textract (boto3 {_boto3_version()})"
+        )
         sizes = page_sizes or {}
         layouts: dict[int, PageLayout] = {}
         for page, blocks in sorted(by_page.items()):
             width, height = sizes.get(page, DEFAULT_ASYNC_PAGE_SIZE)
-            layouts[page] = layout_from_blocks(blocks, width=width, height=height, engine_version=engine_version)
+            layouts[page] = layout_from_blocks(
+                blocks, width=width, height=height, engine_version=engine_version
+            )
         return layouts
 
     def wait_for(

@@ -45,10 +45,32 @@ _LINE_ENDING_BREAKS = frozenset({"EOL_SURE_SPACE", "LINE_BREAK", "HYPHEN"})
 
 #: Tesseract language codes (our ``languages`` argument) → BCP-47 hints for Vision
 _TESSERACT_TO_BCP47 = {
-    "eng": "en", "deu": "de", "fra": "fr", "spa": "es", "ita": "it", "por": "pt", "nld": "nl",
-    "pol": "pl", "ces": "cs", "swe": "sv", "dan": "da", "nor": "no", "fin": "fi", "rus": "ru",
-    "ukr": "uk", "ell": "el", "tur": "tr", "ara": "ar", "heb": "he", "hin": "hi", "jpn": "ja",
-    "kor": "ko", "chi_sim": "zh", "chi_tra": "zh-Hant", "vie": "vi", "tha": "th",
+    "eng": "en",
+    "deu": "de",
+    "fra": "fr",
+    "spa": "es",
+    "ita": "it",
+    "por": "pt",
+    "nld": "nl",
+    "pol": "pl",
+    "ces": "cs",
+    "swe": "sv",
+    "dan": "da",
+    "nor": "no",
+    "fin": "fi",
+    "rus": "ru",
+    "ukr": "uk",
+    "ell": "el",
+    "tur": "tr",
+    "ara": "ar",
+    "heb": "he",
+    "hin": "hi",
+    "jpn": "ja",
+    "kor": "ko",
+    "chi_sim": "zh",
+    "chi_tra": "zh-Hant",
+    "vie": "vi",
+    "tha": "th",
 }
 
 
@@ -109,7 +131,9 @@ class GoogleVisionEngine(OcrEngine):
         """API and client library version, e.g. ``google-vision v1 (google-cloud-vision 3.16.0)``."""
         return f"google-vision v1 (google-cloud-vision {_google_vision.library_version()})"
 
-    def recognize(self, image: Image.Image, *, languages: str = "eng", dpi: float | None = None) -> PageLayout:
+    def recognize(
+        self, image: Image.Image, *, languages: str = "eng", dpi: float | None = None
+    ) -> PageLayout:
         """Send ``image`` as PNG and map the ``fullTextAnnotation`` to a ``PageLayout`` in its pixels."""
         if self._client is None:
             self.start()
@@ -137,9 +161,7 @@ class GoogleVisionEngine(OcrEngine):
         return layout.model_copy(update={"dpi": dpi, "ocr_seconds": elapsed})
 
 
-def _box(
-    poly: dict[str, Any] | None, *, width: int, height: int, upload_size: tuple[int, int]
-) -> Box | None:
+def _box(poly: dict[str, Any] | None, *, width: int, height: int, upload_size: tuple[int, int]) -> Box | None:
     """Axis-aligned box around a Vision ``BoundingPoly``, in pixels of the original image."""
     if not poly:
         return None
@@ -162,9 +184,12 @@ def _box(
 def _union(boxes: list[Box], *, width: int, height: int) -> Box:
     """The smallest box containing ``boxes``."""
     return Box.from_pixels(
-        min(b.x0 for b in boxes), min(b.y0 for b in boxes),
-        max(b.x1 for b in boxes), max(b.y1 for b in boxes),
-        width, height,
+        min(b.x0 for b in boxes),
+        min(b.y0 for b in boxes),
+        max(b.x1 for b in boxes),
+        max(b.y1 for b in boxes),
+        width,
+        height,
     )
 
 
@@ -209,7 +234,9 @@ def layout_from_annotation(
                     text = "".join(s.get("text", "") for s in symbols)
                     box = _box(vword.get("boundingBox"), width=width, height=height, upload_size=upload)
                     if text.strip() and box is not None:
-                        current.append(Word(text=text, box=box, confidence=_confidence(vword.get("confidence"))))
+                        current.append(
+                            Word(text=text, box=box, confidence=_confidence(vword.get("confidence")))
+                        )
                     if current and symbols and _break_type(symbols[-1]) in _LINE_ENDING_BREAKS:
                         lines.append(_line(current, width=width, height=height))
                         current = []

@@ -103,8 +103,15 @@ class TansuBroker:
     e.g. for tests that hand a consumer records an unvalidating broker would accept.
     """
 
-    def __init__(self, state_dir: Path, port: int = 0, *, start_timeout: float = 30.0,
-                 validate_schemas: bool = True, unvalidated_topics: Iterable[str] = ()):
+    def __init__(
+        self,
+        state_dir: Path,
+        port: int = 0,
+        *,
+        start_timeout: float = 30.0,
+        validate_schemas: bool = True,
+        unvalidated_topics: Iterable[str] = (),
+    ):
         self.state_dir = Path(state_dir)
         self.validate_schemas = validate_schemas
         self._unvalidated_topics = tuple(unvalidated_topics)
@@ -168,20 +175,40 @@ class TansuBroker:
 
     def _spawn(self, binary: Path) -> None:
         url = f"tcp://{HOST}:{self._port}"
-        cmd = [str(binary), "broker", "--listener-url", url, "--advertised-listener-url", url,
-               "--storage-engine", "memory://tansu/"]
+        cmd = [
+            str(binary),
+            "broker",
+            "--listener-url",
+            url,
+            "--advertised-listener-url",
+            url,
+            "--storage-engine",
+            "memory://tansu/",
+        ]
         cwd = None
         # Tansu also reads SCHEMA_REGISTRY from its environment: only our flag may choose the registry
         env = {k: v for k, v in os.environ.items() if k != "SCHEMA_REGISTRY"}
         if self.validate_schemas:
-            cmd += ["--schema-registry", REGISTRY_URL, "--schema-registry-cache-expiry", REGISTRY_CACHE_EXPIRY]
+            cmd += [
+                "--schema-registry",
+                REGISTRY_URL,
+                "--schema-registry-cache-expiry",
+                REGISTRY_CACHE_EXPIRY,
+            ]
             cwd = self.registry_dir
         self._log_file = self.log_path.open("ab")
         self._log_file.write(f"--- starting: {' '.join(cmd)}\n".encode())
         self._log_file.flush()
         # Own session: a terminal Ctrl-C reaches the supervisor, which stops parts in order.
-        self._proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=self._log_file, cwd=cwd, env=env,
-                                      stderr=subprocess.STDOUT, start_new_session=True)
+        self._proc = subprocess.Popen(
+            cmd,
+            stdin=subprocess.DEVNULL,
+            stdout=self._log_file,
+            cwd=cwd,
+            env=env,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         try:
             self._wait_ready()
         except BaseException:

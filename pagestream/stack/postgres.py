@@ -151,8 +151,9 @@ class PrivatePostgres:
         for attempt in range(attempts):
             self._choose_port(fresh=attempt > 0)
             self._write_config()
-            result = self._pg_ctl("start", "-w", "-t", str(int(self._start_timeout)), "-l", str(self.log_path),
-                                  check=False)
+            result = self._pg_ctl(
+                "start", "-w", "-t", str(int(self._start_timeout)), "-l", str(self.log_path), check=False
+            )
             if result.returncode == 0:
                 break
             if attempt == attempts - 1 or port_is_free(self._port, HOST):
@@ -162,7 +163,9 @@ class PrivatePostgres:
                 )
         (self.state_dir / "port").write_text(f"{self._port}\n")
         self._ensure_database()
-        log.info("postgres ready", extra={"port": self._port, "data_dir": str(self.data_dir), "pid": self.pid})
+        log.info(
+            "postgres ready", extra={"port": self._port, "data_dir": str(self.data_dir), "pid": self.pid}
+        )
 
     def stop(self) -> None:
         """Stop the server (fast shutdown: running transactions are rolled back). Idempotent."""
@@ -228,9 +231,14 @@ class PrivatePostgres:
     def _can_reach(self, path: Path) -> bool:
         """True if the postgres system user can traverse every directory down to ``path``."""
         if shutil.which("runuser") is None:
-            raise BinaryNotFoundError("running PostgreSQL as root needs `runuser` (Debian package util-linux)")
-        result = subprocess.run(["runuser", "-u", SYSTEM_USER, "--", "test", "-x", str(path)],
-                                stdin=subprocess.DEVNULL, capture_output=True)
+            raise BinaryNotFoundError(
+                "running PostgreSQL as root needs `runuser` (Debian package util-linux)"
+            )
+        result = subprocess.run(
+            ["runuser", "-u", SYSTEM_USER, "--", "test", "-x", str(path)],
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+        )
         return result.returncode == 0
 
     def _locate_cluster_dir(self) -> Path:
@@ -275,10 +283,19 @@ class PrivatePostgres:
         cmd = ["runuser", "-u", SYSTEM_USER, "--", *args] if self._as_root else args
         env = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
         env["LC_ALL"] = "C"
-        result = subprocess.run(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                text=True, cwd=self.cluster_dir, env=env)
+        result = subprocess.run(
+            cmd,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            cwd=self.cluster_dir,
+            env=env,
+        )
         if check and result.returncode != 0:
-            raise StackError(f"{Path(args[0]).name} failed (exit {result.returncode}):\n{result.stdout.strip()}")
+            raise StackError(
+                f"{Path(args[0]).name} failed (exit {result.returncode}):\n{result.stdout.strip()}"
+            )
         return result
 
     def _pg_ctl(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
@@ -295,15 +312,30 @@ class PrivatePostgres:
             if self._as_root:
                 owner = self._system_user()
                 os.chown(pwfile, owner.pw_uid, owner.pw_gid)
-            self._run([str(self._bindir / "initdb"), "-D", str(self.data_dir), "-U", USER,
-                       f"--pwfile={pwfile}", "--auth=scram-sha-256", "-E", "UTF8", "--locale=C", "--no-instructions"])
+            self._run(
+                [
+                    str(self._bindir / "initdb"),
+                    "-D",
+                    str(self.data_dir),
+                    "-U",
+                    USER,
+                    f"--pwfile={pwfile}",
+                    "--auth=scram-sha-256",
+                    "-E",
+                    "UTF8",
+                    "--locale=C",
+                    "--no-instructions",
+                ]
+            )
         finally:
             with contextlib.suppress(FileNotFoundError):
                 pwfile.unlink()
         conf = self.data_dir / "postgresql.conf"
         with conf.open("a") as f:
-            f.write("\n# pagestream: settings managed by pagestream (rewritten at every start)\n"
-                    "include_if_exists = 'pagestream.conf'\n")
+            f.write(
+                "\n# pagestream: settings managed by pagestream (rewritten at every start)\n"
+                "include_if_exists = 'pagestream.conf'\n"
+            )
 
     def _choose_port(self, *, fresh: bool) -> None:
         if self._requested_port and not fresh:
@@ -342,8 +374,14 @@ class PrivatePostgres:
     def _ensure_database(self) -> None:
         import psycopg2
 
-        conn = psycopg2.connect(host=HOST, port=self._port, user=USER, password=self.password,
-                                dbname="postgres", connect_timeout=10)
+        conn = psycopg2.connect(
+            host=HOST,
+            port=self._port,
+            user=USER,
+            password=self.password,
+            dbname="postgres",
+            connect_timeout=10,
+        )
         try:
             conn.autocommit = True
             with conn.cursor() as cur:
@@ -352,5 +390,3 @@ class PrivatePostgres:
                     cur.execute(f'CREATE DATABASE "{DATABASE}"')
         finally:
             conn.close()
-
-

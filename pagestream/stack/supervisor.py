@@ -79,13 +79,16 @@ class AuthDecision:
     explicit: bool = False  # PAGESTREAM_AUTH was set by the operator and is honoured as given
 
 
-def decide_auth(environ: Mapping[str, str], *, broker_embedded: bool, database_embedded: bool,
-                storage_embedded: bool) -> AuthDecision:
+def decide_auth(
+    environ: Mapping[str, str], *, broker_embedded: bool, database_embedded: bool, storage_embedded: bool
+) -> AuthDecision:
     """Auth is off only when Kafka, PostgreSQL and the object store are all embedded AND the
     API binds to a loopback address; an explicit ``PAGESTREAM_AUTH`` always wins."""
     explicit = environ.get("PAGESTREAM_AUTH", "").strip().lower()
     if explicit in ("enabled", "disabled"):
-        return AuthDecision(disabled=explicit == "disabled", reasons=("PAGESTREAM_AUTH is set",), explicit=True)
+        return AuthDecision(
+            disabled=explicit == "disabled", reasons=("PAGESTREAM_AUTH is set",), explicit=True
+        )
     reasons = []
     if not broker_embedded:
         reasons.append("Kafka is external (KAFKA_BOOTSTRAP_SERVERS is set)")
@@ -145,8 +148,12 @@ def prepare_infrastructure(settings: Settings) -> None:
 
     migrate(settings.database_dsn())
     try:
-        prepare(settings.database_dsn(), settings.cdc_slot, settings.cdc_publication,
-                allow_recreate=settings.cdc_allow_slot_recreate)
+        prepare(
+            settings.database_dsn(),
+            settings.cdc_slot,
+            settings.cdc_publication,
+            allow_recreate=settings.cdc_allow_slot_recreate,
+        )
     except ReplicationSetupError as e:  # e.g. the slot vanished: `pagestream up` says why and stops
         raise StackError(str(e)) from e
     ensure_topics(settings)
@@ -248,14 +255,22 @@ class StackSupervisor:
             self._prepare(settings)
             self.logs_dir.mkdir(exist_ok=True)
             for spec in self._specs:
-                self._children[spec.name] = _Child(spec, free_port(HOST), self.logs_dir / f"{spec.name}.log",
-                                                   backoff=self.restart_policy.backoff())
+                self._children[spec.name] = _Child(
+                    spec,
+                    free_port(HOST),
+                    self.logs_dir / f"{spec.name}.log",
+                    backoff=self.restart_policy.backoff(),
+                )
             ingest = self._children.get("ingest")
-            self._api_url = f"http://{HOST}:{ingest.port}" if ingest else self._environ.get(
-                "PAGESTREAM_API_URL", "")
-            self._auth = decide_auth(self._environ, broker_embedded=self._broker is not None,
-                                     database_embedded=self._postgres is not None,
-                                     storage_embedded=not self._environ.get("STORAGE_URL"))
+            self._api_url = (
+                f"http://{HOST}:{ingest.port}" if ingest else self._environ.get("PAGESTREAM_API_URL", "")
+            )
+            self._auth = decide_auth(
+                self._environ,
+                broker_embedded=self._broker is not None,
+                database_embedded=self._postgres is not None,
+                storage_embedded=not self._environ.get("STORAGE_URL"),
+            )
             self._log_auth()
             for child in self._children.values():
                 self._spawn(child)
@@ -273,23 +288,35 @@ class StackSupervisor:
         host = self._environ.get("PAGESTREAM_HTTP_HOST") or HOST
         if self._auth.disabled:
             if self._auth.explicit:
-                log.warning("authentication is DISABLED (PAGESTREAM_AUTH=disabled, set explicitly); the API binds "
-                            "to %s%s", host, "" if is_loopback(host) else ": ANYONE WHO REACHES THAT ADDRESS CAN USE IT")
+                log.warning(
+                    "authentication is DISABLED (PAGESTREAM_AUTH=disabled, set explicitly); the API binds "
+                    "to %s%s",
+                    host,
+                    "" if is_loopback(host) else ": ANYONE WHO REACHES THAT ADDRESS CAN USE IT",
+                )
             else:
-                log.warning("authentication is DISABLED: every part is embedded and the API listens on %s "
-                            "(loopback) only; set PAGESTREAM_AUTH=enabled to require API keys anyway", host)
+                log.warning(
+                    "authentication is DISABLED: every part is embedded and the API listens on %s "
+                    "(loopback) only; set PAGESTREAM_AUTH=enabled to require API keys anyway",
+                    host,
+                )
         elif self._auth.explicit:
             log.info("API keys are required (PAGESTREAM_AUTH=enabled)")
         else:
-            log.warning("API keys are required because %s; create one with `pagestream apikey create NAME` and "
-                        "send it as X-API-Key (the CLI reads PAGESTREAM_API_KEY)", "; and ".join(self._auth.reasons))
+            log.warning(
+                "API keys are required because %s; create one with `pagestream apikey create NAME` and "
+                "send it as X-API-Key (the CLI reads PAGESTREAM_API_KEY)",
+                "; and ".join(self._auth.reasons),
+            )
 
     def settings(self) -> Settings:
         """Settings as the services see them."""
         values: dict[str, Any] = {**self._environ, **self._service_env_common()}
         return Settings(**values)
 
-    def run(self, *, install_signal_handlers: bool = True, on_started: Callable[[], None] | None = None) -> None:
+    def run(
+        self, *, install_signal_handlers: bool = True, on_started: Callable[[], None] | None = None
+    ) -> None:
         """Start, supervise until SIGINT/SIGTERM or ``request_stop()``, then stop everything."""
         if install_signal_handlers:
             for sig in (signal.SIGINT, signal.SIGTERM):
@@ -356,21 +383,39 @@ class StackSupervisor:
         """The JSON-ready state of the stack (database URL redacted)."""
         parts: dict[str, dict[str, Any]] = {}
         if self._broker is not None:
-            parts["broker"] = {"kind": "infrastructure", "pid": self._broker.pid, "port": self._broker.port,
-                               "restarts": self._infra_restarts["broker"], "log": str(self._broker.log_path)}
+            parts["broker"] = {
+                "kind": "infrastructure",
+                "pid": self._broker.pid,
+                "port": self._broker.port,
+                "restarts": self._infra_restarts["broker"],
+                "log": str(self._broker.log_path),
+            }
         if self._postgres is not None:
-            parts["postgres"] = {"kind": "infrastructure", "pid": self._postgres.pid, "port": self._postgres.port,
-                                 "restarts": self._infra_restarts["postgres"], "log": str(self._postgres.log_path),
-                                 "data_dir": str(self._postgres.data_dir)}
+            parts["postgres"] = {
+                "kind": "infrastructure",
+                "pid": self._postgres.pid,
+                "port": self._postgres.port,
+                "restarts": self._infra_restarts["postgres"],
+                "log": str(self._postgres.log_path),
+                "data_dir": str(self._postgres.data_dir),
+            }
         for name, child in self._children.items():
             base = f"http://{HOST}:{child.port}"
             parts[name] = {
-                "kind": "service", "pid": child.pid, "port": child.port,
-                "health_url": f"{base}/healthz", "ready_url": f"{base}/readyz", "metrics_url": f"{base}/metrics",
-                "restarts": child.restarts, "last_exit_code": child.last_exit,
+                "kind": "service",
+                "pid": child.pid,
+                "port": child.port,
+                "health_url": f"{base}/healthz",
+                "ready_url": f"{base}/readyz",
+                "metrics_url": f"{base}/metrics",
+                "restarts": child.restarts,
+                "last_exit_code": child.last_exit,
                 "recent_exits": list(child.recent_exits),
-                "restart_in_seconds": (round(max(0.0, child.restart_at - time.monotonic()), 1)
-                                       if child.restart_at is not None else None),
+                "restart_in_seconds": (
+                    round(max(0.0, child.restart_at - time.monotonic()), 1)
+                    if child.restart_at is not None
+                    else None
+                ),
                 "log": str(child.log_path),
             }
         return {
@@ -401,8 +446,9 @@ class StackSupervisor:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             os.close(fd)
-            raise StackError(f"a stack is already running in {self.state_dir}; "
-                             "stop it with `pagestream down` first") from None
+            raise StackError(
+                f"a stack is already running in {self.state_dir}; stop it with `pagestream down` first"
+            ) from None
         os.ftruncate(fd, 0)
         os.write(fd, f"{os.getpid()}\n".encode())
         self._lock_fd = fd
@@ -484,24 +530,37 @@ class StackSupervisor:
     def _child_env(self, child: _Child) -> dict[str, str]:
         env = dict(self._environ)
         env.update(self._service_env_common())
-        env.update({
-            "PAGESTREAM_HTTP_PORT": str(child.port),
-            "PAGESTREAM_AUTH": "disabled" if self._auth.disabled else "enabled",
-            "OMP_THREAD_LIMIT": "1",
-            "PYTHONUNBUFFERED": "1",
-        })
+        env.update(
+            {
+                "PAGESTREAM_HTTP_PORT": str(child.port),
+                "PAGESTREAM_AUTH": "disabled" if self._auth.disabled else "enabled",
+                "OMP_THREAD_LIMIT": "1",
+                "PYTHONUNBUFFERED": "1",
+            }
+        )
         return env
 
     def _spawn(self, child: _Child) -> None:
         if child.log_file is None:
             child.log_file = child.log_path.open("ab")
-        note = "starting" if child.restarts == 0 else f"restart #{child.restarts} (last exit code {child.last_exit})"
-        child.log_file.write(f"--- pagestream supervisor: {note}: {' '.join(child.spec.argv)} "
-                             f"(port {child.port})\n".encode())
+        note = (
+            "starting"
+            if child.restarts == 0
+            else f"restart #{child.restarts} (last exit code {child.last_exit})"
+        )
+        child.log_file.write(
+            f"--- pagestream supervisor: {note}: {' '.join(child.spec.argv)} (port {child.port})\n".encode()
+        )
         child.log_file.flush()
         # Own process group: a terminal Ctrl-C reaches only the supervisor, which stops in order.
-        child.proc = subprocess.Popen(list(child.spec.argv), stdin=subprocess.DEVNULL, stdout=child.log_file,
-                                      stderr=subprocess.STDOUT, env=self._child_env(child), start_new_session=True)
+        child.proc = subprocess.Popen(
+            list(child.spec.argv),
+            stdin=subprocess.DEVNULL,
+            stdout=child.log_file,
+            stderr=subprocess.STDOUT,
+            env=self._child_env(child),
+            start_new_session=True,
+        )
         child.started_at = time.monotonic()
         child.restart_at = None
         log.info("started %s (pid %s, port %s)", child.spec.name, child.proc.pid, child.port)

@@ -42,8 +42,9 @@ class ObjectStore(ABC):
         """
         data = self.get(uri)
         if len(data) > max_bytes:
-            raise ObjectTooLargeError(f"{uri} is {len(data)} bytes; limit is {max_bytes} bytes",
-                                      size=len(data), limit=max_bytes)
+            raise ObjectTooLargeError(
+                f"{uri} is {len(data)} bytes; limit is {max_bytes} bytes", size=len(data), limit=max_bytes
+            )
         return data
 
     def handles(self, uri: str) -> bool:
@@ -57,8 +58,10 @@ def check_key(key: str) -> str:
     """``key`` if it names an object under the store's root; ``InvalidObjectKeyError`` otherwise."""
     segments = key.split("/")
     if not key or key.startswith("/") or any(s in ("", ".", "..") for s in segments) or "\\" in key:
-        raise InvalidObjectKeyError(f"object key {key[:200]!r} must be a relative path without empty, "
-                                    "'.' or '..' segments (it would name something outside the store)")
+        raise InvalidObjectKeyError(
+            f"object key {key[:200]!r} must be a relative path without empty, "
+            "'.' or '..' segments (it would name something outside the store)"
+        )
     return key
 
 

@@ -79,8 +79,9 @@ class LocalObjectStore(ObjectStore):
             with path.open("rb") as f:
                 size = os.fstat(f.fileno()).st_size
                 if size > max_bytes:
-                    raise ObjectTooLargeError(f"{uri} is {size} bytes; limit is {max_bytes} bytes",
-                                              size=size, limit=max_bytes)
+                    raise ObjectTooLargeError(
+                        f"{uri} is {size} bytes; limit is {max_bytes} bytes", size=size, limit=max_bytes
+                    )
                 data = f.read(max_bytes + 1)
         except FileNotFoundError as e:
             raise ObjectNotFoundError(f"no object at {uri}") from e

@@ -30,8 +30,10 @@ def bucket_name_problem(name: str) -> str | None:
     if not 3 <= len(name) <= 63:
         return f"bucket name {name[:80]!r} must be 3 to 63 characters long"
     if not _BUCKET_CHARS.match(name):
-        return (f"bucket name {name!r} may hold only lowercase letters, digits, dots and hyphens, "
-                "and must begin and end with a letter or digit")
+        return (
+            f"bucket name {name!r} may hold only lowercase letters, digits, dots and hyphens, "
+            "and must begin and end with a letter or digit"
+        )
     if ".." in name or _IPV4.match(name):
         return f"bucket name {name!r} must not contain '..' or look like an IP address"
     return None
@@ -47,10 +49,14 @@ def parse_s3_uri(uri: str) -> tuple[str, str]:
     if parts.scheme != "s3" or not parts.netloc or not key:
         raise InvalidObjectUriError(f"not an s3://bucket/key URI: {uri[:200]!r}")
     if parts.query or parts.fragment or "@" in parts.netloc or ":" in parts.netloc:
-        raise InvalidObjectUriError(f"{uri[:200]!r}: an s3:// URI has no user, port, query or fragment; "
-                                    "percent-encode '?' and '#' in keys")
+        raise InvalidObjectUriError(
+            f"{uri[:200]!r}: an s3:// URI has no user, port, query or fragment; "
+            "percent-encode '?' and '#' in keys"
+        )
     if len(key.encode()) > MAX_KEY_BYTES:
-        raise InvalidObjectUriError(f"object key is {len(key.encode())} bytes; S3 keys are at most {MAX_KEY_BYTES}")
+        raise InvalidObjectUriError(
+            f"object key is {len(key.encode())} bytes; S3 keys are at most {MAX_KEY_BYTES}"
+        )
     return parts.netloc, key
 
 
@@ -72,8 +78,11 @@ class S3ObjectStore(ObjectStore):
             from botocore.config import Config
 
             self._client = boto3.client(
-                "s3", endpoint_url=self._endpoint_url,
-                config=Config(retries={"mode": "standard", "max_attempts": 5}, connect_timeout=5, read_timeout=60),
+                "s3",
+                endpoint_url=self._endpoint_url,
+                config=Config(
+                    retries={"mode": "standard", "max_attempts": 5}, connect_timeout=5, read_timeout=60
+                ),
             )
         return self._client
 
@@ -99,8 +108,14 @@ class S3ObjectStore(ObjectStore):
 
     def put(self, key: str, data: bytes, content_type: str) -> str:
         full = f"{self.prefix}/{check_key(key)}" if self.prefix else check_key(key)
-        self._call(f"put s3://{self.bucket}/{full}", self.client.put_object,
-                   Bucket=self.bucket, Key=full, Body=data, ContentType=content_type)
+        self._call(
+            f"put s3://{self.bucket}/{full}",
+            self.client.put_object,
+            Bucket=self.bucket,
+            Key=full,
+            Body=data,
+            ContentType=content_type,
+        )
         return f"s3://{self.bucket}/{full}"
 
     def get(self, uri: str) -> bytes:
@@ -133,10 +148,14 @@ class S3ObjectStore(ObjectStore):
         bucket, key = parse_s3_uri(uri)
         size = self.size(uri)
         if size > max_bytes:
-            raise ObjectTooLargeError(f"{uri} is {size} bytes; limit is {max_bytes} bytes", size=size, limit=max_bytes)
+            raise ObjectTooLargeError(
+                f"{uri} is {size} bytes; limit is {max_bytes} bytes", size=size, limit=max_bytes
+            )
         if size == 0:
             return b""  # a Range on an empty object is refused (416)
-        resp = self._call(f"get {uri}", self.client.get_object, Bucket=bucket, Key=key, Range=f"bytes=0-{max_bytes}")
+        resp = self._call(
+            f"get {uri}", self.client.get_object, Bucket=bucket, Key=key, Range=f"bytes=0-{max_bytes}"
+        )
         body = resp["Body"]
         from botocore.exceptions import BotoCoreError
 

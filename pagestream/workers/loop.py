@@ -39,8 +39,16 @@ log = logging.getLogger(__name__)
 class ConsumerLoop:
     """Runs ``handle(record)`` for each record of ``consumer`` until stopped."""
 
-    def __init__(self, consumer: EventConsumer, producer: EventProducer, *, service: str, dlq_topic: str,
-                 expected: type[Event], max_backoff_seconds: float = 30.0):
+    def __init__(
+        self,
+        consumer: EventConsumer,
+        producer: EventProducer,
+        *,
+        service: str,
+        dlq_topic: str,
+        expected: type[Event],
+        max_backoff_seconds: float = 30.0,
+    ):
         self.consumer = consumer
         self.producer = producer
         self.service = service
@@ -56,10 +64,14 @@ class ConsumerLoop:
             ce_type = header_map(rec.headers).get("ce_type") or ""
             # compare without the version: an older version of the expected type is upcast on read
             if ce_type and ce_type.rsplit(".", 1)[0] != self.expected.event_type.rsplit(".", 1)[0]:
-                raise EventDecodeError(f"unexpected {ce_type} on {rec.topic}; expected {self.expected.event_type}")
+                raise EventDecodeError(
+                    f"unexpected {ce_type} on {rec.topic}; expected {self.expected.event_type}"
+                )
             env = decode_record(rec.value, rec.headers)
             if not isinstance(env.data, self.expected):
-                raise EventDecodeError(f"unexpected {env.type} on {rec.topic}; expected {self.expected.event_type}")
+                raise EventDecodeError(
+                    f"unexpected {env.type} on {rec.topic}; expected {self.expected.event_type}"
+                )
         except EventDecodeError as e:
             log.error("%s: dead-lettering undecodable record: %s", self.service, e)
             self.give_up(rec, e)
@@ -75,8 +87,13 @@ class ConsumerLoop:
         self.consumer.commit([rec])
         metrics.ERRORS.labels(self.service, reason).inc()
 
-    def run(self, stop: threading.Event, handle: Callable[[ConsumedRecord], None],
-            keep_going: Callable[[], bool] = lambda: True, tick: Callable[[], None] | None = None) -> None:
+    def run(
+        self,
+        stop: threading.Event,
+        handle: Callable[[ConsumedRecord], None],
+        keep_going: Callable[[], bool] = lambda: True,
+        tick: Callable[[], None] | None = None,
+    ) -> None:
         """Consume until ``stop`` is set or ``keep_going()`` is false; ``tick()`` runs before every poll."""
         self.consumer.start()
         self.producer.start()
@@ -97,7 +114,9 @@ class ConsumerLoop:
             self.producer.close(10)
             self.consumer.close()
 
-    def _one(self, rec: ConsumedRecord, handle: Callable[[ConsumedRecord], None], stop: threading.Event) -> None:
+    def _one(
+        self, rec: ConsumedRecord, handle: Callable[[ConsumedRecord], None], stop: threading.Event
+    ) -> None:
         try:
             handle(rec)
         except ConfigurationError:
@@ -110,8 +129,13 @@ class ConsumerLoop:
             log.error("%s: giving up on %s[%d]@%d: %s", self.service, rec.topic, rec.partition, rec.offset, e)
             self._give_up_or_retry(rec, e, stop)
         except Exception as e:  # a bug must not crash-loop the partition: the record is given up
-            log.exception("%s: unexpected error on %s[%d]@%d; dead-lettering the record", self.service, rec.topic,
-                          rec.partition, rec.offset)
+            log.exception(
+                "%s: unexpected error on %s[%d]@%d; dead-lettering the record",
+                self.service,
+                rec.topic,
+                rec.partition,
+                rec.offset,
+            )
             self._give_up_or_retry(rec, e, stop)
         else:
             self.healthy = True

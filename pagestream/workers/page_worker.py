@@ -81,25 +81,41 @@ def retry_delay(attempt: int) -> float:
 class PageWorker:
     """Recognizes page tasks one at a time with one engine per configured engine name."""
 
-    def __init__(self, settings: Settings, *, store: ObjectStore | None = None, worker_id: int = 0,
-                 db: Engine | None = None):
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        store: ObjectStore | None = None,
+        worker_id: int = 0,
+        db: Engine | None = None,
+    ):
         self._s = settings
         self._store = store or open_store(settings)
         self._db = db
         self._name = f"{os.uname().nodename}/{os.getpid()}/ocr-{worker_id}"
         self._consumer = EventConsumer(
-            settings, GROUP, [PAGE_OCR_REQUESTED, PAGE_OCR_REQUESTED_RETRY], client_id=f"pagestream-ocr-{worker_id}",
+            settings,
+            GROUP,
+            [PAGE_OCR_REQUESTED, PAGE_OCR_REQUESTED_RETRY],
+            client_id=f"pagestream-ocr-{worker_id}",
             # roundrobin: the splitter deals page tasks over partitions in turn, and this
             # assignor hands consecutive partitions to different workers, so pages alternate
             # A page can never outlast max.poll.interval.ms: past its timeout the worker
             # process ends. So the consumer is not polled (or paused) while a page is in
             # flight, and the next records are prefetched meanwhile.
-            extra={"max.poll.interval.ms": int(max(300.0, 2 * settings.ocr_page_timeout_seconds + 60) * 1000),
-                   "partition.assignment.strategy": "roundrobin"},
+            extra={
+                "max.poll.interval.ms": int(max(300.0, 2 * settings.ocr_page_timeout_seconds + 60) * 1000),
+                "partition.assignment.strategy": "roundrobin",
+            },
         )
         self._producer = EventProducer(settings, client_id=f"pagestream-ocr-{worker_id}")
-        self._loop = ConsumerLoop(self._consumer, self._producer, service="ocr-worker",
-                                  dlq_topic=PAGE_OCR_REQUESTED_DLQ, expected=PageOcrRequestedV1)
+        self._loop = ConsumerLoop(
+            self._consumer,
+            self._producer,
+            service="ocr-worker",
+            dlq_topic=PAGE_OCR_REQUESTED_DLQ,
+            expected=PageOcrRequestedV1,
+        )
         self._processors: dict[str, PageProcessor] = {}
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="ocr")
         self._cache: tuple[str, bytes] | None = None  # (uri, bytes) of the last document read
@@ -110,7 +126,9 @@ class PageWorker:
     @property
     def db(self) -> Engine:
         if self._db is None:
-            self._db = make_engine(self._s.database_dsn(), pool_size=1, application_name="pagestream-ocr-worker")
+            self._db = make_engine(
+                self._s.database_dsn(), pool_size=1, application_name="pagestream-ocr-worker"
+            )
         return self._db
 
     def _processor(self, engine_name: str) -> PageProcessor:
@@ -124,8 +142,12 @@ class PageWorker:
     def run(self, stop: threading.Event) -> None:
         self._processor(self._s.ocr_engine)  # fail fast on a misconfigured default engine
         try:
-            self._loop.run(stop, lambda rec: self._handle(rec, stop), keep_going=lambda: not self.wedged,
-                           tick=self._resume_due)
+            self._loop.run(
+                stop,
+                lambda rec: self._handle(rec, stop),
+                keep_going=lambda: not self.wedged,
+                tick=self._resume_due,
+            )
         finally:
             if not self.wedged:
                 for p in self._processors.values():
@@ -139,8 +161,15 @@ class PageWorker:
         self._consumer.seek(rec)
         self._consumer.pause(rec)
         self._deferred[(rec.topic, rec.partition)] = time.monotonic() + seconds
-        log.info("retry waits out its backoff; its partition is paused", extra={
-            "topic": rec.topic, "partition": rec.partition, "offset": rec.offset, "seconds": round(seconds, 2)})
+        log.info(
+            "retry waits out its backoff; its partition is paused",
+            extra={
+                "topic": rec.topic,
+                "partition": rec.partition,
+                "offset": rec.offset,
+                "seconds": round(seconds, 2),
+            },
+        )
 
     def _resume_due(self) -> None:
         if not self._deferred:
@@ -166,26 +195,45 @@ class PageWorker:
                 self._defer(rec, min(wait, 60.0))
                 return
         try:
-            ledger = start_attempt(self.db, page_id=task.page_id, document_id=task.document_id,
-                                   page_number=task.page_number, worker=self._name)
+            ledger = start_attempt(
+                self.db,
+                page_id=task.page_id,
+                document_id=task.document_id,
+                page_number=task.page_number,
+                worker=self._name,
+            )
         except DatabaseError as e:
             if e.retryable:
                 raise
             # not this page's fault: end the process rather than fail every page
-            raise ConfigurationError(f"the page attempt ledger is unusable ({e}); run `pagestream migrate`") from e
+            raise ConfigurationError(
+                f"the page attempt ledger is unusable ({e}); run `pagestream migrate`"
+            ) from e
         if ledger.already_completed:
-            log.info("page already completed; skipping the task", extra={
-                "document_id": str(task.document_id), "page": task.page_number, "attempts": ledger.attempts})
+            log.info(
+                "page already completed; skipping the task",
+                extra={
+                    "document_id": str(task.document_id),
+                    "page": task.page_number,
+                    "attempts": ledger.attempts,
+                },
+            )
             metrics.DUPLICATES_ABSORBED.labels("ocr-worker").inc()
             self._consumer.commit([rec])
             return
         attempt = max(task.attempt, ledger.attempts)
         if ledger.attempts > max(task.attempt, self._s.ocr_max_attempts):
-            self._publish_failed(rec, env, attempt, WorkerDiedError(
-                f"an OCR worker died (killed, out of memory or crashed) while reading page {task.page_number}: "
-                f"{ledger.attempts - 1} attempts started, none finished (limits: {self._s.ocr_max_attempts} attempts, "
-                f"{self._s.ocr_page_timeout_seconds:.0f} s per page, {self._s.ocr_max_page_pixels:,} pixels per page); "
-                "the page was given up. Split or downscale it and resubmit, or raise the limits"))
+            self._publish_failed(
+                rec,
+                env,
+                attempt,
+                WorkerDiedError(
+                    f"an OCR worker died (killed, out of memory or crashed) while reading page {task.page_number}: "
+                    f"{ledger.attempts - 1} attempts started, none finished (limits: {self._s.ocr_max_attempts} attempts, "
+                    f"{self._s.ocr_page_timeout_seconds:.0f} s per page, {self._s.ocr_max_page_pixels:,} pixels per page); "
+                    "the page was given up. Split or downscale it and resubmit, or raise the limits"
+                ),
+            )
             self._consumer.commit([rec])
             return
         started = utcnow()
@@ -199,15 +247,21 @@ class PageWorker:
             self._fail_or_retry(rec, env, UnexpectedPageError(f"unexpected {type(e).__name__}: {e}"), attempt)
         else:
             done = PageOcrCompletedV1(
-                page_id=task.page_id, document_id=task.document_id, page_number=task.page_number,
-                page_count=task.page_count, attempt=attempt, layout=layout, started_at=started,
+                page_id=task.page_id,
+                document_id=task.document_id,
+                page_number=task.page_number,
+                page_count=task.page_count,
+                attempt=attempt,
+                layout=layout,
+                started_at=started,
                 completed_at=utcnow(),
             )
             t_done = time.perf_counter()
             try:
                 done = check_in(done, self._store, self._s.event_max_bytes)
-                self._producer.publish_sync(done, traceparent=child_traceparent(env.traceparent),
-                                            topic=PAGE_OCR_COMPLETED)
+                self._producer.publish_sync(
+                    done, traceparent=child_traceparent(env.traceparent), topic=PAGE_OCR_COMPLETED
+                )
             except (EventEncodeError, RecordRejectedError) as e:
                 # the result itself cannot travel (unserializable text, refused by the broker): say so
                 self._fail_or_retry(rec, env, e, attempt)
@@ -217,12 +271,20 @@ class PageWorker:
                 metrics.RENDER_SECONDS.observe(layout.render_seconds)
                 if layout.source == "ocr":
                     metrics.OCR_SECONDS.labels(layout.engine).observe(layout.ocr_seconds)
-                log.info("page done", extra={
-                    "document_id": str(task.document_id), "page": task.page_number, "source": layout.source,
-                    "seconds": round(layout.render_seconds + layout.ocr_seconds, 3),
-                    "worker_seconds": round(t_done - t_start, 3), "publish_seconds": round(t_acked - t_done, 3),
-                    "idle_seconds": round(t_start - self._last_done, 3) if self._last_done else None,
-                    "claim_checked": done.layout_uri is not None, "traceparent": env.traceparent})
+                log.info(
+                    "page done",
+                    extra={
+                        "document_id": str(task.document_id),
+                        "page": task.page_number,
+                        "source": layout.source,
+                        "seconds": round(layout.render_seconds + layout.ocr_seconds, 3),
+                        "worker_seconds": round(t_done - t_start, 3),
+                        "publish_seconds": round(t_acked - t_done, 3),
+                        "idle_seconds": round(t_start - self._last_done, 3) if self._last_done else None,
+                        "claim_checked": done.layout_uri is not None,
+                        "traceparent": env.traceparent,
+                    },
+                )
         self._consumer.commit([rec])
         self._last_done = time.perf_counter()
         if self.wedged:
@@ -243,7 +305,11 @@ class PageWorker:
             options["languages"] = task.options.languages
         metrics.OCR_IN_FLIGHT.inc()
         fut: Future[PageLayout] = self._pool.submit(
-            processor.process, data, task.media_type, task.page_number, **options,
+            processor.process,
+            data,
+            task.media_type,
+            task.page_number,
+            **options,
         )
         try:
             return fut.result(timeout=self._s.ocr_page_timeout_seconds)
@@ -261,13 +327,26 @@ class PageWorker:
         engine = task.options.engine or self._s.ocr_engine
         if e.retryable and attempt < self._s.ocr_max_attempts:
             delay = retry_delay(attempt)
-            retry = task.model_copy(update={"attempt": attempt + 1, "not_before": utcnow() + timedelta(seconds=delay),
-                                            "last_error": f"{e.reason}: {e}"[:500]})
+            retry = task.model_copy(
+                update={
+                    "attempt": attempt + 1,
+                    "not_before": utcnow() + timedelta(seconds=delay),
+                    "last_error": f"{e.reason}: {e}"[:500],
+                }
+            )
             self._producer.publish_sync(retry, traceparent=env.traceparent, topic=PAGE_OCR_REQUESTED_RETRY)
             metrics.OCR_RETRIES.labels(e.reason).inc()
             metrics.OCR_PAGES.labels(engine, "ocr", "retried").inc()
-            log.warning("page will be retried", extra={"document_id": str(task.document_id), "page": task.page_number,
-                                                        "attempt": attempt, "reason": e.reason, "error": str(e)})
+            log.warning(
+                "page will be retried",
+                extra={
+                    "document_id": str(task.document_id),
+                    "page": task.page_number,
+                    "attempt": attempt,
+                    "reason": e.reason,
+                    "error": str(e),
+                },
+            )
             return
         self._publish_failed(rec, env, attempt, e)
 
@@ -276,15 +355,30 @@ class PageWorker:
         assert isinstance(task, PageOcrRequestedV1)
         engine = task.options.engine or self._s.ocr_engine
         failed = PageOcrFailedV1(
-            page_id=task.page_id, document_id=task.document_id, page_number=task.page_number,
-            page_count=task.page_count, attempts=attempt, reason=e.reason, detail=_printable(str(e))[:2000],
+            page_id=task.page_id,
+            document_id=task.document_id,
+            page_number=task.page_number,
+            page_count=task.page_count,
+            attempts=attempt,
+            reason=e.reason,
+            detail=_printable(str(e))[:2000],
             failed_at=utcnow(),
         )
-        self._producer.publish_sync(failed, traceparent=child_traceparent(env.traceparent), topic=PAGE_OCR_FAILED)
+        self._producer.publish_sync(
+            failed, traceparent=child_traceparent(env.traceparent), topic=PAGE_OCR_FAILED
+        )
         dead_letter(self._producer, rec, PAGE_OCR_REQUESTED_DLQ, e.reason, str(e), error=e, attempts=attempt)
         metrics.OCR_PAGES.labels(engine, "ocr", "failed").inc()
-        log.error("page failed", extra={"document_id": str(task.document_id), "page": task.page_number,
-                                        "attempts": attempt, "reason": e.reason, "error": str(e)})
+        log.error(
+            "page failed",
+            extra={
+                "document_id": str(task.document_id),
+                "page": task.page_number,
+                "attempts": attempt,
+                "reason": e.reason,
+                "error": str(e),
+            },
+        )
 
 
 class WorkerDiedError(OcrError):

@@ -62,24 +62,40 @@ class UnstorableResultError(PagestreamError):
 def failed_outcome(o: PageOutcome, reason: str, detail: str) -> PageOutcome:
     """A ``page.ocr-failed.v1`` outcome standing in for a page result that cannot be stored."""
     e = o.event
-    return PageOutcome(uuid.uuid5(_FAILURE_NAMESPACE, f"{reason}/{o.event_id}"), PageOcrFailedV1(
-        page_id=e.page_id, document_id=e.document_id, page_number=e.page_number, page_count=e.page_count,
-        attempts=min(MAX_RECORDED_ATTEMPTS, max(1, e.attempt if isinstance(e, PageOcrCompletedV1) else e.attempts)),
-        reason=reason, detail=detail[:2000],
-        failed_at=utcnow(),
-    ), o.traceparent)
+    return PageOutcome(
+        uuid.uuid5(_FAILURE_NAMESPACE, f"{reason}/{o.event_id}"),
+        PageOcrFailedV1(
+            page_id=e.page_id,
+            document_id=e.document_id,
+            page_number=e.page_number,
+            page_count=e.page_count,
+            attempts=min(
+                MAX_RECORDED_ATTEMPTS, max(1, e.attempt if isinstance(e, PageOcrCompletedV1) else e.attempts)
+            ),
+            reason=reason,
+            detail=detail[:2000],
+            failed_at=utcnow(),
+        ),
+        o.traceparent,
+    )
 
 
-def salvage_failure(value: bytes | None, headers: list[tuple[str, bytes]], error: EventDecodeError) -> PageOutcome | None:
+def salvage_failure(
+    value: bytes | None, headers: list[tuple[str, bytes]], error: EventDecodeError
+) -> PageOutcome | None:
     """For an undecodable page result, a failed-page outcome when its ids can still be read."""
     try:
         data = json.loads(value or b"")
         ce_id = header_map(headers).get("ce_id") or ""
         failed = PageOcrFailedV1(
-            page_id=uuid.UUID(str(data["page_id"])), document_id=uuid.UUID(str(data["document_id"])),
-            page_number=int(data["page_number"]), page_count=int(data["page_count"]),
-            attempts=int(data.get("attempt") or data.get("attempts") or 1), reason="undecodable_result",
-            detail=f"the page result could not be read: {error}"[:2000], failed_at=utcnow(),
+            page_id=uuid.UUID(str(data["page_id"])),
+            document_id=uuid.UUID(str(data["document_id"])),
+            page_number=int(data["page_number"]),
+            page_count=int(data["page_count"]),
+            attempts=int(data.get("attempt") or data.get("attempts") or 1),
+            reason="undecodable_result",
+            detail=f"the page result could not be read: {error}"[:2000],
+            failed_at=utcnow(),
         )
     except (ValueError, KeyError, TypeError, AttributeError):
         return None
@@ -110,13 +126,20 @@ def _headers(message: Any) -> list[tuple[str, bytes]]:
 def broker_credentials(settings: Settings) -> faust.SASLCredentials | faust.SSLCredentials | None:
     """faust's form of ``Settings.kafka_security()``: the same settings the confluent-kafka clients get."""
     security = settings.kafka_security()
-    context = (ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=security.ca_location)
-               if security.tls else None)
+    context = (
+        ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=security.ca_location)
+        if security.tls
+        else None
+    )
     if security.sasl_mechanism is None:
         return faust.SSLCredentials(context) if context is not None else None
     password = security.sasl_password.get_secret_value() if security.sasl_password is not None else None
-    return faust.SASLCredentials(username=security.sasl_username, password=password, ssl_context=context,
-                                 mechanism=security.sasl_mechanism)
+    return faust.SASLCredentials(
+        username=security.sasl_username,
+        password=password,
+        ssl_context=context,
+        mechanism=security.sasl_mechanism,
+    )
 
 
 def create_app(settings: Settings, state: PersistState) -> faust.App:
@@ -151,9 +174,17 @@ def create_app(settings: Settings, state: PersistState) -> faust.App:
 
     async def send_dead_letter(msg: Any, value: bytes | None, error: BaseException) -> None:
         reason = error.reason if isinstance(error, PagestreamError) else "unexpected_error"
-        await dlq.send(key=msg.key, value=value or b"", headers=dead_letter_headers(
-            _headers(msg), source=f"{msg.topic}[{msg.partition}]@{msg.offset}", reason=reason,
-            detail=f"{type(error).__name__}: {error}", error_class=type(error).__name__))
+        await dlq.send(
+            key=msg.key,
+            value=value or b"",
+            headers=dead_letter_headers(
+                _headers(msg),
+                source=f"{msg.topic}[{msg.partition}]@{msg.offset}",
+                reason=reason,
+                detail=f"{type(error).__name__}: {error}",
+                error_class=type(error).__name__,
+            ),
+        )
         metrics.DLQ_RECORDS.labels(PERSIST_DLQ, reason).inc()
 
     async def with_retries(what: str, fn: Any, *args: Any) -> Any:
@@ -235,14 +266,19 @@ def create_app(settings: Settings, state: PersistState) -> faust.App:
             await persist_isolating(items[:half])
             await persist_isolating(items[half:])
             return
-        (o, ev), = items
-        log.error("persist: page result refused; dead-lettering it and failing the page",
-                  extra={"document_id": str(o.event.document_id), "page": o.event.page_number, "error": str(error)})
+        ((o, ev),) = items
+        log.error(
+            "persist: page result refused; dead-lettering it and failing the page",
+            extra={"document_id": str(o.event.document_id), "page": o.event.page_number, "error": str(error)},
+        )
         await send_dead_letter(ev.message, ev.value, error)
         if isinstance(o.event, PageOcrFailedV1) and o.event.reason == UnstorableResultError.reason:
             return  # even the failure record cannot be stored: the reconciler will finish the document
-        stand_in = failed_outcome(o, UnstorableResultError.reason,
-                                  f"the page result could not be stored ({type(error).__name__}): {error}")
+        stand_in = failed_outcome(
+            o,
+            UnstorableResultError.reason,
+            f"the page result could not be stored ({type(error).__name__}): {error}",
+        )
         await persist_isolating([(stand_in, ev)])
 
     def db_answers() -> bool:
@@ -268,7 +304,9 @@ def create_app(settings: Settings, state: PersistState) -> faust.App:
     @app.agent(results)
     async def persist(stream: Any) -> None:
         state.agent_running = True
-        async for events in stream.take_events(settings.persist_batch_size, within=settings.persist_batch_seconds):
+        async for events in stream.take_events(
+            settings.persist_batch_size, within=settings.persist_batch_seconds
+        ):
             try:
                 items: list[tuple[PageOutcome, Any]] = []
                 for ev in events:

@@ -64,8 +64,12 @@ class WorkerPool:
         return sum(s.restarts for s in self._slots)
 
     def _start(self, slot: _Slot) -> None:
-        p = self._ctx.Process(target=_worker_main, args=(self._settings, slot.worker_id),
-                              name=f"ocr-worker-{slot.worker_id}", daemon=False)
+        p = self._ctx.Process(
+            target=_worker_main,
+            args=(self._settings, slot.worker_id),
+            name=f"ocr-worker-{slot.worker_id}",
+            daemon=False,
+        )
         p.start()
         slot.process = p
         slot.started_at = time.monotonic()
@@ -87,8 +91,10 @@ class WorkerPool:
                         # a wedged worker exited on purpose: its replacement starts at once
                         s.next_start = now + (0 if code == ExitCode.WEDGED else delay)
                         s.restarts += 1
-                        log.warning("ocr worker exited; restarting", extra={"worker": s.worker_id, "exitcode": code,
-                                                                             "restarts": s.restarts})
+                        log.warning(
+                            "ocr worker exited; restarting",
+                            extra={"worker": s.worker_id, "exitcode": code, "restarts": s.restarts},
+                        )
                     if s.process is None and now >= s.next_start:
                         self._start(s)
         finally:

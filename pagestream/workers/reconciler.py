@@ -40,7 +40,9 @@ class Reconciler:
     @property
     def engine(self) -> Engine:
         if self._engine is None:
-            self._engine = make_engine(self._s.database_dsn(), pool_size=1, application_name="pagestream-reconciler")
+            self._engine = make_engine(
+                self._s.database_dsn(), pool_size=1, application_name="pagestream-reconciler"
+            )
         return self._engine
 
     def run(self, stop: threading.Event) -> None:
@@ -66,19 +68,29 @@ class Reconciler:
     def round(self) -> None:
         """One reconciliation round plus the gauges."""
         epoch = datetime.fromtimestamp(self._s.broker_epoch, UTC) if self._s.broker_epoch else None
-        result = reconcile_once(self.engine, stall_seconds=self._s.reconcile_stall_seconds,
-                                max_rounds=self._s.reconcile_max_rounds, broker_epoch=epoch,
-                                traceparent=new_traceparent())
+        result = reconcile_once(
+            self.engine,
+            stall_seconds=self._s.reconcile_stall_seconds,
+            max_rounds=self._s.reconcile_max_rounds,
+            broker_epoch=epoch,
+            traceparent=new_traceparent(),
+        )
         metrics.RECONCILE_ROUNDS.labels("ran" if result.ran else "skipped").inc()
         for doc_id, missing in result.redriven:
             metrics.RECONCILE_REDRIVEN_PAGES.inc(len(missing))
-            log.warning("reconciler: document stalled; missing pages re-requested through the outbox",
-                        extra={"document_id": str(doc_id), "pages": missing[:50], "missing": len(missing)})
+            log.warning(
+                "reconciler: document stalled; missing pages re-requested through the outbox",
+                extra={"document_id": str(doc_id), "pages": missing[:50], "missing": len(missing)},
+            )
         for doc_id, status in result.finished:
             metrics.RECONCILE_FINISHED.labels(status).inc()
-            log.error("reconciler: document could not progress; moved to a final state",
-                      extra={"document_id": str(doc_id), "status": status})
-        metrics.DOCUMENTS_OVERDUE.set(overdue_documents(self.engine, older_than_seconds=self._s.reconcile_stall_seconds))
+            log.error(
+                "reconciler: document could not progress; moved to a final state",
+                extra={"document_id": str(doc_id), "status": status},
+            )
+        metrics.DOCUMENTS_OVERDUE.set(
+            overdue_documents(self.engine, older_than_seconds=self._s.reconcile_stall_seconds)
+        )
         for topic in DLQ_TOPICS:
             metrics.DLQ_DEPTH.labels(topic).set(self._probe.depth(topic))
         self.rounds += 1

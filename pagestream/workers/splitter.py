@@ -56,7 +56,10 @@ class DocumentSplitter:
         self._producer = EventProducer(settings, client_id="pagestream-ocr-splitter")
         self._loop = ConsumerLoop(
             EventConsumer(settings, GROUP, [DOCUMENT_COMMITTED], client_id="pagestream-ocr-splitter"),
-            self._producer, service="ocr-splitter", dlq_topic=DOCUMENT_COMMITTED_DLQ, expected=DocumentCommittedV1,
+            self._producer,
+            service="ocr-splitter",
+            dlq_topic=DOCUMENT_COMMITTED_DLQ,
+            expected=DocumentCommittedV1,
         )
 
     @property
@@ -94,24 +97,44 @@ class DocumentSplitter:
             if self._textract_jobs is None:
                 self._textract_jobs = default_textract_jobs()  # no region/credentials: page tasks say so
             jobs = self._textract_jobs
-            job_id = jobs.start(*location, client_token=doc.document_id.hex, size_bytes=doc.size_bytes,
-                                page_count=doc.page_count, media_type=doc.media_type)
+            job_id = jobs.start(
+                *location,
+                client_token=doc.document_id.hex,
+                size_bytes=doc.size_bytes,
+                page_count=doc.page_count,
+                media_type=doc.media_type,
+            )
         except OcrError as e:
             if e.retryable:
                 raise  # throttled or unavailable: the loop rewinds and retries this document
-            log.warning("Textract refused the async job; splitting into page tasks instead",
-                        extra={"document_id": str(doc.document_id), "reason": e.reason, "error": str(e)})
+            log.warning(
+                "Textract refused the async job; splitting into page tasks instead",
+                extra={"document_id": str(doc.document_id), "reason": e.reason, "error": str(e)},
+            )
             return False
         now = utcnow()
         submitted = DocumentOcrJobSubmittedV1(
-            document_id=doc.document_id, engine="textract", job_id=job_id, storage_uri=doc.storage_uri,
-            page_count=doc.page_count, submitted_at=now, poll_attempt=0,
+            document_id=doc.document_id,
+            engine="textract",
+            job_id=job_id,
+            storage_uri=doc.storage_uri,
+            page_count=doc.page_count,
+            submitted_at=now,
+            poll_attempt=0,
             not_before=now + timedelta(seconds=jobs.policy.next_poll_delay(0)),
         )
-        self._producer.publish_sync(submitted, traceparent=child_traceparent(env.traceparent),
-                                    topic=DOCUMENT_OCR_JOB_SUBMITTED)
-        log.info("Textract job submitted", extra={"document_id": str(doc.document_id), "job_id": job_id,
-                                                  "pages": doc.page_count, "traceparent": env.traceparent})
+        self._producer.publish_sync(
+            submitted, traceparent=child_traceparent(env.traceparent), topic=DOCUMENT_OCR_JOB_SUBMITTED
+        )
+        log.info(
+            "Textract job submitted",
+            extra={
+                "document_id": str(doc.document_id),
+                "job_id": job_id,
+                "pages": doc.page_count,
+                "traceparent": env.traceparent,
+            },
+        )
         return True
 
     def split(self, env: Envelope) -> None:
@@ -119,13 +142,28 @@ class DocumentSplitter:
         doc = env.data
         assert isinstance(doc, DocumentCommittedV1)
         tasks = [
-            (PageOcrRequestedV1(
-                page_id=page_id_for(doc.document_id, n), document_id=doc.document_id, page_number=n,
-                page_count=doc.page_count, storage_uri=doc.storage_uri, media_type=doc.media_type,
-                sha256=doc.sha256, options=doc.options,
-            ), PAGE_OCR_REQUESTED, self._next_partition())
+            (
+                PageOcrRequestedV1(
+                    page_id=page_id_for(doc.document_id, n),
+                    document_id=doc.document_id,
+                    page_number=n,
+                    page_count=doc.page_count,
+                    storage_uri=doc.storage_uri,
+                    media_type=doc.media_type,
+                    sha256=doc.sha256,
+                    options=doc.options,
+                ),
+                PAGE_OCR_REQUESTED,
+                self._next_partition(),
+            )
             for n in range(1, doc.page_count + 1)
         ]
         self._producer.publish_all(tasks, traceparent=child_traceparent(env.traceparent), timeout=120.0)
-        log.info("document split", extra={"document_id": str(doc.document_id), "pages": doc.page_count,
-                                          "traceparent": env.traceparent})
+        log.info(
+            "document split",
+            extra={
+                "document_id": str(doc.document_id),
+                "pages": doc.page_count,
+                "traceparent": env.traceparent,
+            },
+        )

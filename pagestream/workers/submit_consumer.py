@@ -55,17 +55,30 @@ class CommandRejected(PagestreamError):  # noqa: N818 — names the outcome, lik
 class SubmitCommandConsumer:
     """Consumes ``pagestream.document.submit.v1`` in group ``pagestream-ingest-submit``."""
 
-    def __init__(self, settings: Settings, intake: DocumentIntake, store: ObjectStore, *,
-                 consumer: EventConsumer | None = None, producer: EventProducer | None = None):
+    def __init__(
+        self,
+        settings: Settings,
+        intake: DocumentIntake,
+        store: ObjectStore,
+        *,
+        consumer: EventConsumer | None = None,
+        producer: EventProducer | None = None,
+    ):
         self._settings = settings
         self._intake = intake
         self._store = store
         self._file_root = _file_root(settings, store)
-        self._consumer = consumer or EventConsumer(settings, GROUP, [DOCUMENT_SUBMIT],
-                                                   client_id="pagestream-ingest-submit")
+        self._consumer = consumer or EventConsumer(
+            settings, GROUP, [DOCUMENT_SUBMIT], client_id="pagestream-ingest-submit"
+        )
         self._producer = producer or EventProducer(settings, client_id="pagestream-ingest-submit")
-        self._loop = ConsumerLoop(self._consumer, self._producer, service="ingest-submit",
-                                  dlq_topic=DOCUMENT_SUBMIT_DLQ, expected=DocumentSubmitV1)
+        self._loop = ConsumerLoop(
+            self._consumer,
+            self._producer,
+            service="ingest-submit",
+            dlq_topic=DOCUMENT_SUBMIT_DLQ,
+            expected=DocumentSubmitV1,
+        )
 
     @property
     def ready(self) -> bool:
@@ -95,7 +108,9 @@ class SubmitCommandConsumer:
             self._reject(env, 422, e.reason, str(e))
         except Exception as e:  # a bug must not stop the consumer or block the partition: keep the record
             log.exception("submit command failed unexpectedly; dead-lettering it")
-            dead_letter(self._producer, rec, DOCUMENT_SUBMIT_DLQ, "unexpected_error", f"{type(e).__name__}: {e}")
+            dead_letter(
+                self._producer, rec, DOCUMENT_SUBMIT_DLQ, "unexpected_error", f"{type(e).__name__}: {e}"
+            )
         self._consumer.commit([rec])
 
     def submit(self, env: Envelope) -> None:
@@ -106,15 +121,27 @@ class SubmitCommandConsumer:
         name = cmd.filename or unquote(urlsplit(cmd.uri).path).rsplit("/", 1)[-1] or None
         try:
             result = self._intake.submit(
-                data, channel=CHANNEL, filename=name,
+                data,
+                channel=CHANNEL,
+                filename=name,
                 idempotency_key=cmd.idempotency_key or f"kafka:{env.id}",
-                client_reference=cmd.client_reference, options=cmd.options, traceparent=env.traceparent,
+                client_reference=cmd.client_reference,
+                options=cmd.options,
+                traceparent=env.traceparent,
             )
         except RejectedDocument as e:
-            raise CommandRejected(e.status_code, _REJECT_REASONS.get(e.status_code, e.reason), e.detail) from e
-        log.info("submit command handled", extra={
-            "document_id": str(result.document["id"]), "duplicate": not result.created,
-            "client_reference": cmd.client_reference, "traceparent": env.traceparent})
+            raise CommandRejected(
+                e.status_code, _REJECT_REASONS.get(e.status_code, e.reason), e.detail
+            ) from e
+        log.info(
+            "submit command handled",
+            extra={
+                "document_id": str(result.document["id"]),
+                "duplicate": not result.created,
+                "client_reference": cmd.client_reference,
+                "traceparent": env.traceparent,
+            },
+        )
 
     def _read(self, uri: str) -> bytes:
         """The bytes at ``uri``, only from places this service is allowed to read."""
@@ -123,7 +150,9 @@ class SubmitCommandConsumer:
             return self._read_file(uri)
         if parts.scheme == "s3":
             return self._read_s3(uri)
-        raise CommandRejected(400, "bad_uri", f"uri {uri[:200]!r} must be s3://bucket/key or file:///absolute/path")
+        raise CommandRejected(
+            400, "bad_uri", f"uri {uri[:200]!r} must be s3://bucket/key or file:///absolute/path"
+        )
 
     def _read_s3(self, uri: str) -> bytes:
         """Only from the configured store's bucket and prefix; size checked (HEAD) before reading."""
@@ -133,28 +162,42 @@ class SubmitCommandConsumer:
             raise CommandRejected(400, "bad_uri", f"{e}; send s3://bucket/key") from e
         store = self._store
         if not isinstance(store, S3ObjectStore):
-            raise CommandRejected(400, "bad_uri", "s3:// URIs need an S3 object store (STORAGE_URL=s3://…); "
-                                                  "this deployment stores files locally: use file://")
+            raise CommandRejected(
+                400,
+                "bad_uri",
+                "s3:// URIs need an S3 object store (STORAGE_URL=s3://…); "
+                "this deployment stores files locally: use file://",
+            )
         if bucket != store.bucket and (problem := bucket_name_problem(bucket)):
             raise CommandRejected(400, "bad_uri", f"uri {uri[:200]!r}: {problem}")
         if not store.within(uri):
-            raise CommandRejected(403, "uri_not_allowed",
-                                  f"{uri[:200]} is outside the bucket and prefix submit commands may read "
-                                  f"({store.location}); upload the document under {store.location} and resubmit")
+            raise CommandRejected(
+                403,
+                "uri_not_allowed",
+                f"{uri[:200]} is outside the bucket and prefix submit commands may read "
+                f"({store.location}); upload the document under {store.location} and resubmit",
+            )
         limit = self._intake.limits.max_bytes
         return self._get(store, uri, limit)
 
     def _read_file(self, uri: str) -> bytes:
         parts = urlsplit(uri)
         if self._file_root is None:
-            raise CommandRejected(403, "uri_not_allowed", "file:// URIs are not accepted by this deployment "
-                                                          "(set PAGESTREAM_SUBMIT_FILE_ROOT to allow a directory)")
+            raise CommandRejected(
+                403,
+                "uri_not_allowed",
+                "file:// URIs are not accepted by this deployment "
+                "(set PAGESTREAM_SUBMIT_FILE_ROOT to allow a directory)",
+            )
         if parts.netloc not in ("", "localhost") or not parts.path.startswith("/"):
             raise CommandRejected(400, "bad_uri", f"uri {uri[:200]!r} must be file:///absolute/path")
         path = Path(unquote(parts.path)).resolve()  # symlinks and .. resolved before the check
         if self._file_root not in path.parents:
-            raise CommandRejected(403, "uri_not_allowed",
-                                  f"{path} is outside the directory submit commands may read ({self._file_root})")
+            raise CommandRejected(
+                403,
+                "uri_not_allowed",
+                f"{path} is outside the directory submit commands may read ({self._file_root})",
+            )
         try:
             size = path.stat().st_size
         except FileNotFoundError as e:
@@ -163,8 +206,11 @@ class SubmitCommandConsumer:
             raise CommandRejected(422, "unreadable", f"cannot read {uri}: {e.strerror}") from e
         limit = self._intake.limits.max_bytes
         if size > limit:
-            raise CommandRejected(413, "too_large",
-                                  f"file is {size} bytes; limit is {limit} bytes (PAGESTREAM_MAX_UPLOAD_BYTES)")
+            raise CommandRejected(
+                413,
+                "too_large",
+                f"file is {size} bytes; limit is {limit} bytes (PAGESTREAM_MAX_UPLOAD_BYTES)",
+            )
         return self._get(LocalObjectStore(self._file_root), path.as_uri(), limit)
 
     @staticmethod
@@ -175,9 +221,13 @@ class SubmitCommandConsumer:
             raise CommandRejected(404, "object_not_found", f"no object at {uri}") from e
         except ObjectTooLargeError as e:
             size = f"{e.size} bytes" if e.size is not None else f"over {limit} bytes"
-            raise CommandRejected(413, "too_large", f"object is {size}; limit is {limit} bytes "
-                                                    "(PAGESTREAM_MAX_UPLOAD_BYTES); split the document and "
-                                                    "submit the parts") from e
+            raise CommandRejected(
+                413,
+                "too_large",
+                f"object is {size}; limit is {limit} bytes "
+                "(PAGESTREAM_MAX_UPLOAD_BYTES); split the document and "
+                "submit the parts",
+            ) from e
         except InvalidObjectUriError as e:
             raise CommandRejected(400, "bad_uri", f"cannot read {uri[:200]}: {e}") from e
         except StorageError as e:
@@ -189,12 +239,23 @@ class SubmitCommandConsumer:
         cmd = env.data
         assert isinstance(cmd, DocumentSubmitV1)
         metrics.DOCUMENTS_REJECTED.labels(CHANNEL, str(status_code)).inc()
-        log.warning("submit command rejected: %s", detail, extra={
-            "client_reference": cmd.client_reference, "status_code": status_code, "reason": reason})
-        self._producer.publish_sync(DocumentRejectedV1(
-            uri=cmd.uri, client_reference=cmd.client_reference, status_code=status_code, reason=reason,
-            detail=detail, rejected_at=utcnow(),
-        ), traceparent=env.traceparent, topic=DOCUMENT_REJECTED)
+        log.warning(
+            "submit command rejected: %s",
+            detail,
+            extra={"client_reference": cmd.client_reference, "status_code": status_code, "reason": reason},
+        )
+        self._producer.publish_sync(
+            DocumentRejectedV1(
+                uri=cmd.uri,
+                client_reference=cmd.client_reference,
+                status_code=status_code,
+                reason=reason,
+                detail=detail,
+                rejected_at=utcnow(),
+            ),
+            traceparent=env.traceparent,
+            topic=DOCUMENT_REJECTED,
+        )
 
 
 def _file_root(settings: Settings, store: ObjectStore) -> Path | None:

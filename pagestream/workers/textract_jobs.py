@@ -88,16 +88,24 @@ def default_textract_jobs() -> TextractAsyncJobs:
 class TextractJobPoller:
     """Polls submitted Textract jobs one non-blocking call at a time and publishes their page results."""
 
-    def __init__(self, settings: Settings, *, jobs: TextractAsyncJobs | None = None, store: ObjectStore | None = None):
+    def __init__(
+        self, settings: Settings, *, jobs: TextractAsyncJobs | None = None, store: ObjectStore | None = None
+    ):
         """Configure only; ``jobs`` may be injected (tests), else it is made on the first job."""
         self._settings = settings
         self._jobs = jobs
         self._store = store  # for claim-checked page results; opened on first use
-        self._consumer = EventConsumer(settings, GROUP, [DOCUMENT_OCR_JOB_SUBMITTED],
-                                       client_id="pagestream-ocr-textract-jobs")
+        self._consumer = EventConsumer(
+            settings, GROUP, [DOCUMENT_OCR_JOB_SUBMITTED], client_id="pagestream-ocr-textract-jobs"
+        )
         self._producer = EventProducer(settings, client_id="pagestream-ocr-textract-jobs")
-        self._loop = ConsumerLoop(self._consumer, self._producer, service="ocr-textract-jobs",
-                                  dlq_topic=DOCUMENT_OCR_JOB_SUBMITTED_DLQ, expected=DocumentOcrJobSubmittedV1)
+        self._loop = ConsumerLoop(
+            self._consumer,
+            self._producer,
+            service="ocr-textract-jobs",
+            dlq_topic=DOCUMENT_OCR_JOB_SUBMITTED_DLQ,
+            expected=DocumentOcrJobSubmittedV1,
+        )
         # job id -> highest poll_attempt already acted on (_FINISHED once its pages were published)
         self._seen: OrderedDict[str, int] = OrderedDict()
 
@@ -126,8 +134,14 @@ class TextractJobPoller:
         job = env.data
         assert isinstance(job, DocumentOcrJobSubmittedV1)
         if self._seen.get(job.job_id, -1) >= job.poll_attempt:
-            log.info("duplicate poll of a Textract job dropped",
-                     extra={"document_id": str(job.document_id), "job_id": job.job_id, "attempt": job.poll_attempt})
+            log.info(
+                "duplicate poll of a Textract job dropped",
+                extra={
+                    "document_id": str(job.document_id),
+                    "job_id": job.job_id,
+                    "attempt": job.poll_attempt,
+                },
+            )
             self._consumer.commit([rec])
             return
         self._wait_not_before(job, stop)
@@ -155,28 +169,48 @@ class TextractJobPoller:
             else:
                 layouts = jobs.results(job.job_id)
                 missing = sorted(set(range(1, job.page_count + 1)) - set(layouts))
-                detail = (f"Textract job {job.job_id} ({status.state}) returned no result for pages "
-                          f"{missing}: {status.status_message or status.warnings or 'no reason given'}")
+                detail = (
+                    f"Textract job {job.job_id} ({status.state}) returned no result for pages "
+                    f"{missing}: {status.status_message or status.warnings or 'no reason given'}"
+                )
                 self._publish_pages(env, job, layouts, reason="ocr_job_page_failed", detail=detail)
         except OcrError as e:
             if e.retryable:
                 raise
             # an unknown/expired job id or a permission problem: end the document visibly, never crash-loop
-            self._publish_pages(env, job, {}, reason=e.reason, detail=f"Textract job {job.job_id}: {e}"[:2000])
+            self._publish_pages(
+                env, job, {}, reason=e.reason, detail=f"Textract job {job.job_id}: {e}"[:2000]
+            )
         self._remember(job.job_id, _FINISHED)
 
     def _reenqueue(self, env: Envelope, job: DocumentOcrJobSubmittedV1, jobs: TextractAsyncJobs) -> None:
         """Publish the next poll of a running job, acknowledged, with its backoff."""
         attempt = job.poll_attempt + 1
         delay = jobs.policy.next_poll_delay(attempt)
-        nxt = job.model_copy(update={"poll_attempt": attempt, "not_before": utcnow() + timedelta(seconds=delay)})
+        nxt = job.model_copy(
+            update={"poll_attempt": attempt, "not_before": utcnow() + timedelta(seconds=delay)}
+        )
         self._producer.publish_sync(nxt, traceparent=env.traceparent, topic=DOCUMENT_OCR_JOB_SUBMITTED)
-        log.info("Textract job still running; polling again later",
-                 extra={"document_id": str(job.document_id), "job_id": job.job_id, "attempt": attempt,
-                        "delay_seconds": round(delay, 3), "traceparent": env.traceparent})
+        log.info(
+            "Textract job still running; polling again later",
+            extra={
+                "document_id": str(job.document_id),
+                "job_id": job.job_id,
+                "attempt": attempt,
+                "delay_seconds": round(delay, 3),
+                "traceparent": env.traceparent,
+            },
+        )
 
-    def _publish_pages(self, env: Envelope, job: DocumentOcrJobSubmittedV1, layouts: dict[int, PageLayout], *,
-                       reason: str, detail: str) -> None:
+    def _publish_pages(
+        self,
+        env: Envelope,
+        job: DocumentOcrJobSubmittedV1,
+        layouts: dict[int, PageLayout],
+        *,
+        reason: str,
+        detail: str,
+    ) -> None:
         """One completed or failed event per page of the document; waits for every acknowledgement."""
         now = utcnow()
         if self._store is None:
@@ -189,30 +223,62 @@ class TextractJobPoller:
             event: Event | None = None
             if layout is not None:
                 try:
-                    event = check_in(PageOcrCompletedV1(
-                        page_id=page_id, document_id=job.document_id, page_number=n, page_count=job.page_count,
-                        attempt=1, layout=layout, started_at=job.submitted_at, completed_at=now,
-                    ), self._store, self._settings.event_max_bytes)
+                    event = check_in(
+                        PageOcrCompletedV1(
+                            page_id=page_id,
+                            document_id=job.document_id,
+                            page_number=n,
+                            page_count=job.page_count,
+                            attempt=1,
+                            layout=layout,
+                            started_at=job.submitted_at,
+                            completed_at=now,
+                        ),
+                        self._store,
+                        self._settings.event_max_bytes,
+                    )
                     items.append((event, PAGE_OCR_COMPLETED, None))
                     done += 1
                     continue
-                except EventEncodeError as e:  # the page's text cannot be serialized: the page fails, saying so
+                except (
+                    EventEncodeError
+                ) as e:  # the page's text cannot be serialized: the page fails, saying so
                     page_reason, page_detail = e.reason, str(e)
             else:
                 page_reason, page_detail = reason, detail
-            items.append((PageOcrFailedV1(
-                page_id=page_id, document_id=job.document_id, page_number=n, page_count=job.page_count,
-                attempts=job.poll_attempt + 1, reason=page_reason, detail=page_detail[:2000], failed_at=now,
-            ), PAGE_OCR_FAILED, None))
+            items.append(
+                (
+                    PageOcrFailedV1(
+                        page_id=page_id,
+                        document_id=job.document_id,
+                        page_number=n,
+                        page_count=job.page_count,
+                        attempts=job.poll_attempt + 1,
+                        reason=page_reason,
+                        detail=page_detail[:2000],
+                        failed_at=now,
+                    ),
+                    PAGE_OCR_FAILED,
+                    None,
+                )
+            )
         self._producer.publish_all(items, traceparent=child_traceparent(env.traceparent), timeout=120.0)
         failed = job.page_count - done
         metrics.OCR_PAGES.labels(ENGINE, "ocr", "completed").inc(done)
         if failed:
             metrics.OCR_PAGES.labels(ENGINE, "ocr", "failed").inc(failed)
         log_fn = log.info if not failed else log.error
-        log_fn("Textract job finished", extra={"document_id": str(job.document_id), "job_id": job.job_id,
-                                               "pages_done": done, "pages_failed": failed,
-                                               "reason": reason if failed else None, "traceparent": env.traceparent})
+        log_fn(
+            "Textract job finished",
+            extra={
+                "document_id": str(job.document_id),
+                "job_id": job.job_id,
+                "pages_done": done,
+                "pages_failed": failed,
+                "reason": reason if failed else None,
+                "traceparent": env.traceparent,
+            },
+        )
 
     def _remember(self, job_id: str, attempt: int) -> None:
         """Record how far a job's poll chain got, forgetting the oldest jobs past the limit."""
@@ -237,4 +303,3 @@ class TextractJobPoller:
                     self._consumer.seek(early)
         finally:
             self._consumer.resume_all()
-

@@ -11,10 +11,18 @@ def main() -> None:
     settings = load_settings()
     relay = make_relay(settings)  # PAGESTREAM_CDC_ENGINE=relay (default) or debezium
     run_service(
-        "cdc", settings, relay.run, ready=lambda: relay.ready,
-        details=lambda: {"connected": relay.status.connected, "broker_ok": relay.status.broker_ok,
-                         "flushed_lsn": relay.status.flushed_lsn, "published": relay.status.published,
-                         "last_error": relay.status.last_error, **relay.status.details},
+        "cdc",
+        settings,
+        relay.run,
+        ready=lambda: relay.ready,
+        details=lambda: {
+            "connected": relay.status.connected,
+            "broker_ok": relay.status.broker_ok,
+            "flushed_lsn": relay.status.flushed_lsn,
+            "published": relay.status.published,
+            "last_error": relay.status.last_error,
+            **relay.status.details,
+        },
     )
 
 

@@ -24,12 +24,20 @@ def main() -> None:
     store = open_store(settings)
     submit_consumer = SubmitCommandConsumer(settings, DocumentIntake(settings, engine, store), store)
     stop = threading.Event()
-    app = create_app(settings, engine=engine, store=store, checks={"submit_consumer": lambda: submit_consumer.ready})
+    app = create_app(
+        settings, engine=engine, store=store, checks={"submit_consumer": lambda: submit_consumer.ready}
+    )
     # a dead submit consumer ends the process (the supervisor or Kubernetes restarts it)
     consumer_thread = start_essential_thread("submit-consumer", submit_consumer.run, stop)
     try:
-        uvicorn.run(app, host=settings.http_host, port=settings.http_port or 8000, log_config=None,
-                    access_log=False, timeout_graceful_shutdown=10)
+        uvicorn.run(
+            app,
+            host=settings.http_host,
+            port=settings.http_port or 8000,
+            log_config=None,
+            access_log=False,
+            timeout_graceful_shutdown=10,
+        )
     finally:
         stop.set()
         consumer_thread.join(15)

@@ -42,9 +42,11 @@ def main() -> None:
     pool = WorkerPool(settings, default_workers(settings.ocr_workers))
 
     def body(stop: threading.Event) -> None:
-        threads = [start_essential_thread("splitter", splitter.run, stop),
-                   start_essential_thread("textract-jobs", poller.run, stop),
-                   start_essential_thread("reconciler", reconciler.run, stop)]
+        threads = [
+            start_essential_thread("splitter", splitter.run, stop),
+            start_essential_thread("textract-jobs", poller.run, stop),
+            start_essential_thread("reconciler", reconciler.run, stop),
+        ]
         try:
             pool.run(stop)
         finally:
@@ -52,9 +54,18 @@ def main() -> None:
             for t in threads:
                 t.join(15)
 
-    run_service("ocr", settings, body, ready=lambda: splitter.ready and poller.ready and pool.alive > 0,
-                details=lambda: {"workers_alive": pool.alive, "worker_restarts": pool.restarts,
-                                 "reconciler_rounds": reconciler.rounds, "reconciler_error": reconciler.last_error})
+    run_service(
+        "ocr",
+        settings,
+        body,
+        ready=lambda: splitter.ready and poller.ready and pool.alive > 0,
+        details=lambda: {
+            "workers_alive": pool.alive,
+            "worker_restarts": pool.restarts,
+            "reconciler_rounds": reconciler.rounds,
+            "reconciler_error": reconciler.last_error,
+        },
+    )
 
 
 if __name__ == "__main__":

@@ -63,7 +63,9 @@ class ObjectStoreContract:
             store.get_bounded(uri, len(PDF) - 1)
         assert raised.value.limit == len(PDF) - 1
 
-    @pytest.mark.parametrize("key", ["../escaped", "documents/../../escaped", "/etc/escaped", "", "documents//x", "documents/"])
+    @pytest.mark.parametrize(
+        "key", ["../escaped", "documents/../../escaped", "/etc/escaped", "", "documents//x", "documents/"]
+    )
     def test_keys_cannot_escape_the_root(self, store: ObjectStore, key: str) -> None:
         with pytest.raises(InvalidObjectKeyError):
             store.put(key, PDF, "application/pdf")

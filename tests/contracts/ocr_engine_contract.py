@@ -47,7 +47,9 @@ class OcrEngineContract:
         assert layout.engine == engine.name
         assert (layout.width, layout.height) == image.size
 
-    def test_text_is_recognized(self, layout: PageLayout, contract_image_and_text: tuple[Image.Image, str]) -> None:
+    def test_text_is_recognized(
+        self, layout: PageLayout, contract_image_and_text: tuple[Image.Image, str]
+    ) -> None:
         _, expected = contract_image_and_text
         assert layout.text.strip()
         assert pages.cer(expected, layout.text) < 0.1

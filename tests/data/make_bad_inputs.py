@@ -25,8 +25,13 @@ HUGE_PDF_PAGES = 3_000
 HUGE_PAGE_POINTS = 14_400  # 200 inches
 
 
-def minimal_pdf(pages: int = 1, media_box: tuple[int, int] = (612, 792), text: str = "pagestream test page",
-                *, garbage_xref: bool = False) -> bytes:
+def minimal_pdf(
+    pages: int = 1,
+    media_box: tuple[int, int] = (612, 792),
+    text: str = "pagestream test page",
+    *,
+    garbage_xref: bool = False,
+) -> bytes:
     """A hand-written PDF; all pages share one content stream and one font, so it stays small."""
     width, height = media_box
     size = max(12, min(width, height) // 20)
@@ -40,8 +45,10 @@ def minimal_pdf(pages: int = 1, media_box: tuple[int, int] = (612, 792), text: s
         b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>",
         b"<< /Length %d >>\nstream\n" % len(content) + content + b"\nendstream",
     ]
-    page = (f"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 {width} {height}] "
-            f"/Resources << /Font << /F1 3 0 R >> >> /Contents 4 0 R >>").encode("ascii")
+    page = (
+        f"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 {width} {height}] "
+        f"/Resources << /Font << /F1 3 0 R >> >> /Contents 4 0 R >>"
+    ).encode("ascii")
     objects.extend(page for _ in range(pages))
     out = bytearray(b"%PDF-1.4\n%\xe2\xe3\xcf\xd3\n")
     offsets = []
@@ -56,7 +63,9 @@ def minimal_pdf(pages: int = 1, media_box: tuple[int, int] = (612, 792), text: s
     else:
         out += b"".join(b"%010d 00000 n \n" % off for off in offsets)
     out += b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (
-        len(objects) + 1, xref_at + (37 if garbage_xref else 0))
+        len(objects) + 1,
+        xref_at + (37 if garbage_xref else 0),
+    )
     return bytes(out)
 
 
@@ -76,6 +85,7 @@ def reportlab_pdf(text: str, *, encrypt: str | None = None) -> bytes:
 
 def bomb_png(side: int = BOMB_SIDE) -> bytes:
     """A 1-bit ``side``×``side`` all-black PNG, compressed row by row (never built in memory)."""
+
     def chunk(kind: bytes, body: bytes) -> bytes:
         return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
 
@@ -141,18 +151,28 @@ CORPUS: dict[str, tuple[str, Callable[[], bytes]]] = {
     "empty": ("empty.pdf", lambda: b""),
     "truncated_pdf": ("truncated.pdf", lambda: reportlab_pdf("Truncated document")[:400]),
     "garbage_xref_pdf": ("garbage-xref.pdf", lambda: minimal_pdf(1, garbage_xref=True)),
-    "html_named_pdf": ("html.pdf", lambda: b"<!DOCTYPE html>\n<html><head><title>Login</title></head>"
-                                         b"<body><p>Session expired, please sign in.</p></body></html>\n"),
+    "html_named_pdf": (
+        "html.pdf",
+        lambda: (
+            b"<!DOCTYPE html>\n<html><head><title>Login</title></head>"
+            b"<body><p>Session expired, please sign in.</p></body></html>\n"
+        ),
+    ),
     "zip_named_pdf": ("archive.pdf", zip_bytes),
-    "text_named_png": ("notes.png", lambda: b"These are my meeting notes, saved with the wrong extension.\n" * 4),
+    "text_named_png": (
+        "notes.png",
+        lambda: b"These are my meeting notes, saved with the wrong extension.\n" * 4,
+    ),
     "truncated_png": ("truncated.png", lambda: good_png()[: len(good_png()) // 2]),
     "jpeg_soi_eoi": ("soi-eoi.jpg", lambda: b"\xff\xd8\xff\xd9"),
     "tiff_header_only": ("header-only.tif", lambda: b"II*\x00\x08\x00\x00\x00"),
     "encrypted_pdf": ("encrypted.pdf", lambda: reportlab_pdf("Confidential", encrypt=PDF_PASSWORD)),
     "bomb_png": ("bomb.png", bomb_png),
     "many_pages_pdf": ("3000-pages.pdf", lambda: minimal_pdf(HUGE_PDF_PAGES)),
-    "huge_page_pdf": ("200-inch-page.pdf", lambda: minimal_pdf(1, (HUGE_PAGE_POINTS, HUGE_PAGE_POINTS),
-                                                               "A very large drawing")),
+    "huge_page_pdf": (
+        "200-inch-page.pdf",
+        lambda: minimal_pdf(1, (HUGE_PAGE_POINTS, HUGE_PAGE_POINTS), "A very large drawing"),
+    ),
     "animated_gif": ("animated.gif", animated_gif),
     "multipage_tiff": ("3-pages.tif", multipage_tiff),
     "good_png": ("good.png", good_png),

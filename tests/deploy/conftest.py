@@ -12,4 +12,3 @@ from tests.integration.conftest import (  # noqa: F401  (fixtures, re-registered
     stack_dir,
     tansu_broker,
 )
-

@@ -39,17 +39,28 @@ K8S = ROOT / "deploy" / "k8s"
 # requirements-runtime.lock as the Dockerfile does, to run the pods with the image's dependencies only).
 VENV_BIN = Path(os.environ.get("PAGESTREAM_SMOKE_VENV") or Path(sys.executable).parent.parent) / "bin"
 SANDBOX = Path(__file__).with_name("sandbox.py")
-OUR_IMAGE = re.compile(r"(^|/)pagestream(:|@|$)")   # the image built from ./Dockerfile, any registry
+OUR_IMAGE = re.compile(r"(^|/)pagestream(:|@|$)")  # the image built from ./Dockerfile, any registry
 READY_WITHIN_SECONDS = 90.0
-TRANSPORT_VARS = ("KAFKA_SECURITY_PROTOCOL", "KAFKA_SASL_MECHANISM", "KAFKA_SASL_USERNAME",
-                  "KAFKA_SASL_PASSWORD", "KAFKA_SSL_CA_LOCATION")
+TRANSPORT_VARS = (
+    "KAFKA_SECURITY_PROTOCOL",
+    "KAFKA_SASL_MECHANISM",
+    "KAFKA_SASL_USERNAME",
+    "KAFKA_SASL_PASSWORD",
+    "KAFKA_SSL_CA_LOCATION",
+)
 
 
 def render(overlay: str) -> list[dict]:
     kubectl = shutil.which("kubectl")
     assert kubectl, "kubectl is needed to render the overlays (scripts/install-system-packages.sh)"
-    out = subprocess.run([kubectl, "kustomize", str(K8S / "overlays" / overlay)], capture_output=True, text=True,
-                         timeout=60, env={"PATH": "/usr/bin:/bin", "KUBECONFIG": "/dev/null"}, check=True)
+    out = subprocess.run(
+        [kubectl, "kustomize", str(K8S / "overlays" / overlay)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={"PATH": "/usr/bin:/bin", "KUBECONFIG": "/dev/null"},
+        check=True,
+    )
     return [d for d in yaml.safe_load_all(out.stdout) if d]
 
 
@@ -82,11 +93,17 @@ class Stack:
     secrets: dict[str, dict[str, str]] = field(default_factory=dict)
 
     def secret(self, name: str, key: str) -> str:
-        if name == "pagestream-db-app":       # CloudNativePG's app secret
+        if name == "pagestream-db-app":  # CloudNativePG's app secret
             u = urlsplit(self.database_url)
-            values = {"uri": self.database_url, "username": u.username or "", "password": u.password or "",
-                      "host": u.hostname or "", "port": str(u.port or 5432), "dbname": u.path.lstrip("/")}
-        elif name == "pagestream-s3":         # created by the operator of the cluster (docs/deploy.md)
+            values = {
+                "uri": self.database_url,
+                "username": u.username or "",
+                "password": u.password or "",
+                "host": u.hostname or "",
+                "port": str(u.port or 5432),
+                "dbname": u.path.lstrip("/"),
+            }
+        elif name == "pagestream-s3":  # created by the operator of the cluster (docs/deploy.md)
             values = {"AWS_ACCESS_KEY_ID": "smoke", "AWS_SECRET_ACCESS_KEY": "smoke"}
         else:
             values = self.secrets.get(name, {})
@@ -96,7 +113,9 @@ class Stack:
 
 def kafka_user_secrets(docs: list[dict]) -> dict[str, dict[str, str]]:
     """The Strimzi User Operator writes one Secret per KafkaUser, key ``password``."""
-    return {d["metadata"]["name"]: {"password": "smoke-scram-password"} for d in docs if d["kind"] == "KafkaUser"}
+    return {
+        d["metadata"]["name"]: {"password": "smoke-scram-password"} for d in docs if d["kind"] == "KafkaUser"
+    }
 
 
 def resolve_env(container: dict, configmaps: dict[str, dict[str, str]], stack: Stack) -> dict[str, str]:
@@ -110,7 +129,9 @@ def resolve_env(container: dict, configmaps: dict[str, dict[str, str]], stack: S
             raise AssertionError(f"unsupported envFrom {src}")
     for e in container.get("env", []):
         if "value" in e:
-            env[e["name"]] = re.sub(r"\$\((\w+)\)", lambda m: env.get(m.group(1), m.group(0)), str(e["value"]))
+            env[e["name"]] = re.sub(
+                r"\$\((\w+)\)", lambda m: env.get(m.group(1), m.group(0)), str(e["value"])
+            )
         elif "secretKeyRef" in e["valueFrom"]:
             ref = e["valueFrom"]["secretKeyRef"]
             env[e["name"]] = stack.secret(ref["name"], ref["key"])
@@ -146,12 +167,12 @@ class Container:
     argv: list[str]
     env: dict[str, str]
     working_dir: str
-    writable: list[tuple[str, str]]     # (host dir, mountPath)
+    writable: list[tuple[str, str]]  # (host dir, mountPath)
     security: dict
     probes: dict[str, dict]
-    port: int | None                    # local port of the probes
+    port: int | None  # local port of the probes
     grace_seconds: int
-    completes: bool = False             # runs to exit 0 (init containers, Job containers)
+    completes: bool = False  # runs to exit 0 (init containers, Job containers)
 
     @property
     def label(self) -> str:
@@ -161,8 +182,11 @@ class Container:
 def containers_of(docs: list[dict], stack: Stack, workdir: Path) -> list[tuple[str, list[Container]]]:
     """Every workload's pagestream containers (init containers first), per workload, in render order.
     Workloads with replicas 0 are skipped: no pod of theirs ever runs (cdc under the Debezium component)."""
-    configmaps = {d["metadata"]["name"]: {k: str(v) for k, v in d.get("data", {}).items()}
-                  for d in docs if d["kind"] == "ConfigMap"}
+    configmaps = {
+        d["metadata"]["name"]: {k: str(v) for k, v in d.get("data", {}).items()}
+        for d in docs
+        if d["kind"] == "ConfigMap"
+    }
     base_env = image_env()
     out = []
     for d in docs:
@@ -175,7 +199,9 @@ def containers_of(docs: list[dict], stack: Stack, workdir: Path) -> list[tuple[s
         sc = pod.get("securityContext", {})
         volumes = {v["name"]: v for v in pod.get("volumes", [])}
         group = []
-        for init, c in [(True, c) for c in pod.get("initContainers", [])] + [(False, c) for c in pod["containers"]]:
+        for init, c in [(True, c) for c in pod.get("initContainers", [])] + [
+            (False, c) for c in pod["containers"]
+        ]:
             if not OUR_IMAGE.search(c["image"]):
                 continue
             env = {**base_env, **adapt_transport(resolve_env(c, configmaps, stack), stack)}
@@ -185,7 +211,7 @@ def containers_of(docs: list[dict], stack: Stack, workdir: Path) -> list[tuple[s
                 if "emptyDir" in vol and not m.get("readOnly"):
                     host = workdir / f"{d['metadata']['name']}-{c['name']}-{m['name']}"
                     host.mkdir(parents=True)
-                    if os.geteuid() == 0:   # as the kubelet does for fsGroup
+                    if os.geteuid() == 0:  # as the kubelet does for fsGroup
                         os.chown(host, sc.get("runAsUser", 0), sc.get("fsGroup", sc.get("runAsGroup", 0)))
                     host.chmod(0o2770)
                     writable.append((str(host), m["mountPath"]))
@@ -199,15 +225,27 @@ def containers_of(docs: list[dict], stack: Stack, workdir: Path) -> list[tuple[s
                 container_port = ports[declared] if isinstance(declared, str) else int(declared)
                 assert env.get("PAGESTREAM_HTTP_PORT") == str(container_port), (
                     f"{name}/{c['name']}: probes call port {container_port} but the service listens on "
-                    f"PAGESTREAM_HTTP_PORT={env.get('PAGESTREAM_HTTP_PORT')}")
+                    f"PAGESTREAM_HTTP_PORT={env.get('PAGESTREAM_HTTP_PORT')}"
+                )
                 port = free_port()
                 env["PAGESTREAM_HTTP_PORT"] = str(port)
             csc = {**sc, **c.get("securityContext", {})}
-            group.append(Container(
-                pod=name, name=c["name"], init=init, argv=list(c.get("command", [])) + list(c.get("args", [])),
-                env=env, working_dir=c.get("workingDir", "/"), writable=writable, security=csc, probes=probes,
-                port=port, grace_seconds=int(pod.get("terminationGracePeriodSeconds", 30)),
-                completes=init or d["kind"] == "Job"))
+            group.append(
+                Container(
+                    pod=name,
+                    name=c["name"],
+                    init=init,
+                    argv=list(c.get("command", [])) + list(c.get("args", [])),
+                    env=env,
+                    working_dir=c.get("workingDir", "/"),
+                    writable=writable,
+                    security=csc,
+                    probes=probes,
+                    port=port,
+                    grace_seconds=int(pod.get("terminationGracePeriodSeconds", 30)),
+                    completes=init or d["kind"] == "Job",
+                )
+            )
         if group:
             out.append((name, group))
     return out
@@ -225,8 +263,14 @@ def sandbox_mode() -> tuple[list[str] | None, str]:
         unshare.insert(1, "--map-root-user")
     r = subprocess.run([*unshare, "true"], capture_output=True)
     if r.returncode != 0:
-        return None, f"{' '.join(unshare)} failed: {r.stderr.decode().strip()} (run as root, or enable user namespaces)"
-    return unshare, "root: runAsUser applied" if os.geteuid() == 0 else "user namespace: runAsUser not applied"
+        return (
+            None,
+            f"{' '.join(unshare)} failed: {r.stderr.decode().strip()} (run as root, or enable user namespaces)",
+        )
+    return (
+        unshare,
+        "root: runAsUser applied" if os.geteuid() == 0 else "user namespace: runAsUser not applied",
+    )
 
 
 def sandbox_available() -> str | None:
@@ -262,18 +306,32 @@ class Running:
 
     def __init__(self, c: Container, log: Path):
         self.c, self.log = c, log
-        assert c.security.get("readOnlyRootFilesystem") is True, f"{c.label}: readOnlyRootFilesystem must be true"
+        assert c.security.get("readOnlyRootFilesystem") is True, (
+            f"{c.label}: readOnlyRootFilesystem must be true"
+        )
         unshare, why = sandbox_mode()
         assert unshare, why
-        spec = {"argv": c.argv, "env": c.env, "workingDir": c.working_dir, "writable": c.writable,
-                "expose": expose_interpreter(log.parent / "expose"), "switchUser": os.geteuid() == 0,
-                "visible": visible_code(),
-                "runAsUser": c.security.get("runAsUser", 0), "runAsGroup": c.security.get("runAsGroup", 0),
-                "fsGroup": c.security.get("fsGroup", c.security.get("runAsGroup", 0))}
+        spec = {
+            "argv": c.argv,
+            "env": c.env,
+            "workingDir": c.working_dir,
+            "writable": c.writable,
+            "expose": expose_interpreter(log.parent / "expose"),
+            "switchUser": os.geteuid() == 0,
+            "visible": visible_code(),
+            "runAsUser": c.security.get("runAsUser", 0),
+            "runAsGroup": c.security.get("runAsGroup", 0),
+            "fsGroup": c.security.get("fsGroup", c.security.get("runAsGroup", 0)),
+        }
         with log.open("wb") as out:
             self.proc = subprocess.Popen(
                 [*unshare, sys.executable, "-I", str(SANDBOX), json.dumps(spec)],
-                stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True, env={})
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+                env={},
+            )
 
     def tail(self, n: int = 40) -> str:
         return "\n".join(self.log.read_text(errors="replace").splitlines()[-n:])
@@ -294,20 +352,26 @@ class Running:
         last = ""
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise AssertionError(f"{self.c.label} exited with {self.proc.returncode} before {kind} passed "
-                                     f"(the kubelet would restart it: CrashLoopBackOff):\n{self.tail()}")
+                raise AssertionError(
+                    f"{self.c.label} exited with {self.proc.returncode} before {kind} passed "
+                    f"(the kubelet would restart it: CrashLoopBackOff):\n{self.tail()}"
+                )
             ok, last = self.probe(kind)
             if ok:
                 return
             time.sleep(0.5)
-        raise AssertionError(f"{self.c.label}: {kind} not passing after {bound:.0f}s ({last}):\n{self.tail()}")
+        raise AssertionError(
+            f"{self.c.label}: {kind} not passing after {bound:.0f}s ({last}):\n{self.tail()}"
+        )
 
     def wait_exit(self, bound: float) -> int:
         try:
             return self.proc.wait(bound)
         except subprocess.TimeoutExpired:
             self.kill()
-            raise AssertionError(f"{self.c.label} did not finish within {bound:.0f}s:\n{self.tail()}") from None
+            raise AssertionError(
+                f"{self.c.label} did not finish within {bound:.0f}s:\n{self.tail()}"
+            ) from None
 
     def terminate(self) -> int | None:
         """SIGTERM, as the kubelet stops a pod; SIGKILL after the grace period. Returns the exit code

@@ -36,8 +36,11 @@ def mount(*args: str) -> None:
 def visible_inside(spec: dict, host_dir: str, mount_path: str) -> list[tuple[str, str]]:
     """(path, where it goes in the emptyDir's host directory) for the code lying below ``mount_path``."""
     prefix = mount_path.rstrip("/") + "/"
-    return [(keep, os.path.join(host_dir, os.path.relpath(keep, mount_path)))
-            for keep in spec.get("visible", []) if keep.startswith(prefix)]
+    return [
+        (keep, os.path.join(host_dir, os.path.relpath(keep, mount_path)))
+        for keep in spec.get("visible", [])
+        if keep.startswith(prefix)
+    ]
 
 
 def main() -> None:
@@ -58,8 +61,10 @@ def main() -> None:
                 raise SystemExit(f"sandbox: cannot make / read-only: {e.stderr.decode().strip()}") from None
     for host_dir, mount_path in spec["writable"]:
         if not os.path.isdir(mount_path):
-            raise SystemExit(f"sandbox: emptyDir mountPath {mount_path} does not exist on this machine; "
-                             "tests/deploy can only mount at existing directories")
+            raise SystemExit(
+                f"sandbox: emptyDir mountPath {mount_path} does not exist on this machine; "
+                "tests/deploy can only mount at existing directories"
+            )
         # The code under test (checkout, virtualenv) may lie below an emptyDir's mountPath (a clone in
         # /tmp, and /tmp an emptyDir): keep it visible there, read-only, as the image has it elsewhere.
         for keep, inside in visible_inside(spec, host_dir, mount_path):

@@ -37,16 +37,25 @@ def stack(kafka_bootstrap: str, database_url: str, s3_endpoint: str) -> pods.Sta
     bucket = None
     for overlay in OVERLAYS:
         for d in pods.render(overlay):
-            if d["kind"] == "KafkaTopic":   # what the Strimzi Topic Operator creates
-                topics.setdefault(d["spec"]["partitions"], []).append(d["spec"].get("topicName", d["metadata"]["name"]))
+            if d["kind"] == "KafkaTopic":  # what the Strimzi Topic Operator creates
+                topics.setdefault(d["spec"]["partitions"], []).append(
+                    d["spec"].get("topicName", d["metadata"]["name"])
+                )
             if d["kind"] == "ConfigMap" and d["metadata"]["name"] == "pagestream-config":
                 bucket = d["data"]["STORAGE_URL"].removeprefix("s3://").split("/")[0]
     for partitions, names in topics.items():
-        ensure_topics(Settings(KAFKA_BOOTSTRAP_SERVERS=kafka_bootstrap, PAGESTREAM_TOPIC_PARTITIONS=partitions),
-                      sorted(set(names)))
+        ensure_topics(
+            Settings(KAFKA_BOOTSTRAP_SERVERS=kafka_bootstrap, PAGESTREAM_TOPIC_PARTITIONS=partitions),
+            sorted(set(names)),
+        )
     if bucket:
-        boto3.client("s3", endpoint_url=s3_endpoint, region_name="us-east-1", aws_access_key_id="smoke",
-                     aws_secret_access_key="smoke").create_bucket(Bucket=bucket)
+        boto3.client(
+            "s3",
+            endpoint_url=s3_endpoint,
+            region_name="us-east-1",
+            aws_access_key_id="smoke",
+            aws_secret_access_key="smoke",
+        ).create_bucket(Bucket=bucket)
     return pods.Stack(kafka_bootstrap=kafka_bootstrap, database_url=database_url, s3_endpoint=s3_endpoint)
 
 
@@ -68,7 +77,9 @@ def run_workload(name: str, containers: list[pods.Container], logs: Path) -> dic
             started.append(pods.Running(c, log))
         for r in started:
             t0 = time.monotonic()
-            assert r.c.probes.get("readinessProbe") and r.c.probes.get("livenessProbe"), f"{r.c.label}: no probes"
+            assert r.c.probes.get("readinessProbe") and r.c.probes.get("livenessProbe"), (
+                f"{r.c.label}: no probes"
+            )
             if "startupProbe" in r.c.probes:
                 r.wait_probe("startupProbe", pods.READY_WITHIN_SECONDS)
             r.wait_probe("readinessProbe", pods.READY_WITHIN_SECONDS)
@@ -77,8 +88,10 @@ def run_workload(name: str, containers: list[pods.Container], logs: Path) -> dic
             timings[r.c.label] = time.monotonic() - t0
         for r in started:
             rc = r.terminate()
-            assert rc is not None, f"{r.c.label} ignored SIGTERM for {r.c.grace_seconds}s " \
-                                   f"(terminationGracePeriodSeconds; the kubelet would SIGKILL it):\n{r.tail()}"
+            assert rc is not None, (
+                f"{r.c.label} ignored SIGTERM for {r.c.grace_seconds}s "
+                f"(terminationGracePeriodSeconds; the kubelet would SIGKILL it):\n{r.tail()}"
+            )
     finally:
         for r in started:
             if r.proc.poll() is None:

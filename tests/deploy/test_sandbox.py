@@ -31,12 +31,19 @@ def test_only_emptydir_mounts_are_writable(tmp_path: Path) -> None:
     volume.mkdir()
     if os.geteuid() == 0:
         os.chown(volume, 10001, 10001)
-    c = pods.Container(pod="probe", name="probe", init=True, argv=["python", "-c", PROBE],
-                       env={"PATH": f"{pods.VENV_BIN}:/usr/bin:/bin", "HOME": "/nonexistent"}, working_dir="/tmp",
-                       writable=[(str(volume), "/tmp")],
-                       security={"readOnlyRootFilesystem": True, "runAsUser": 10001, "runAsGroup": 10001,
-                                 "fsGroup": 10001},
-                       probes={}, port=None, grace_seconds=5)
+    c = pods.Container(
+        pod="probe",
+        name="probe",
+        init=True,
+        argv=["python", "-c", PROBE],
+        env={"PATH": f"{pods.VENV_BIN}:/usr/bin:/bin", "HOME": "/nonexistent"},
+        working_dir="/tmp",
+        writable=[(str(volume), "/tmp")],
+        security={"readOnlyRootFilesystem": True, "runAsUser": 10001, "runAsGroup": 10001, "fsGroup": 10001},
+        probes={},
+        port=None,
+        grace_seconds=5,
+    )
     logs = tmp_path / "logs"
     logs.mkdir()
     r = pods.Running(c, logs / "probe.log")
@@ -46,6 +53,8 @@ def test_only_emptydir_mounts_are_writable(tmp_path: Path) -> None:
         assert (uid, gid) == ("10001", "10001")
     written = dict(item.split("=") for item in results.split(";"))
     assert written.pop("/tmp/ok") == "written" and (volume / "ok").exists()  # the emptyDir, on the host dir
-    assert set(written.values()) <= {"30", "13", "2"}, written  # EROFS / EACCES / ENOENT: nothing else writable
+    assert set(written.values()) <= {"30", "13", "2"}, (
+        written
+    )  # EROFS / EACCES / ENOENT: nothing else writable
     assert not Path("/etc/pagestream-sandbox-probe").exists()
     assert sys.prefix  # the venv stays usable read-only

@@ -49,8 +49,6 @@ def relay(migrated: Settings) -> Iterator[OutboxRelay]:
     t.join(15)
 
 
-
-
 @pytest.fixture
 def consumer_factory(migrated: Settings) -> Iterator[Callable[..., EventConsumer]]:
     """Consumers in fresh groups (so each test reads topics from the start); closed afterwards."""
@@ -86,7 +84,9 @@ def running_submit_consumer(settings: Settings, engine: Any, store: Any, name: s
     assert not t.is_alive()
 
 
-def drain(consumer: EventConsumer, until: Callable[[list[ConsumedRecord]], bool], timeout: float) -> list[ConsumedRecord]:
+def drain(
+    consumer: EventConsumer, until: Callable[[list[ConsumedRecord]], bool], timeout: float
+) -> list[ConsumedRecord]:
     """Collect records until ``until(records)`` holds or ``timeout`` passes."""
     out: list[ConsumedRecord] = []
     deadline = time.monotonic() + timeout
@@ -132,10 +132,17 @@ def running_stack() -> Iterator[RunningStack]:
     # /var/tmp so the postgres user can reach the data dir when the tests run as root
     state = Path(tempfile.mkdtemp(prefix="pagestream-test-stack-", dir="/var/tmp"))
     state.chmod(0o755)
-    environ = {k: v for k, v in os.environ.items()
-               if k not in ("KAFKA_BOOTSTRAP_SERVERS", "DATABASE_URL", "STORAGE_URL", "PAGESTREAM_API_URL")}
-    environ.update(PAGESTREAM_OCR_WORKERS="2", PAGESTREAM_CDC_HEARTBEAT_SECONDS="1", OMP_THREAD_LIMIT="1",
-                   PAGESTREAM_EXPORT_PDF_ON_COMPLETION="true")
+    environ = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("KAFKA_BOOTSTRAP_SERVERS", "DATABASE_URL", "STORAGE_URL", "PAGESTREAM_API_URL")
+    }
+    environ.update(
+        PAGESTREAM_OCR_WORKERS="2",
+        PAGESTREAM_CDC_HEARTBEAT_SECONDS="1",
+        OMP_THREAD_LIMIT="1",
+        PAGESTREAM_EXPORT_PDF_ON_COMPLETION="true",
+    )
     # The embedded broker refuses records that do not match their topic's schema; persist's input topics
     # stay open because test_liveness_pipeline feeds persist poison an unvalidating broker would accept.
     environ[UNVALIDATED_TOPICS_ENV] = f"{PAGE_OCR_COMPLETED},{PAGE_OCR_FAILED}"
@@ -143,6 +150,7 @@ def running_stack() -> Iterator[RunningStack]:
     t = threading.Thread(target=sup.run, kwargs={"install_signal_handlers": False}, daemon=True, name="stack")
     t.start()
     try:
+
         def parts() -> dict | None:
             st = sup.state() if sup.api_url else None
             if not st:
@@ -153,7 +161,9 @@ def running_stack() -> Iterator[RunningStack]:
         svc = wait_until(parts, 180, "the embedded stack to be ready", interval=0.5)
         assert isinstance(svc, dict)
         yield RunningStack(
-            supervisor=sup, settings=sup.settings(), api_url=sup.api_url,
+            supervisor=sup,
+            settings=sup.settings(),
+            api_url=sup.api_url,
             metrics_urls={n: p["metrics_url"] for n, p in svc.items()},
             ready_urls={n: p["ready_url"] for n, p in svc.items()},
         )

@@ -58,13 +58,17 @@ def _problem(r: Any, status: int) -> dict[str, Any]:
 
 # --- auth ---------------------------------------------------------------------------------------
 
+
 def test_auth_required_and_checked(migrated: Settings, engine: Engine) -> None:
     kid, key = create_key(engine, "auth-test")
     revoked_id, revoked = create_key(engine, "auth-test-revoked")
     assert revoke_key(engine, revoked_id)
     with TestClient(create_app(migrated, engine=engine)) as c:
         assert "X-API-Key" in _problem(c.get("/v1/documents"), 401)["detail"]
-        assert _problem(c.get("/v1/documents", headers={"X-API-Key": "ps_wrong"}), 401)["title"] == "Invalid API key"
+        assert (
+            _problem(c.get("/v1/documents", headers={"X-API-Key": "ps_wrong"}), 401)["title"]
+            == "Invalid API key"
+        )
         _problem(c.get("/v1/documents", headers={"X-API-Key": revoked}), 401)
         _problem(c.delete(f"/v1/documents/{uuid.uuid4()}", headers={"X-API-Key": revoked}), 401)
         assert c.get("/v1/documents", headers={"X-API-Key": key}).status_code == 200
@@ -77,7 +81,9 @@ def test_auth_required_and_checked(migrated: Settings, engine: Engine) -> None:
 
 def test_readyz_reports_extra_checks(migrated: Settings, engine: Engine) -> None:
     healthy = {"v": False}
-    with TestClient(create_app(migrated, engine=engine, checks={"submit_consumer": lambda: healthy["v"]})) as c:
+    with TestClient(
+        create_app(migrated, engine=engine, checks={"submit_consumer": lambda: healthy["v"]})
+    ) as c:
         r = c.get("/readyz")
         assert r.status_code == 503 and r.json()["checks"] == {"database": True, "submit_consumer": False}
         healthy["v"] = True
@@ -86,17 +92,23 @@ def test_readyz_reports_extra_checks(migrated: Settings, engine: Engine) -> None
 
 # --- uploads: limits and idempotency ---------------------------------------------------------------
 
+
 def test_upload_limits_answer_with_the_limit(migrated: Settings, engine: Engine, api_key: str) -> None:
     def app_with(**limits: int) -> TestClient:
-        return TestClient(create_app(migrated.model_copy(update=limits), engine=engine),
-                          headers={"X-API-Key": api_key})
+        return TestClient(
+            create_app(migrated.model_copy(update=limits), engine=engine), headers={"X-API-Key": api_key}
+        )
 
     with app_with(max_upload_bytes=500) as c:
         body = _problem(_upload(c, pdf_bytes(_word())), 413)
         assert "500 bytes" in body["detail"]
     with app_with(max_pages=2) as c:
         body = _problem(_upload(c, pdf_bytes(_word(), "two", "three")), 413)
-        assert "3 pages" in body["detail"] and "limit is 2" in body["detail"] and "PAGESTREAM_MAX_PAGES" in body["detail"]
+        assert (
+            "3 pages" in body["detail"]
+            and "limit is 2" in body["detail"]
+            and "PAGESTREAM_MAX_PAGES" in body["detail"]
+        )
     with app_with(max_image_pixels=10_000) as c:
         body = _problem(_upload(c, png_bytes(200, 150), "scan.png"), 413)
         assert "200×150" in body["detail"] and "limit is 10,000 px" in body["detail"]
@@ -130,6 +142,7 @@ def test_idempotency_key_returns_the_first_document(client: TestClient) -> None:
 
 # --- listing ----------------------------------------------------------------------------------------
 
+
 def test_keyset_pagination_walks_every_document_once(client: TestClient, engine: Engine) -> None:
     created = [str(new_document(engine, 1)) for _ in range(5)]
     seen: list[str] = []
@@ -156,20 +169,35 @@ def test_keyset_pagination_walks_every_document_once(client: TestClient, engine:
 
 # --- pages and OCR layout -------------------------------------------------------------------------
 
+
 def test_pages_and_ocr_layout(client: TestClient, engine: Engine) -> None:
     doc = new_document(engine, 3)
     tb = TitleBlock(sheet_number="A-101", sheet_title="FLOOR PLAN", scale='1/4" = 1\'-0"')
-    apply_page_outcomes(engine, [completed(doc, 1, 3, "ground floor plan", title_block=tb), failed(doc, 2, 3)])
+    apply_page_outcomes(
+        engine, [completed(doc, 1, 3, "ground floor plan", title_block=tb), failed(doc, 2, 3)]
+    )
     body = client.get(f"/v1/documents/{doc}/pages").json()
     assert body["status"] == "processing" and body["page_count"] == 3
     p1, p2, p3 = body["pages"]
-    assert (p1["page_number"], p1["status"], p1["source"], p1["engine"], p1["rotation"]) == (1, "completed", "ocr",
-                                                                                           "tesseract", 0)
+    assert (p1["page_number"], p1["status"], p1["source"], p1["engine"], p1["rotation"]) == (
+        1,
+        "completed",
+        "ocr",
+        "tesseract",
+        0,
+    )
     assert p1["confidence"] == pytest.approx(91.5)
-    assert p1["title_block"] == {"sheet_number": "A-101", "sheet_title": "FLOOR PLAN", "scale": '1/4" = 1\'-0"'}
+    assert p1["title_block"] == {
+        "sheet_number": "A-101",
+        "sheet_title": "FLOOR PLAN",
+        "scale": '1/4" = 1\'-0"',
+    }
     assert p1["timings"]["ocr_seconds"] == pytest.approx(0.25) and p1["timings"]["completed_at"]
     assert p1["error"] is None and p1["ocr_url"] == f"/v1/pages/{p1['id']}/ocr"
-    assert p2["status"] == "failed" and p2["error"] == {"reason": "page_timeout", "detail": "OCR took longer than 120 s"}
+    assert p2["status"] == "failed" and p2["error"] == {
+        "reason": "page_timeout",
+        "detail": "OCR took longer than 120 s",
+    }
     assert p2["ocr_url"] is None
     assert p3["status"] == "pending" and p3["ocr_url"] is None
 
@@ -186,16 +214,22 @@ def test_pages_and_ocr_layout(client: TestClient, engine: Engine) -> None:
 
 # --- search ----------------------------------------------------------------------------------------
 
+
 def test_search_ranks_documents_and_highlights_pages(client: TestClient, engine: Engine) -> None:
     w = _word()
     strong, weak, other = new_document(engine, 2), new_document(engine, 3), new_document(engine, 1)
-    apply_page_outcomes(engine, [
-        completed(strong, 1, 2, f"{w} gearbox {w} inspection of the {w} housing"),
-        completed(strong, 2, 2, f"appendix: {w} <script>alert(1)</script> & more"),
-        completed(weak, 1, 3, "nothing relevant on this page"),
-        completed(weak, 3, 3, f"a long page about many other things, mentioning {w} once, " + "filler " * 60),
-        completed(other, 1, 1, "unrelated text about bridges"),
-    ])
+    apply_page_outcomes(
+        engine,
+        [
+            completed(strong, 1, 2, f"{w} gearbox {w} inspection of the {w} housing"),
+            completed(strong, 2, 2, f"appendix: {w} <script>alert(1)</script> & more"),
+            completed(weak, 1, 3, "nothing relevant on this page"),
+            completed(
+                weak, 3, 3, f"a long page about many other things, mentioning {w} once, " + "filler " * 60
+            ),
+            completed(other, 1, 1, "unrelated text about bridges"),
+        ],
+    )
     body = client.get("/v1/search", params={"q": w}).json()
     ids = [h["document_id"] for h in body["items"]]
     assert ids == [str(strong), str(weak)]
@@ -206,18 +240,33 @@ def test_search_ranks_documents_and_highlights_pages(client: TestClient, engine:
     assert "<script>" not in best["pages"][1]["snippet"]  # page text is escaped, only <mark> is markup
     assert [p["page_number"] for p in body["items"][1]["pages"]] == [3]
     # web-search syntax: a phrase, and exclusion
-    assert [h["document_id"] for h in client.get("/v1/search", params={"q": f'"{w} gearbox"'}).json()["items"]] == [
-        str(strong)]
+    assert [
+        h["document_id"] for h in client.get("/v1/search", params={"q": f'"{w} gearbox"'}).json()["items"]
+    ] == [str(strong)]
     # exclusion applies per page: only the weak document's matching page says "filler"
-    assert [h["document_id"] for h in client.get("/v1/search", params={"q": f"{w} -filler"}).json()["items"]] == [
-        str(strong)]
+    assert [
+        h["document_id"] for h in client.get("/v1/search", params={"q": f"{w} -filler"}).json()["items"]
+    ] == [str(strong)]
     assert len(client.get("/v1/search", params={"q": w, "limit": 1}).json()["items"]) == 1
 
 
-@pytest.mark.parametrize("hostile", [
-    "'; DROP TABLE pages; --", "\"unterminated", "back\\slash\\", "''''", "a & b | !c <-> d:*", "((()))",
-    "ünïcödé 日本語 🙂", "%_%", "$1 $$ :q", "or", "-", "the",
-])
+@pytest.mark.parametrize(
+    "hostile",
+    [
+        "'; DROP TABLE pages; --",
+        '"unterminated',
+        "back\\slash\\",
+        "''''",
+        "a & b | !c <-> d:*",
+        "((()))",
+        "ünïcödé 日本語 🙂",
+        "%_%",
+        "$1 $$ :q",
+        "or",
+        "-",
+        "the",
+    ],
+)
 def test_search_is_safe_with_hostile_queries(client: TestClient, engine: Engine, hostile: str) -> None:
     r = client.get("/v1/search", params={"q": hostile})
     assert r.status_code == 200, r.text
@@ -236,13 +285,17 @@ def test_search_rejects_a_blank_query(client: TestClient) -> None:
 
 # --- delete ----------------------------------------------------------------------------------------
 
-def test_delete_keeps_shared_bytes_and_emits_the_event(client: TestClient, engine: Engine, relay: Any,
-                                                       consumer_factory: Any) -> None:
+
+def test_delete_keeps_shared_bytes_and_emits_the_event(
+    client: TestClient, engine: Engine, relay: Any, consumer_factory: Any
+) -> None:
     data = pdf_bytes(_word())
     first = _upload(client, data).json()
     second = _upload(client, data, params={"force": "true"}).json()
     with engine.connect() as conn:
-        uri = conn.execute(text("SELECT storage_uri FROM documents WHERE id = :id"), {"id": first["id"]}).scalar()
+        uri = conn.execute(
+            text("SELECT storage_uri FROM documents WHERE id = :id"), {"id": first["id"]}
+        ).scalar()
     stored = Path(uri.removeprefix("file://"))
     assert stored.is_file()
     apply_page_outcomes(engine, [completed(uuid.UUID(first["id"]), 1, 1, "to be deleted")])
@@ -250,7 +303,12 @@ def test_delete_keeps_shared_bytes_and_emits_the_event(client: TestClient, engin
     assert client.delete(f"/v1/documents/{first['id']}").status_code == 204
     _problem(client.get(f"/v1/documents/{first['id']}"), 404)
     with engine.connect() as conn:
-        assert conn.execute(text("SELECT count(*) FROM pages WHERE document_id = :id"), {"id": first["id"]}).scalar() == 0
+        assert (
+            conn.execute(
+                text("SELECT count(*) FROM pages WHERE document_id = :id"), {"id": first["id"]}
+            ).scalar()
+            == 0
+        )
     assert stored.is_file(), "bytes still referenced by the second document were removed"
     assert client.delete(f"/v1/documents/{second['id']}").status_code == 204
     assert not stored.exists()
@@ -273,20 +331,27 @@ def test_delete_keeps_shared_bytes_and_emits_the_event(client: TestClient, engin
 
 # --- client and CLI errors -----------------------------------------------------------------------
 
+
 def test_client_errors_say_what_to_do(migrated: Settings, engine: Engine) -> None:
     from pagestream.client import ApiClient, ApiClientError
 
     with ApiClient("http://127.0.0.1:9", timeout=2) as unreachable, pytest.raises(ApiClientError) as e:
         unreachable.documents()
-    assert "cannot reach the pagestream API at http://127.0.0.1:9" in str(e.value) and "pagestream up" in str(e.value)
-    with TestClient(create_app(migrated, engine=engine)) as tc, \
-            ApiClient("http://testserver", "ps_bad", http=tc) as bad, pytest.raises(ApiClientError) as e:
+    assert "cannot reach the pagestream API at http://127.0.0.1:9" in str(e.value) and "pagestream up" in str(
+        e.value
+    )
+    with (
+        TestClient(create_app(migrated, engine=engine)) as tc,
+        ApiClient("http://testserver", "ps_bad", http=tc) as bad,
+        pytest.raises(ApiClientError) as e,
+    ):
         bad.search("anything")
     assert e.value.status == 401 and "pagestream apikey create" in str(e.value)
 
 
-def test_cli_search_pages_delete(migrated: Settings, engine: Engine, api_key: str,
-                                 monkeypatch: pytest.MonkeyPatch) -> None:
+def test_cli_search_pages_delete(
+    migrated: Settings, engine: Engine, api_key: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from pagestream.cli import documents as cli_documents
     from pagestream.cli import main
     from pagestream.client import ApiClient
@@ -295,8 +360,9 @@ def test_cli_search_pages_delete(migrated: Settings, engine: Engine, api_key: st
     doc = new_document(engine, 1, filename="cli.pdf")
     apply_page_outcomes(engine, [completed(doc, 1, 1, f"the {w} survey")])
     app = create_app(migrated, engine=engine)
-    monkeypatch.setattr(cli_documents, "api_client",
-                        lambda: ApiClient("http://testserver", api_key, http=TestClient(app)))
+    monkeypatch.setattr(
+        cli_documents, "api_client", lambda: ApiClient("http://testserver", api_key, http=TestClient(app))
+    )
     runner = CliRunner()
     r = runner.invoke(main, ["search", w])
     assert r.exit_code == 0, r.output

@@ -58,9 +58,12 @@ def _service_restarts(stack: RunningStack) -> dict[str, int]:
     return {n: p["restarts"] for n, p in stack.supervisor.state()["parts"].items()}
 
 
-def test_bad_inputs_get_their_documented_outcomes(running_stack: RunningStack, client: ApiClient,
-                                                  files: dict[str, Path]) -> None:
-    assert set(REJECTED) | set(PROCESSED) | {"encrypted_pdf"} == set(corpus.CORPUS), "an item has no expectation"
+def test_bad_inputs_get_their_documented_outcomes(
+    running_stack: RunningStack, client: ApiClient, files: dict[str, Path]
+) -> None:
+    assert set(REJECTED) | set(PROCESSED) | {"encrypted_pdf"} == set(corpus.CORPUS), (
+        "an item has no expectation"
+    )
     restarts_before = _service_restarts(running_stack)
 
     for name, (status, words) in REJECTED.items():

@@ -35,13 +35,20 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrivateStack]:
 
 
 def _start_relay(stack: PrivateStack, log: Path) -> subprocess.Popen[bytes]:
-    env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": stack.settings.kafka_bootstrap_servers,
-           "DATABASE_URL": stack.settings.database_dsn(), "PAGESTREAM_HTTP_PORT": "0",
-           "PAGESTREAM_STATE_DIR": str(stack.settings.state_dir), "PAGESTREAM_TOPIC_PARTITIONS": "2",
-           "PAGESTREAM_CDC_HEARTBEAT_SECONDS": "0.5", "PAGESTREAM_LOG_LEVEL": "WARNING"}
+    env = {
+        **os.environ,
+        "KAFKA_BOOTSTRAP_SERVERS": stack.settings.kafka_bootstrap_servers,
+        "DATABASE_URL": stack.settings.database_dsn(),
+        "PAGESTREAM_HTTP_PORT": "0",
+        "PAGESTREAM_STATE_DIR": str(stack.settings.state_dir),
+        "PAGESTREAM_TOPIC_PARTITIONS": "2",
+        "PAGESTREAM_CDC_HEARTBEAT_SECONDS": "0.5",
+        "PAGESTREAM_LOG_LEVEL": "WARNING",
+    }
     with log.open("ab") as out:
-        return subprocess.Popen([sys.executable, "-m", "services.cdc"], cwd=ROOT, env=env,
-                                stdout=out, stderr=subprocess.STDOUT)
+        return subprocess.Popen(
+            [sys.executable, "-m", "services.cdc"], cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT
+        )
 
 
 def _chaos(stack: PrivateStack, tmp_path: Path, *, events: int, kills: int, seed: int) -> None:
@@ -57,7 +64,9 @@ def _chaos(stack: PrivateStack, tmp_path: Path, *, events: int, kills: int, seed
         while seq < events:
             size = min(events - seq, rnd.choice((1, 1, 2, 5, 10, 50, 200)))
             with conn, conn.cursor() as cur:
-                ids = write_txn(cur, [(f"agg-{rnd.randrange(16)}", payload("chaos", seq + i)) for i in range(size)])
+                ids = write_txn(
+                    cur, [(f"agg-{rnd.randrange(16)}", payload("chaos", seq + i)) for i in range(size)]
+                )
             committed.extend(ids)  # only after COMMIT returned
             seq += size
             time.sleep(pace * size)  # spread the writes over the kills
@@ -84,7 +93,9 @@ def _chaos(stack: PrivateStack, tmp_path: Path, *, events: int, kills: int, seed
         print(f"\nchaos: {events} events, {kills} SIGKILLs, {len(ids)} records, {duplicates} duplicates")
         rank = {eid: i for i, eid in enumerate(committed)}
         for key, order in first_occurrence_by_key(records).items():
-            assert order == sorted(order, key=rank.__getitem__), f"first deliveries of {key} out of commit order"
+            assert order == sorted(order, key=rank.__getitem__), (
+                f"first deliveries of {key} out of commit order"
+            )
         assert set(ids) == set(committed)
     finally:
         proc.send_signal(signal.SIGTERM)

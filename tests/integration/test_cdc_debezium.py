@@ -22,8 +22,12 @@ from tests.integration.test_cdc_support import (
 )
 from tests.waiting import wait_until as poll_until
 
-pytestmark = [pytest.mark.debezium,
-              pytest.mark.skipif(debezium.available() is not None, reason=f"Debezium unavailable: {debezium.available()}")]
+pytestmark = [
+    pytest.mark.debezium,
+    pytest.mark.skipif(
+        debezium.available() is not None, reason=f"Debezium unavailable: {debezium.available()}"
+    ),
+]
 
 
 @pytest.fixture(scope="module")
@@ -63,20 +67,28 @@ def test_debezium_and_relay_produce_the_same_records(stack: PrivateStack) -> Non
             conn = psycopg2.connect(stack.settings.database_dsn())
             ids: list[str] = []
             with conn, conn.cursor() as cur:
-                ids += write_txn(cur, [("doc-a", payload("doc-a", 1, note="ünïcødé ✓ 文字", n=1.5, nested={"x": [1, None]}))])
+                ids += write_txn(
+                    cur,
+                    [("doc-a", payload("doc-a", 1, note="ünïcødé ✓ 文字", n=1.5, nested={"x": [1, None]}))],
+                )
             with conn, conn.cursor() as cur:
                 ids += write_txn(cur, [(f"doc-{i % 3}", payload(f"doc-{i % 3}", i)) for i in range(50)])
             with conn, conn.cursor() as cur:
                 cur.execute(
                     "INSERT INTO outbox (id, aggregatetype, aggregateid, type, payload, traceparent, occurredat) "
                     "VALUES (gen_random_uuid(), 'document', 'doc-tp', 'document.deleted.v1', %s::jsonb, %s, %s) "
-                    "RETURNING id::text", (json.dumps(payload("doc-tp", 0)), tp, "2026-11-23T01:02:03+00:00"))
+                    "RETURNING id::text",
+                    (json.dumps(payload("doc-tp", 0)), tp, "2026-11-23T01:02:03+00:00"),
+                )
                 ids.append(cur.fetchone()[0])
                 cur.execute("DELETE FROM outbox WHERE aggregateid = 'doc-tp'")
             conn.close()
             assert not collector.wait_for(set(ids), 30)
-            poll_until(lambda: sum(any(k == "ce_id" for k, _ in r[3]) for r in got) >= len(ids), 60,
-                       "Debezium to hand over every record")
+            poll_until(
+                lambda: sum(any(k == "ce_id" for k, _ in r[3]) for r in got) >= len(ids),
+                60,
+                "Debezium to hand over every record",
+            )
             time.sleep(0.5)
     finally:
         engine.close()
@@ -84,8 +96,11 @@ def test_debezium_and_relay_produce_the_same_records(stack: PrivateStack) -> Non
         collector.close()
     ours = {header_map(r.headers)["ce_id"]: r for r in collector.snapshot()}
     # Debezium's heartbeats (every cdc_heartbeat_seconds, sooner seen on a loaded machine) carry no event
-    theirs = {dict((k, v.decode()) for k, v in h)["ce_id"]: (topic, key, value, h) for topic, key, value, h in got
-              if any(k == "ce_id" for k, _ in h)}
+    theirs = {
+        dict((k, v.decode()) for k, v in h)["ce_id"]: (topic, key, value, h)
+        for topic, key, value, h in got
+        if any(k == "ce_id" for k, _ in h)
+    }
     assert list(theirs) == ids, "Debezium's records differ in number or order (deletes must be ignored)"
     for eid in ids:
         topic, key, value, headers = theirs[eid]

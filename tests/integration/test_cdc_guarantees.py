@@ -30,8 +30,12 @@ UNACKED_CAP = 256 * 1024
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrivateStack]:
-    with private_stack(tmp_path_factory.mktemp("cdc-guarantees"), cdc_heartbeat_seconds=0.5,
-                       cdc_max_unacked_bytes=UNACKED_CAP, cdc_delivery_timeout_seconds=10.0) as s:
+    with private_stack(
+        tmp_path_factory.mktemp("cdc-guarantees"),
+        cdc_heartbeat_seconds=0.5,
+        cdc_max_unacked_bytes=UNACKED_CAP,
+        cdc_delivery_timeout_seconds=10.0,
+    ) as s:
         yield s
 
 
@@ -91,27 +95,36 @@ def test_heartbeats_keep_slot_lag_bounded_while_only_other_tables_change(stack, 
     heartbeats = metrics.CDC_HEARTBEATS._value.get()
     with conn.cursor() as cur:
         cur.execute("CREATE TABLE IF NOT EXISTS cdc_scratch (id bigserial PRIMARY KEY, body text)")
-        cur.execute("ALTER TABLE cdc_scratch ALTER body SET STORAGE EXTERNAL")  # no compression: real WAL volume
+        cur.execute(
+            "ALTER TABLE cdc_scratch ALTER body SET STORAGE EXTERNAL"
+        )  # no compression: real WAL volume
         cur.execute("SELECT pg_current_wal_lsn()::text")
         start_lsn = cur.fetchone()[0]
         lags: list[int] = []
         deadline = time.monotonic() + 6.0
         while time.monotonic() < deadline:
-            cur.execute("INSERT INTO cdc_scratch (body) SELECT repeat('x', 2000) FROM generate_series(1, 200)")
+            cur.execute(
+                "INSERT INTO cdc_scratch (body) SELECT repeat('x', 2000) FROM generate_series(1, 200)"
+            )
             stats = slot_stats(probe, stack.settings.cdc_slot)
             assert stats is not None
             lags.append(stats.lag_bytes)
             time.sleep(0.05)
         cur.execute("SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), %s::pg_lsn)::bigint", (start_lsn,))
         written = cur.fetchone()[0]
-    final = poll_until(lambda: (s := slot_stats(probe, stack.settings.cdc_slot)) and s.lag_bytes < 1024 * 1024 and s,
-                       10, "slot lag to drop below 1 MiB")
+    final = poll_until(
+        lambda: (s := slot_stats(probe, stack.settings.cdc_slot)) and s.lag_bytes < 1024 * 1024 and s,
+        10,
+        "slot lag to drop below 1 MiB",
+    )
     probe.close()
     conn.close()
-    print(f"\nWAL written {written / 1e6:.1f} MB; slot lag max {max(lags) / 1e6:.2f} MB, "
-          f"final {final.lag_bytes / 1e3:.0f} kB; retained {final.retained_wal_bytes / 1e6:.1f} MB")
+    print(
+        f"\nWAL written {written / 1e6:.1f} MB; slot lag max {max(lags) / 1e6:.2f} MB, "
+        f"final {final.lag_bytes / 1e3:.0f} kB; retained {final.retained_wal_bytes / 1e6:.1f} MB"
+    )
     assert written > 20 * 1024 * 1024
-    assert max(lags[len(lags) // 2:]) < written / 4, "slot lag grew with unrelated WAL"
+    assert max(lags[len(lags) // 2 :]) < written / 4, "slot lag grew with unrelated WAL"
     assert metrics.CDC_HEARTBEATS._value.get() > heartbeats
 
 
@@ -133,7 +146,6 @@ def _writer(stack: PrivateStack, stop: threading.Event, committed: list[str], ke
         time.sleep(0.01)
     if conn is not None:
         conn.close()
-
 
 
 # Pass alone and in `make chaos`; in the full suite on 2 cores they have timed out
@@ -177,7 +189,9 @@ def test_broker_restart_recreates_topics_and_resends(stack, relay) -> None:  # t
     w.join(10)
     collector = Collector(stack.settings)
     try:
-        assert not collector.wait_for(set(committed), 45), "events committed while the broker was down are missing"
+        assert not collector.wait_for(set(committed), 45), (
+            "events committed while the broker was down are missing"
+        )
         _assert_key_order(collector, committed)
     finally:
         collector.close()

@@ -50,8 +50,9 @@ def test_role_without_replication_gets_a_clear_error(migrated: Settings, make_ro
     with pytest.raises(ReplicationSetupError, match="lacks REPLICATION; run ALTER ROLE"):
         prepare(dsn, "cdc_test_never", migrated.cdc_publication)
     # the relay reports it and stays unready instead of crashing
-    relay = OutboxRelay(migrated.model_copy(update={"database_url": SecretStr(dsn),
-                                                    "cdc_slot": "cdc_test_never"}))
+    relay = OutboxRelay(
+        migrated.model_copy(update={"database_url": SecretStr(dsn), "cdc_slot": "cdc_test_never"})
+    )
     stop = threading.Event()
     t = threading.Thread(target=relay.run, args=(stop,), daemon=True)
     t.start()
@@ -66,7 +67,9 @@ def test_role_without_replication_gets_a_clear_error(migrated: Settings, make_ro
 
 def test_missing_publication_that_cannot_be_created_gets_a_clear_error(migrated: Settings, make_role) -> None:  # type: ignore[no-untyped-def]
     dsn = make_role("REPLICATION")  # may replicate, but does not own the outbox table
-    with pytest.raises(ReplicationSetupError, match="publication 'cdc_test_pub' is missing and cannot be created"):
+    with pytest.raises(
+        ReplicationSetupError, match="publication 'cdc_test_pub' is missing and cannot be created"
+    ):
         prepare(dsn, "cdc_test_never", "cdc_test_pub")
 
 
@@ -106,8 +109,12 @@ def test_cli_drop_slot(migrated: Settings, monkeypatch: pytest.MonkeyPatch, tmp_
     slot = f"cdc_test_drop_{uuid.uuid4().hex[:6]}"
     prepare(migrated.database_dsn(), slot, migrated.cdc_publication)
     assert _slot_exists(migrated.database_dsn(), slot)
-    env = {"DATABASE_URL": migrated.database_dsn(), "KAFKA_BOOTSTRAP_SERVERS": migrated.kafka_bootstrap_servers,
-           "PAGESTREAM_CDC_SLOT": slot, "PAGESTREAM_STATE_DIR": str(tmp_path)}
+    env = {
+        "DATABASE_URL": migrated.database_dsn(),
+        "KAFKA_BOOTSTRAP_SERVERS": migrated.kafka_bootstrap_servers,
+        "PAGESTREAM_CDC_SLOT": slot,
+        "PAGESTREAM_STATE_DIR": str(tmp_path),
+    }
     result = CliRunner().invoke(cdc, ["--drop-slot"], env=env)
     assert result.exit_code == 0, result.output
     assert f"slot {slot} dropped" in result.output

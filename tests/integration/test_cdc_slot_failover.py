@@ -56,20 +56,23 @@ def _recreated() -> float:
     return metrics.CDC_SLOT_RECREATED._value.get()
 
 
-def test_a_vanished_slot_is_refused_with_a_loud_error(migrated: Settings, slot: str,
-                                                      caplog: pytest.LogCaptureFixture) -> None:
+def test_a_vanished_slot_is_refused_with_a_loud_error(
+    migrated: Settings, slot: str, caplog: pytest.LogCaptureFixture
+) -> None:
     dsn = migrated.database_dsn()
     with caplog.at_level(logging.WARNING, logger="pagestream.cdc.slot"):
         prepare(dsn, slot, migrated.cdc_publication)
     assert "failover safety needs PostgreSQL 17+" in caplog.text  # the ≤16 path, really
     prepare(dsn, slot, migrated.cdc_publication)  # existing slot: nothing to do, position recorded
-    (lsn,), = _sql(dsn, "SELECT confirmed_flush_lsn::text FROM cdc_state WHERE slot_name = %s", slot)
+    ((lsn,),) = _sql(dsn, "SELECT confirmed_flush_lsn::text FROM cdc_state WHERE slot_name = %s", slot)
     assert lsn
 
     _lose(dsn, slot)
     caplog.clear()
-    with caplog.at_level(logging.ERROR, logger="pagestream.cdc.slot"), \
-            pytest.raises(SlotVanishedError) as raised:
+    with (
+        caplog.at_level(logging.ERROR, logger="pagestream.cdc.slot"),
+        pytest.raises(SlotVanishedError) as raised,
+    ):
         prepare(dsn, slot, migrated.cdc_publication)
     message = str(raised.value)
     assert f"replication slot '{slot}' vanished (failover without slot sync?)" in message
@@ -80,8 +83,12 @@ def test_a_vanished_slot_is_refused_with_a_loud_error(migrated: Settings, slot: 
     assert not _slot_exists(dsn, slot), "the slot was recreated silently"
 
     # `pagestream migrate` (ingest's init container) applies the same rule, with a clean message
-    env = {"DATABASE_URL": dsn, "KAFKA_BOOTSTRAP_SERVERS": migrated.kafka_bootstrap_servers,
-           "PAGESTREAM_CDC_SLOT": slot, "PAGESTREAM_CDC_PUBLICATION": migrated.cdc_publication}
+    env = {
+        "DATABASE_URL": dsn,
+        "KAFKA_BOOTSTRAP_SERVERS": migrated.kafka_bootstrap_servers,
+        "PAGESTREAM_CDC_SLOT": slot,
+        "PAGESTREAM_CDC_PUBLICATION": migrated.cdc_publication,
+    }
     result = CliRunner().invoke(migrate, [], env=env)
     assert result.exit_code == 1, result.output
     assert "vanished" in result.output and "Traceback" not in result.output
@@ -92,8 +99,9 @@ def test_a_vanished_slot_is_refused_with_a_loud_error(migrated: Settings, slot: 
     assert not _slot_exists(dsn, slot)
 
 
-def test_recreating_a_vanished_slot_needs_the_setting_and_is_counted(migrated: Settings, slot: str,
-                                                                     caplog: pytest.LogCaptureFixture) -> None:
+def test_recreating_a_vanished_slot_needs_the_setting_and_is_counted(
+    migrated: Settings, slot: str, caplog: pytest.LogCaptureFixture
+) -> None:
     dsn = migrated.database_dsn()
     prepare(dsn, slot, migrated.cdc_publication)
     _lose(dsn, slot)
@@ -139,7 +147,10 @@ def test_the_running_relay_keeps_the_slot_position_on_record(migrated: Settings,
     """What the "vanished" message reports is refreshed while the relay streams (every few seconds)."""
     dsn = migrated.database_dsn()
     query = "SELECT confirmed_flush_lsn::text, last_seen_at FROM cdc_state WHERE slot_name = %s"
-    (_, first_seen), = _sql(dsn, query, migrated.cdc_slot)
-    (lsn, seen), = wait_until(lambda: (rows := _sql(dsn, query, migrated.cdc_slot)) and rows[0][1] > first_seen
-                              and rows, 15, "the relay to refresh its slot record")
+    ((_, first_seen),) = _sql(dsn, query, migrated.cdc_slot)
+    ((lsn, seen),) = wait_until(
+        lambda: (rows := _sql(dsn, query, migrated.cdc_slot)) and rows[0][1] > first_seen and rows,
+        15,
+        "the relay to refresh its slot record",
+    )
     assert lsn

@@ -46,12 +46,18 @@ def private_stack(base: Path, **overrides: Any) -> Iterator[PrivateStack]:
     try:
         pg.start()
         broker.start()
-        settings = Settings(KAFKA_BOOTSTRAP_SERVERS=broker.bootstrap_servers, DATABASE_URL=pg.url,
-                            STORAGE_URL=f"file://{base / 'objects'}", PAGESTREAM_STATE_DIR=base,
-                            PAGESTREAM_TOPIC_PARTITIONS=2).model_copy(update=overrides)
+        settings = Settings(
+            KAFKA_BOOTSTRAP_SERVERS=broker.bootstrap_servers,
+            DATABASE_URL=pg.url,
+            STORAGE_URL=f"file://{base / 'objects'}",
+            PAGESTREAM_STATE_DIR=base,
+            PAGESTREAM_TOPIC_PARTITIONS=2,
+        ).model_copy(update=overrides)
         migrate(settings.database_dsn())
         ensure_topics(settings, ALL_TOPICS)
-        prepare(settings.database_dsn(), settings.cdc_slot, settings.cdc_publication)  # as `pagestream migrate`
+        prepare(
+            settings.database_dsn(), settings.cdc_slot, settings.cdc_publication
+        )  # as `pagestream migrate`
         yield PrivateStack(pg, broker, settings)
     finally:
         broker.stop()
@@ -80,10 +86,13 @@ def write_txn(cur: Any, events: list[tuple[str, dict[str, Any]]], *, keep: bool 
     """Insert (and, like db.outbox, delete) outbox rows in the cursor's open transaction; their ids."""
     rows = [(str(uuid.uuid4()), agg, json.dumps(p)) for agg, p in events]
     psycopg2.extras.execute_values(
-        cur, "INSERT INTO outbox (id, aggregatetype, aggregateid, type, payload, traceparent, occurredat) "
-             "VALUES %s",
+        cur,
+        "INSERT INTO outbox (id, aggregatetype, aggregateid, type, payload, traceparent, occurredat) "
+        "VALUES %s",
         [(eid, "document", agg, EVENT_TYPE, p, None, "2026-11-23T00:00:00+00:00") for eid, agg, p in rows],
-        template="(%s, %s, %s, %s, %s::jsonb, %s, %s)", page_size=1000)
+        template="(%s, %s, %s, %s, %s::jsonb, %s, %s)",
+        page_size=1000,
+    )
     if not keep:
         cur.execute("DELETE FROM outbox WHERE id = ANY(%s::uuid[])", ([r[0] for r in rows],))
     return [r[0] for r in rows]
@@ -148,5 +157,3 @@ def first_occurrence_by_key(records: list[ConsumedRecord]) -> dict[str, list[str
         seen.add(eid)
         out.setdefault((r.key or b"").decode(), []).append(eid)
     return out
-
-

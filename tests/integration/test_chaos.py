@@ -58,8 +58,13 @@ def kill_ocr_service(stack: ChaosStack) -> dict[str, Any]:
         return [w for w in workers if _alive(w)]
 
     wait_for(lambda: not orphans(), 30, f"the killed ocr service's workers {workers} to exit")
-    return {"part": "ocr-service", "killed_pid": pid, "orphaned_workers_exited": workers, "new_pid": sup.pid("ocr"),
-            "down_s": round(time.monotonic() - t0, 1)}
+    return {
+        "part": "ocr-service",
+        "killed_pid": pid,
+        "orphaned_workers_exited": workers,
+        "new_pid": sup.pid("ocr"),
+        "down_s": round(time.monotonic() - t0, 1),
+    }
 
 
 def _alive(pid: int) -> bool:
@@ -70,12 +75,16 @@ def _alive(pid: int) -> bool:
         return False
 
 
-def run_chaos(n: int, *, pace: float, kill_whole_ocr: bool, final_timeout: float,
-              record: Callable[[str, object], None]) -> dict[str, Any]:
+def run_chaos(
+    n: int, *, pace: float, kill_whole_ocr: bool, final_timeout: float, record: Callable[[str, object], None]
+) -> dict[str, Any]:
     corpus = make_corpus(n)
     started = time.monotonic()
-    with chaos_stack() as stack, ApiClient(stack.api_url, timeout=30) as client, \
-            MetricWatcher(stack, "persist", "pagestream_duplicate_events_total") as dup_watch:
+    with (
+        chaos_stack() as stack,
+        ApiClient(stack.api_url, timeout=30) as client,
+        MetricWatcher(stack, "persist", "pagestream_duplicate_events_total") as dup_watch,
+    ):
         submitted: list[Submitted] = []
         failures: list[BaseException] = []
         progress = threading.Event()
@@ -121,6 +130,7 @@ def run_chaos(n: int, *, pace: float, kill_whole_ocr: bool, final_timeout: float
         ocr_ready = None
         try:
             import urllib.request
+
             with urllib.request.urlopen(stack.part("ocr")["ready_url"], timeout=2) as r:
                 ocr_ready = json.loads(r.read())
         except (OSError, ValueError):
@@ -128,6 +138,7 @@ def run_chaos(n: int, *, pace: float, kill_whole_ocr: bool, final_timeout: float
         from sqlalchemy import text
 
         from pagestream.db import make_engine
+
         eng = make_engine(stack.supervisor.settings().database_dsn())
         try:
             with eng.connect() as conn:
@@ -140,9 +151,11 @@ def run_chaos(n: int, *, pace: float, kill_whole_ocr: bool, final_timeout: float
     for d in final.values():
         statuses[d["status"]] = statuses.get(d["status"], 0) + 1
     report: dict[str, Any] = {
-        "documents": n, "pages_expected": sum(d.pages for d in corpus),
+        "documents": n,
+        "pages_expected": sum(d.pages for d in corpus),
         "kinds": {k: sum(1 for d in corpus if d.kind == k) for k in sorted({d.kind for d in corpus})},
-        "statuses": statuses, "document_rows": doc_rows,
+        "statuses": statuses,
+        "document_rows": doc_rows,
         "submit_attempts": sum(s.attempts for s in submitted),
         "submissions_retried": sum(1 for s in submitted if s.attempts > 1),
         "retries_answered_as_duplicate": sum(s.duplicate_answers for s in submitted),
@@ -152,7 +165,9 @@ def run_chaos(n: int, *, pace: float, kill_whole_ocr: bool, final_timeout: float
         "ocr_completed_records": end.ocr_completed_records,
         "ocr_completed_distinct_events": sum(len(v) for v in end.ocr_completed_ids_per_doc.values()),
         "dlq_records": end.dlq_records,
-        "restarts": restarts, "kills": kills, "ocr_ready": ocr_ready,
+        "restarts": restarts,
+        "kills": kills,
+        "ocr_ready": ocr_ready,
         "seconds": {"submitting": round(submit_s, 1), "total": round(time.monotonic() - started, 1)},
     }
     print("\nCHAOS REPORT " + json.dumps(report, indent=1, default=str))
@@ -167,8 +182,9 @@ def run_chaos(n: int, *, pace: float, kill_whole_ocr: bool, final_timeout: float
         expected = by_id[did].doc.pages
         assert d["page_count"] == expected, (by_id[did].doc.name, d["page_count"], expected)
         assert d["pages_done"] == expected and d["pages_failed"] == 0, (by_id[did].doc.name, d)
-        assert end.page_rows[did] == list(range(1, expected + 1)), \
+        assert end.page_rows[did] == list(range(1, expected + 1)), (
             f"{by_id[did].doc.name}: page rows {end.page_rows[did]} (expected 1..{expected})"
+        )
     assert not end.duplicate_page_numbers
     assert end.processed_events >= report["pages_expected"], "a page result was never recorded as processed"
     missing = [i for i in ids if i not in end.ocr_completed_ids_per_doc]

@@ -42,11 +42,17 @@ def _topics(settings: Settings) -> tuple[str, str, str]:
     return source, source + ".retry", dlq
 
 
-def _produce_and_read(producer: EventProducer, consumer_factory: Callable[..., EventConsumer], topic: str,
-                      values: list[tuple[str, bytes]]) -> list[ConsumedRecord]:
+def _produce_and_read(
+    producer: EventProducer,
+    consumer_factory: Callable[..., EventConsumer],
+    topic: str,
+    values: list[tuple[str, bytes]],
+) -> list[ConsumedRecord]:
     """Produce ``(key, value)`` records to ``topic`` and read them back (with their real offsets)."""
     for key, value in values:
-        producer.produce(topic, key, value, [("ce_type", b"pagestream.test.v1"), ("traceparent", b"00-abc-def-01")])
+        producer.produce(
+            topic, key, value, [("ce_type", b"pagestream.test.v1"), ("traceparent", b"00-abc-def-01")]
+        )
     assert producer.flush(30) == 0
     keys = [k.encode() for k, _ in values]
     mine = lambda rs: [r for r in rs if r.key in keys]  # noqa: E731
@@ -55,21 +61,40 @@ def _produce_and_read(producer: EventProducer, consumer_factory: Callable[..., E
     return sorted(got, key=lambda r: keys.index(r.key))  # type: ignore[arg-type]
 
 
-def _dead_letter_some(producer: EventProducer, consumer_factory: Callable[..., EventConsumer], source: str,
-                      retry: str, dlq: str, reason: str, prefix: str) -> list[str]:
+def _dead_letter_some(
+    producer: EventProducer,
+    consumer_factory: Callable[..., EventConsumer],
+    source: str,
+    retry: str,
+    dlq: str,
+    reason: str,
+    prefix: str,
+) -> list[str]:
     """Three records from ``source`` and one from its retry topic, dead-lettered; returns their keys."""
     keys = [f"{prefix}-{i}" for i in range(4)]
-    recs = _produce_and_read(producer, consumer_factory, source,
-                             [(k, json.dumps({"page": i, "text": "héllo"}).encode()) for i, k in enumerate(keys[:3])])
+    recs = _produce_and_read(
+        producer,
+        consumer_factory,
+        source,
+        [(k, json.dumps({"page": i, "text": "héllo"}).encode()) for i, k in enumerate(keys[:3])],
+    )
     recs += _produce_and_read(producer, consumer_factory, retry, [(keys[3], b"\x00\x1b[31mnot json\xff")])
     for i, rec in enumerate(recs):
-        dead_letter(producer, rec, dlq, reason, f"page result is 2 MB (attempt {i})",
-                    error=RecordTooLargeError("too large"), attempts=i + 1)
+        dead_letter(
+            producer,
+            rec,
+            dlq,
+            reason,
+            f"page result is 2 MB (attempt {i})",
+            error=RecordTooLargeError("too large"),
+            attempts=i + 1,
+        )
     return keys
 
 
-def test_list_show_redrive_once(migrated: Settings, producer: EventProducer,
-                                consumer_factory: Callable[..., EventConsumer]) -> None:
+def test_list_show_redrive_once(
+    migrated: Settings, producer: EventProducer, consumer_factory: Callable[..., EventConsumer]
+) -> None:
     source, retry, dlq = _topics(migrated)
     keys = _dead_letter_some(producer, consumer_factory, source, retry, dlq, "record_too_large", "k")
     producer.produce(dlq, "orphan", b"{}", [])  # written by hand: no source, cannot be redriven
@@ -82,7 +107,11 @@ def test_list_show_redrive_once(migrated: Settings, producer: EventProducer,
         shown = {r.key: r for r in q.read(dlq, limit=50)}
         assert set(shown) == {*keys, "orphan"}
         first = shown["k-0"]
-        assert (first.reason, first.error_class, first.attempts) == ("record_too_large", "RecordTooLargeError", 1)
+        assert (first.reason, first.error_class, first.attempts) == (
+            "record_too_large",
+            "RecordTooLargeError",
+            1,
+        )
         assert first.detail == "page result is 2 MB (attempt 0)"
         assert first.source is not None and first.source.startswith(f"{source}[")
         assert first.redrive_topic == source and first.failed_at and first.pending
@@ -96,7 +125,9 @@ def test_list_show_redrive_once(migrated: Settings, producer: EventProducer,
         assert shown["orphan"].redrive_topic is None
         assert len(q.read(dlq, limit=2)) == 2
         at = q.read(dlq, partition=first.partition, start_offset=first.offset)
-        assert at[0].key == "k-0" and all(r.partition == first.partition and r.offset >= first.offset for r in at)
+        assert at[0].key == "k-0" and all(
+            r.partition == first.partition and r.offset >= first.offset for r in at
+        )
         assert q.read(dlq, partition=first.partition, start_offset=first.offset + 1000) == []
 
         dry = q.redrive(dlq, dry_run=True)
@@ -123,8 +154,9 @@ def test_list_show_redrive_once(migrated: Settings, producer: EventProducer,
     assert {r.key: r.value for r in redriven}[b"k-3"] == b"\x00\x1b[31mnot json\xff"  # value untouched
 
 
-def test_redrive_by_reason_passes_over_the_others(migrated: Settings, producer: EventProducer,
-                                                  consumer_factory: Callable[..., EventConsumer]) -> None:
+def test_redrive_by_reason_passes_over_the_others(
+    migrated: Settings, producer: EventProducer, consumer_factory: Callable[..., EventConsumer]
+) -> None:
     source, retry, dlq = _topics(migrated)
     wanted = _dead_letter_some(producer, consumer_factory, source, retry, dlq, "ocr_timeout", "a")
     _dead_letter_some(producer, consumer_factory, source, retry, dlq, "record_too_large", "b")
@@ -140,19 +172,32 @@ def test_redrive_by_reason_passes_over_the_others(migrated: Settings, producer: 
 
 # --- CLI and API, on a real DLQ topic shared with other tests: records told apart by key / reason ---
 
+
 @pytest.fixture
-def shared_dlq(migrated: Settings, producer: EventProducer,
-               consumer_factory: Callable[..., EventConsumer]) -> tuple[str, str, list[str], str]:
+def shared_dlq(
+    migrated: Settings, producer: EventProducer, consumer_factory: Callable[..., EventConsumer]
+) -> tuple[str, str, list[str], str]:
     """Four records dead-lettered to a real DLQ topic for a reason no other test uses."""
     source, retry, _ = _topics(migrated)
     reason = f"test_{uuid.uuid4().hex[:8]}"
-    keys = _dead_letter_some(producer, consumer_factory, source, retry, DOCUMENT_OCR_JOB_SUBMITTED_DLQ, reason,
-                             uuid.uuid4().hex[:8])
+    keys = _dead_letter_some(
+        producer,
+        consumer_factory,
+        source,
+        retry,
+        DOCUMENT_OCR_JOB_SUBMITTED_DLQ,
+        reason,
+        uuid.uuid4().hex[:8],
+    )
     return source, reason, keys, DOCUMENT_OCR_JOB_SUBMITTED_DLQ
 
 
-def test_cli_ls_show_redrive(migrated: Settings, shared_dlq: tuple[str, str, list[str], str],
-                             consumer_factory: Callable[..., EventConsumer], monkeypatch: pytest.MonkeyPatch) -> None:
+def test_cli_ls_show_redrive(
+    migrated: Settings,
+    shared_dlq: tuple[str, str, list[str], str],
+    consumer_factory: Callable[..., EventConsumer],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     from pagestream.cli import dlq as cli_dlq
     from pagestream.cli import main
 
@@ -192,7 +237,9 @@ def test_cli_ls_show_redrive(migrated: Settings, shared_dlq: tuple[str, str, lis
 
 @pytest.fixture(scope="module")
 def client(migrated: Settings, engine: Engine) -> Iterator[TestClient]:
-    with TestClient(create_app(migrated, engine=engine), headers={"X-API-Key": create_key(engine, "dlq")[1]}) as c:
+    with TestClient(
+        create_app(migrated, engine=engine), headers={"X-API-Key": create_key(engine, "dlq")[1]}
+    ) as c:
         yield c
 
 
@@ -201,8 +248,13 @@ def _problem(r: Any, status: int) -> None:
     assert r.headers["content-type"].startswith(PROBLEM)
 
 
-def test_api(migrated: Settings, engine: Engine, client: TestClient, shared_dlq: tuple[str, str, list[str], str],
-             consumer_factory: Callable[..., EventConsumer]) -> None:
+def test_api(
+    migrated: Settings,
+    engine: Engine,
+    client: TestClient,
+    shared_dlq: tuple[str, str, list[str], str],
+    consumer_factory: Callable[..., EventConsumer],
+) -> None:
     source, reason, keys, dlq = shared_dlq
     with TestClient(create_app(migrated, engine=engine)) as anonymous:
         _problem(anonymous.get("/v1/dlq"), 401)
@@ -240,4 +292,6 @@ def test_api(migrated: Settings, engine: Engine, client: TestClient, shared_dlq:
     redrive = spec["paths"]["/v1/dlq/{topic}/redrive"]["post"]
     assert "application/json" in redrive["responses"]["200"]["content"]
     assert PROBLEM in redrive["responses"]["404"]["content"]
-    assert spec["paths"]["/v1/dlq/{topic}"]["get"]["responses"]["200"]["content"]["application/json"]["schema"]
+    assert spec["paths"]["/v1/dlq/{topic}"]["get"]["responses"]["200"]["content"]["application/json"][
+        "schema"
+    ]

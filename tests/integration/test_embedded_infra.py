@@ -37,10 +37,16 @@ def test_broker_round_trip(kafka_bootstrap: str) -> None:
     producer.produce(topic, key=b"doc-1", value=b"hello", headers=[("ce_type", b"test.v1")])
     assert producer.flush(30) == 0
 
-    consumer = Consumer({"bootstrap.servers": kafka_bootstrap, "group.id": f"g-{topic}",
-                         "auto.offset.reset": "earliest", "enable.auto.commit": False,
-                         # Tansu holds a join for about half the session timeout (default 45 s)
-                         "session.timeout.ms": 6000})
+    consumer = Consumer(
+        {
+            "bootstrap.servers": kafka_bootstrap,
+            "group.id": f"g-{topic}",
+            "auto.offset.reset": "earliest",
+            "enable.auto.commit": False,
+            # Tansu holds a join for about half the session timeout (default 45 s)
+            "session.timeout.ms": 6000,
+        }
+    )
     try:
         consumer.subscribe([topic])
         msg = None
@@ -63,7 +69,9 @@ def test_postgres_supports_logical_decoding(database_url: str) -> None:
     slot = f"test_slot_{uuid.uuid4().hex[:8]}"
     _query(database_url, f"SELECT pg_create_logical_replication_slot('{slot}', 'pgoutput')")
     try:
-        rows = _query(database_url, f"SELECT plugin, slot_type FROM pg_replication_slots WHERE slot_name = '{slot}'")
+        rows = _query(
+            database_url, f"SELECT plugin, slot_type FROM pg_replication_slots WHERE slot_name = '{slot}'"
+        )
         assert rows == [("pgoutput", "logical")]
     finally:
         _query(database_url, f"SELECT pg_drop_replication_slot('{slot}')")
@@ -108,7 +116,9 @@ def test_private_postgres_restart_keeps_data_and_password(tmp_path: Path) -> Non
         pg.destroy()
 
 
-def test_private_postgres_rejects_wrong_password(database_url: str, private_postgres: PrivatePostgres | None) -> None:
+def test_private_postgres_rejects_wrong_password(
+    database_url: str, private_postgres: PrivatePostgres | None
+) -> None:
     if private_postgres is None:
         pytest.skip("external DATABASE_URL")
     bad = database_url.replace(private_postgres.password, "wrong")
@@ -116,7 +126,9 @@ def test_private_postgres_rejects_wrong_password(database_url: str, private_post
         _query(bad, "SELECT 1")
 
 
-def test_private_postgres_listens_on_loopback_only(database_url: str, private_postgres: PrivatePostgres | None) -> None:
+def test_private_postgres_listens_on_loopback_only(
+    database_url: str, private_postgres: PrivatePostgres | None
+) -> None:
     if private_postgres is None:
         pytest.skip("external DATABASE_URL")
     assert _query(database_url, "SHOW listen_addresses") == [("127.0.0.1",)]

@@ -49,32 +49,59 @@ class Recognized:
 
 def _scan_pdf() -> bytes:
     """Two scanned pages as a scanner writes them (one image per page): upright, and sideways."""
-    upright = testpages.add_scan_effects(testpages.text_page_image(testpages.LETTER_LINES[:14], dpi=200, font_pt=11),
-                                         seed=3, rotate_degrees=0.8)
+    upright = testpages.add_scan_effects(
+        testpages.text_page_image(testpages.LETTER_LINES[:14], dpi=200, font_pt=11),
+        seed=3,
+        rotate_degrees=0.8,
+    )
     sideways = testpages.add_scan_effects(
-        testpages.text_page_image(testpages.LETTER_LINES[6:16], dpi=200, font_pt=12), seed=4).rotate(90, expand=True)
+        testpages.text_page_image(testpages.LETTER_LINES[6:16], dpi=200, font_pt=12), seed=4
+    ).rotate(90, expand=True)
     buf = io.BytesIO()
     upright.save(buf, "PDF", resolution=200.0, save_all=True, append_images=[sideways])
     return buf.getvalue()
 
 
 def _scan_png() -> bytes:
-    image = testpages.add_scan_effects(testpages.text_page_image(testpages.LETTER_LINES[:9], dpi=200, font_pt=12),
-                                       seed=5)
+    image = testpages.add_scan_effects(
+        testpages.text_page_image(testpages.LETTER_LINES[:9], dpi=200, font_pt=12), seed=5
+    )
     return testpages.png_bytes(image, dpi=200)
 
 
-def _record(engine: Engine, store: LocalObjectStore, proc: PageProcessor, name: str, data: bytes,
-            media_type: str) -> Recognized:
+def _record(
+    engine: Engine, store: LocalObjectStore, proc: PageProcessor, name: str, data: bytes, media_type: str
+) -> Recognized:
     sha = hashlib.sha256(data + uuid.uuid4().bytes).hexdigest()
     count = proc.count_pages(data, media_type)
-    doc = create_document(engine, NewDocument(
-        sha256=sha, media_type=media_type, size_bytes=len(data), filename=name, page_count=count,
-        storage_uri=store.put(content_key(sha), data, media_type)), traceparent=None)
+    doc = create_document(
+        engine,
+        NewDocument(
+            sha256=sha,
+            media_type=media_type,
+            size_bytes=len(data),
+            filename=name,
+            page_count=count,
+            storage_uri=store.put(content_key(sha), data, media_type),
+        ),
+        traceparent=None,
+    )
     now = utcnow()
-    outcomes = [PageOutcome(uuid.uuid4(), PageOcrCompletedV1(
-        page_id=page_id_for(doc["id"], n), document_id=doc["id"], page_number=n, page_count=count,
-        layout=proc.process(data, media_type, n), started_at=now, completed_at=now)) for n in range(1, count + 1)]
+    outcomes = [
+        PageOutcome(
+            uuid.uuid4(),
+            PageOcrCompletedV1(
+                page_id=page_id_for(doc["id"], n),
+                document_id=doc["id"],
+                page_number=n,
+                page_count=count,
+                layout=proc.process(data, media_type, n),
+                started_at=now,
+                completed_at=now,
+            ),
+        )
+        for n in range(1, count + 1)
+    ]
     apply_page_outcomes(engine, outcomes)
     return Recognized(str(doc["id"]), data, media_type, count)
 
@@ -124,8 +151,9 @@ def _pdf(client: TestClient, doc: Recognized, tmp_path: Path) -> Path:
 
 
 @pytest.mark.parametrize("name", ["scan.pdf", "scan.png", "report.pdf"])
-def test_searchable_pdf_gives_back_the_stored_text(client: TestClient, documents: dict[str, Recognized],
-                                                   name: str, tmp_path: Path) -> None:
+def test_searchable_pdf_gives_back_the_stored_text(
+    client: TestClient, documents: dict[str, Recognized], name: str, tmp_path: Path
+) -> None:
     doc = documents[name]
     out = _pdf(client, doc, tmp_path)
     texts, layouts = _stored(client, doc)
@@ -133,8 +161,9 @@ def test_searchable_pdf_gives_back_the_stored_text(client: TestClient, documents
     info = subprocess.run(["pdfinfo", str(out)], capture_output=True, text=True, check=True)
     assert re.search(rf"^Pages:\s+{doc.page_count}$", info.stdout, re.M), info.stdout
     assert not info.stderr.strip(), info.stderr
-    render = subprocess.run(["pdftoppm", "-r", "20", "-png", str(out), str(tmp_path / "page")],
-                            capture_output=True, text=True)
+    render = subprocess.run(
+        ["pdftoppm", "-r", "20", "-png", str(out), str(tmp_path / "page")], capture_output=True, text=True
+    )
     assert render.returncode == 0 and not render.stderr.strip(), render.stderr
     assert len(list(tmp_path.glob("page*.png"))) == doc.page_count
     # pdfium opens it; same pages, same sizes as the input
@@ -145,8 +174,12 @@ def test_searchable_pdf_gives_back_the_stored_text(client: TestClient, documents
         for n in range(doc.page_count):
             assert result[n].get_mediabox() == pytest.approx(original[n].get_mediabox(), abs=0.01)
     for n in range(1, doc.page_count + 1):
-        extracted = subprocess.run(["pdftotext", "-f", str(n), "-l", str(n), str(out), "-"],
-                                   capture_output=True, text=True, check=True).stdout
+        extracted = subprocess.run(
+            ["pdftotext", "-f", str(n), "-l", str(n), str(out), "-"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
         error = testpages.cer(texts[n - 1], extracted)
         assert error < MAX_CER, (name, n, error, extracted[:300], texts[n - 1][:300])
         assert texts[n - 1].strip()
@@ -155,8 +188,9 @@ def test_searchable_pdf_gives_back_the_stored_text(client: TestClient, documents
     assert {lay["source"] for lay in layouts} == ({"text-layer"} if name == "report.pdf" else {"ocr"})
 
 
-def test_text_layer_lies_on_the_words_even_on_a_sideways_scan(client: TestClient, documents: dict[str, Recognized],
-                                                                tmp_path: Path) -> None:
+def test_text_layer_lies_on_the_words_even_on_a_sideways_scan(
+    client: TestClient, documents: dict[str, Recognized], tmp_path: Path
+) -> None:
     doc = documents["scan.pdf"]
     out = _pdf(client, doc, tmp_path)
     _, layouts = _stored(client, doc)
@@ -164,22 +198,36 @@ def test_text_layer_lies_on_the_words_even_on_a_sideways_scan(client: TestClient
     result = pdfium.PdfDocument(out.read_bytes())
     assert result[1].get_rotation() == 90, "the sideways page is shown upright"
     assert result[0].get_rotation() == 0
-    bbox = subprocess.run(["pdftotext", "-bbox", str(out), "-"], capture_output=True, text=True, check=True).stdout
+    bbox = subprocess.run(
+        ["pdftotext", "-bbox", str(out), "-"], capture_output=True, text=True, check=True
+    ).stdout
     pages = re.findall(r'<page width="([\d.]+)" height="([\d.]+)">(.*?)</page>', bbox, re.S)
     for n, ((width, height, words), layout) in enumerate(zip(pages, layouts, strict=True)):
         if result[n].get_rotation() in (90, 270):  # poppler gives the unturned size, words as displayed
             width, height = height, width
-        found = [(float(a), float(b), float(c), float(d), t) for a, b, c, d, t in re.findall(
-            r'xMin="([\d.]+)" yMin="([\d.]+)" xMax="([\d.]+)" yMax="([\d.]+)">([^<]*)</word>', words)]
+        found = [
+            (float(a), float(b), float(c), float(d), t)
+            for a, b, c, d, t in re.findall(
+                r'xMin="([\d.]+)" yMin="([\d.]+)" xMax="([\d.]+)" yMax="([\d.]+)">([^<]*)</word>', words
+            )
+        ]
         stored = [w for b in layout["blocks"] for ln in b["lines"] for w in ln["words"]]
         assert len(found) >= 0.95 * len(stored)
         # each stored word is found where its box says, on the page as displayed (2 % of the page)
         checked = 0
         for w in stored[:40]:
             box = w["box"]
-            cx, cy = (box["nx0"] + box["nx1"]) / 2 * float(width), (box["ny0"] + box["ny1"]) / 2 * float(height)
-            near = [f for f in found if f[4] == w["text"] and abs((f[0] + f[2]) / 2 - cx) < 0.02 * float(width)
-                    and abs((f[1] + f[3]) / 2 - cy) < 0.02 * float(height)]
+            cx, cy = (
+                (box["nx0"] + box["nx1"]) / 2 * float(width),
+                (box["ny0"] + box["ny1"]) / 2 * float(height),
+            )
+            near = [
+                f
+                for f in found
+                if f[4] == w["text"]
+                and abs((f[0] + f[2]) / 2 - cx) < 0.02 * float(width)
+                and abs((f[1] + f[3]) / 2 - cy) < 0.02 * float(height)
+            ]
             checked += bool(near)
         assert checked >= 38, f"only {checked} of 40 words lie on their boxes"
 
@@ -201,8 +249,9 @@ def _words(layout: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 @pytest.mark.parametrize("name", ["scan.pdf", "report.pdf"])
-def test_alto_is_valid_and_carries_the_stored_boxes(client: TestClient, documents: dict[str, Recognized],
-                                                    name: str) -> None:
+def test_alto_is_valid_and_carries_the_stored_boxes(
+    client: TestClient, documents: dict[str, Recognized], name: str
+) -> None:
     doc = documents[name]
     _, layouts = _stored(client, doc)
     schema = _alto_schema()
@@ -227,7 +276,9 @@ def test_alto_is_valid_and_carries_the_stored_boxes(client: TestClient, document
     assert page_tree.find(".//a:Page", ns).get("PHYSICAL_IMG_NR") == str(doc.page_count)
 
 
-def test_hocr_is_well_formed_with_classes_and_boxes(client: TestClient, documents: dict[str, Recognized]) -> None:
+def test_hocr_is_well_formed_with_classes_and_boxes(
+    client: TestClient, documents: dict[str, Recognized]
+) -> None:
     doc = documents["scan.pdf"]
     _, layouts = _stored(client, doc)
     r = client.get(f"/v1/documents/{doc.id}/export", params={"format": "hocr"})
@@ -248,12 +299,19 @@ def test_hocr_is_well_formed_with_classes_and_boxes(client: TestClient, document
             m = re.fullmatch(r"bbox (\d+) (\d+) (\d+) (\d+); x_wconf (\d+)", el.get("title"))
             assert m, el.get("title")
             b = w["box"]
-            assert [int(v) for v in m.groups()[:4]] == [round(b["x0"]), round(b["y0"]), round(b["x1"]), round(b["y1"])]
+            assert [int(v) for v in m.groups()[:4]] == [
+                round(b["x0"]),
+                round(b["y0"]),
+                round(b["x1"]),
+                round(b["y1"]),
+            ]
             assert int(m.group(5)) == round(w["confidence"])
         for cls in ("ocr_carea", "ocr_par", "ocr_line"):
             assert cls in capabilities and page.findall(f".//h:*[@class='{cls}']", ns)
-    one = client.get(f"/v1/pages/{client.get(f'/v1/documents/{doc.id}/pages').json()['pages'][0]['id']}/export",
-                     params={"format": "hocr"})
+    one = client.get(
+        f"/v1/pages/{client.get(f'/v1/documents/{doc.id}/pages').json()['pages'][0]['id']}/export",
+        params={"format": "hocr"},
+    )
     assert len(etree.fromstring(one.content).findall(".//h:div[@class='ocr_page']", ns)) == 1
 
 
@@ -269,15 +327,24 @@ def test_page_image_is_the_analysed_page(client: TestClient, documents: dict[str
         assert image.width / image.height == pytest.approx(layout["width"] / layout["height"], rel=0.02)
 
 
-def test_unfinished_unknown_and_invalid(client: TestClient, engine: Engine, documents: dict[str, Recognized],
-                                        migrated: Settings, store: LocalObjectStore) -> None:
+def test_unfinished_unknown_and_invalid(
+    client: TestClient,
+    engine: Engine,
+    documents: dict[str, Recognized],
+    migrated: Settings,
+    store: LocalObjectStore,
+) -> None:
     pending = new_document(engine, 2)
     for path in (f"/v1/documents/{pending}/pdf", f"/v1/documents/{pending}/export?format=alto"):
         r = client.get(path)
         assert r.status_code == 409 and r.headers["content-type"].startswith("application/problem+json")
         assert "received" in r.json()["detail"]
     missing = uuid.uuid4()
-    for path in (f"/v1/documents/{missing}/pdf", f"/v1/pages/{missing}/image", f"/v1/pages/{missing}/export?format=hocr"):
+    for path in (
+        f"/v1/documents/{missing}/pdf",
+        f"/v1/pages/{missing}/image",
+        f"/v1/pages/{missing}/export?format=hocr",
+    ):
         assert client.get(path).status_code == 404
     assert client.get(f"/v1/documents/{documents['scan.png'].id}/export?format=txt").status_code == 422
     with TestClient(create_app(migrated, engine=engine, store=store)) as anonymous:
@@ -294,20 +361,30 @@ def test_openapi_declares_the_media_types(client: TestClient) -> None:
         assert "application/problem+json" in responses["404"]["content"]
 
 
-def test_cli_writes_pdf_hocr_and_alto(client: TestClient, documents: dict[str, Recognized], api_key: str,
-                                      tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_cli_writes_pdf_hocr_and_alto(
+    client: TestClient,
+    documents: dict[str, Recognized],
+    api_key: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     from pagestream.cli import exports as cli_exports
     from pagestream.cli import main
     from pagestream.client import ApiClient
 
     doc = documents["scan.png"]
-    monkeypatch.setattr(cli_exports, "api_client",
-                        lambda: ApiClient("http://testserver", api_key, http=TestClient(client.app)))
+    monkeypatch.setattr(
+        cli_exports,
+        "api_client",
+        lambda: ApiClient("http://testserver", api_key, http=TestClient(client.app)),
+    )
     runner = CliRunner()
     r = runner.invoke(main, ["pdf", doc.id, "-o", str(tmp_path / "out.pdf")])
     assert r.exit_code == 0, r.output
     assert (tmp_path / "out.pdf").read_bytes().startswith(b"%PDF-")
-    r = runner.invoke(main, ["pdf", doc.id, "--format", "alto", "--page", "1", "-o", str(tmp_path / "p1.xml")])
+    r = runner.invoke(
+        main, ["pdf", doc.id, "--format", "alto", "--page", "1", "-o", str(tmp_path / "p1.xml")]
+    )
     assert r.exit_code == 0, r.output
     assert _alto_schema().validate(etree.parse(str(tmp_path / "p1.xml")))
     r = runner.invoke(main, ["pdf", doc.id, "--format", "hocr", "-o", "-"])
@@ -316,8 +393,9 @@ def test_cli_writes_pdf_hocr_and_alto(client: TestClient, documents: dict[str, R
     assert r.exit_code == 1 and "404" in r.output
 
 
-def test_store_searchable_pdf_on_completion(engine: Engine, store: LocalObjectStore,
-                                            documents: dict[str, Recognized]) -> None:
+def test_store_searchable_pdf_on_completion(
+    engine: Engine, store: LocalObjectStore, documents: dict[str, Recognized]
+) -> None:
     doc = documents["scan.png"]
     uri = export.store_searchable_pdf(engine, store, uuid.UUID(doc.id))
     assert uri.endswith(export.searchable_pdf_key(doc.id))

@@ -55,11 +55,26 @@ def test_consumer_loop_dead_letters_what_its_handler_cannot_handle_and_moves_on(
     ensure_topics(migrated, [topic, dlq])
     producer = EventProducer(migrated)
     doc = uuid.uuid4()
-    events = [PageOcrRequestedV1(page_id=page_id_for(doc, n), document_id=doc, page_number=n, page_count=3,
-                                 storage_uri="file:///x", media_type="image/png", sha256="0" * 64) for n in (1, 2, 3)]
+    events = [
+        PageOcrRequestedV1(
+            page_id=page_id_for(doc, n),
+            document_id=doc,
+            page_number=n,
+            page_count=3,
+            storage_uri="file:///x",
+            media_type="image/png",
+            sha256="0" * 64,
+        )
+        for n in (1, 2, 3)
+    ]
     producer.publish_all([(e, topic, 0) for e in events])
-    loop = ConsumerLoop(EventConsumer(migrated, f"test-{uuid.uuid4()}", [topic]), EventProducer(migrated),
-                        service="test", dlq_topic=dlq, expected=PageOcrRequestedV1)
+    loop = ConsumerLoop(
+        EventConsumer(migrated, f"test-{uuid.uuid4()}", [topic]),
+        EventProducer(migrated),
+        service="test",
+        dlq_topic=dlq,
+        expected=PageOcrRequestedV1,
+    )
     handled: list[int] = []
 
     def handle(rec: Any) -> None:
@@ -93,31 +108,61 @@ def test_consumer_loop_dead_letters_what_its_handler_cannot_handle_and_moves_on(
     producer.close(5)
 
 
-def _insert_document(engine: Engine, *, page_count: int, status: str = "received", storage_uri: str = "file:///nope",
-                     media_type: str = "image/png", age: timedelta = timedelta(0)) -> uuid.UUID:
+def _insert_document(
+    engine: Engine,
+    *,
+    page_count: int,
+    status: str = "received",
+    storage_uri: str = "file:///nope",
+    media_type: str = "image/png",
+    age: timedelta = timedelta(0),
+) -> uuid.UUID:
     doc_id = uuid.uuid4()
     then = utcnow() - age
     with engine.begin() as conn:
-        conn.execute(insert(documents).values(
-            id=doc_id, sha256=uuid.uuid4().hex * 2, media_type=media_type, size_bytes=10, filename="t.png",
-            storage_uri=storage_uri, status=status, page_count=page_count, received_at=then, updated_at=then,
-        ))
+        conn.execute(
+            insert(documents).values(
+                id=doc_id,
+                sha256=uuid.uuid4().hex * 2,
+                media_type=media_type,
+                size_bytes=10,
+                filename="t.png",
+                storage_uri=storage_uri,
+                status=status,
+                page_count=page_count,
+                received_at=then,
+                updated_at=then,
+            )
+        )
     return doc_id
 
 
 def test_a_retry_waiting_out_its_backoff_loses_nothing_when_the_group_rebalances(
-        migrated: Settings, engine: Engine) -> None:
+    migrated: Settings, engine: Engine
+) -> None:
     from pagestream._testing.pages import png_bytes, text_page_image
     from pagestream.workers.page_worker import PageWorker
 
     store = open_store(migrated)
-    uri = store.put(f"test/{uuid.uuid4()}.png", png_bytes(text_page_image(["Backoff and rebalance"]), dpi=300),
-                    "image/png")
+    uri = store.put(
+        f"test/{uuid.uuid4()}.png",
+        png_bytes(text_page_image(["Backoff and rebalance"]), dpi=300),
+        "image/png",
+    )
     waiting = _insert_document(engine, page_count=1, storage_uri=uri)
     fresh = _insert_document(engine, page_count=1, storage_uri=uri)
-    tasks = {doc: PageOcrRequestedV1(page_id=page_id_for(doc, 1), document_id=doc, page_number=1, page_count=1,
-                                     storage_uri=uri, media_type="image/png", sha256="0" * 64)
-             for doc in (waiting, fresh)}
+    tasks = {
+        doc: PageOcrRequestedV1(
+            page_id=page_id_for(doc, 1),
+            document_id=doc,
+            page_number=1,
+            page_count=1,
+            storage_uri=uri,
+            media_type="image/png",
+            sha256="0" * 64,
+        )
+        for doc in (waiting, fresh)
+    }
     results = EventConsumer(migrated, f"test-{uuid.uuid4()}", [PAGE_OCR_COMPLETED])
     results.start()
     producer = EventProducer(migrated)
@@ -128,16 +173,25 @@ def test_a_retry_waiting_out_its_backoff_loses_nothing_when_the_group_rebalances
     threads = [threading.Thread(target=first.run, args=(stop,), daemon=True)]
     threads[0].start()
     try:
-        wait_until(lambda: bool(first._deferred), 60, "the first worker to put the retry back for its backoff")
+        wait_until(
+            lambda: bool(first._deferred), 60, "the first worker to put the retry back for its backoff"
+        )
         second = PageWorker(migrated, worker_id=92)  # joins the group: partitions move while the retry waits
         threads.append(threading.Thread(target=second.run, args=(stop,), daemon=True))
         threads[1].start()
         producer.publish_sync(tasks[fresh], topic=PAGE_OCR_REQUESTED)
         wanted = {page_id_for(waiting, 1), page_id_for(fresh, 1)}
-        recs = drain(results, lambda rs: wanted <= {decode_record(r.value, r.headers).data.page_id for r in rs}, 90)
-        got = {decode_record(r.value, r.headers).data.page_id: decode_record(r.value, r.headers).data for r in recs}
-        assert wanted <= set(got), ("a page task was lost: "
-                                    f"waiting={page_id_for(waiting, 1) in got} fresh={page_id_for(fresh, 1) in got}")
+        recs = drain(
+            results, lambda rs: wanted <= {decode_record(r.value, r.headers).data.page_id for r in rs}, 90
+        )
+        got = {
+            decode_record(r.value, r.headers).data.page_id: decode_record(r.value, r.headers).data
+            for r in recs
+        }
+        assert wanted <= set(got), (
+            "a page task was lost: "
+            f"waiting={page_id_for(waiting, 1) in got} fresh={page_id_for(fresh, 1) in got}"
+        )
         assert got[page_id_for(waiting, 1)].completed_at >= retry.not_before  # the backoff was honoured
     finally:
         stop.set()
@@ -150,8 +204,10 @@ def test_a_retry_waiting_out_its_backoff_loses_nothing_when_the_group_rebalances
 def test_attempt_ledger_counts_starts_and_sees_completed_pages(engine: Engine) -> None:
     doc = new_document(engine, 1)
     pid = page_id_for(doc, 1)
-    assert [start_attempt(engine, page_id=pid, document_id=doc, page_number=1, worker="w").attempts
-            for _ in range(3)] == [1, 2, 3]
+    assert [
+        start_attempt(engine, page_id=pid, document_id=doc, page_number=1, worker="w").attempts
+        for _ in range(3)
+    ] == [1, 2, 3]
     from pagestream.db.progress import apply_page_outcomes
 
     apply_page_outcomes(engine, [completed(doc, 1, 1, "done")])
@@ -160,7 +216,8 @@ def test_attempt_ledger_counts_starts_and_sees_completed_pages(engine: Engine) -
 
 
 def test_reconciler_redrives_missing_pages_through_the_outbox_then_finishes_the_document(
-        engine: Engine, relay: Any, consumer_factory: Any) -> None:
+    engine: Engine, relay: Any, consumer_factory: Any
+) -> None:
     doc = _insert_document(engine, page_count=2, status="processing", age=LONG_AGO)
     from pagestream.db.progress import apply_page_outcomes
 
@@ -174,7 +231,9 @@ def test_reconciler_redrives_missing_pages_through_the_outbox_then_finishes_the_
     assert first.ran and first.redriven == [(doc, [2])] and not first.finished
     # the re-request travels the committed-only path: outbox → WAL → relay → topic
     recs = drain(tasks, lambda rs: any(r.key == str(page_id_for(doc, 2)).encode() for r in rs), 30)
-    task = next(decode_record(r.value, r.headers).data for r in recs if r.key == str(page_id_for(doc, 2)).encode())
+    task = next(
+        decode_record(r.value, r.headers).data for r in recs if r.key == str(page_id_for(doc, 2)).encode()
+    )
     assert task.document_id == doc and task.page_number == 2 and task.page_count == 2
     assert reconcile_once(engine, stall_seconds=STALL, max_rounds=1).redriven == []  # progress clock reset
 
@@ -184,7 +243,11 @@ def test_reconciler_redrives_missing_pages_through_the_outbox_then_finishes_the_
     assert second.finished == [(doc, "partial")]
     with engine.connect() as conn:
         row = conn.execute(select(documents).where(documents.c.id == doc)).mappings().one()
-        failed = conn.execute(select(pages).where(pages.c.document_id == doc, pages.c.page_number == 2)).mappings().one()
+        failed = (
+            conn.execute(select(pages).where(pages.c.document_id == doc, pages.c.page_number == 2))
+            .mappings()
+            .one()
+        )
     assert row["status"] == "partial" and row["completed_at"] is not None and "no progress" in row["error"]
     assert failed["status"] == "failed" and failed["error_reason"] == "no_progress"
     assert "reprocess" in failed["error_detail"]
@@ -221,7 +284,9 @@ def test_overdue_counts_unfinished_documents_past_the_bound(engine: Engine) -> N
     assert overdue_documents(engine, older_than_seconds=STALL) == before + 1
 
 
-def test_reprocess_starts_afresh_through_the_outbox(engine: Engine, relay: Any, consumer_factory: Any) -> None:
+def test_reprocess_starts_afresh_through_the_outbox(
+    engine: Engine, relay: Any, consumer_factory: Any
+) -> None:
     doc = new_document(engine, 1)
     from pagestream.db.progress import apply_page_outcomes
 
@@ -245,5 +310,3 @@ def test_reprocess_of_a_missing_document_says_so(engine: Engine) -> None:
 
     with pytest.raises(DocumentNotFoundError):
         reprocess_document(engine, uuid.uuid4())
-
-

@@ -59,7 +59,9 @@ def _good_document_completes(api_url: str) -> None:
         assert client.wait(doc["id"], 180)["status"] == "completed"
 
 
-def test_a_dense_page_completes_through_the_claim_check(running_stack: RunningStack, stack_engine: Any) -> None:
+def test_a_dense_page_completes_through_the_claim_check(
+    running_stack: RunningStack, stack_engine: Any
+) -> None:
     with ApiClient(running_stack.api_url) as client:
         doc = client.submit_bytes("dense.pdf", dense_pdf(15_000))
         done = client.wait(doc["id"], 180)
@@ -81,30 +83,58 @@ def _document(engine: Any, page_count: int) -> uuid.UUID:
     doc_id = uuid.uuid4()
     now = utcnow()
     with engine.begin() as conn:
-        conn.execute(insert(documents).values(
-            id=doc_id, sha256=uuid.uuid4().hex * 2, media_type="application/pdf", size_bytes=1, filename="x.pdf",
-            storage_uri="file:///nonexistent", status="processing", page_count=page_count, received_at=now,
-            updated_at=now,
-        ))
+        conn.execute(
+            insert(documents).values(
+                id=doc_id,
+                sha256=uuid.uuid4().hex * 2,
+                media_type="application/pdf",
+                size_bytes=1,
+                filename="x.pdf",
+                storage_uri="file:///nonexistent",
+                status="processing",
+                page_count=page_count,
+                received_at=now,
+                updated_at=now,
+            )
+        )
     return doc_id
 
 
 def _raw(producer: EventProducer, topic: str, event_type: str, payload: str, subject: uuid.UUID) -> None:
     """Produce a record exactly as given (JSON text), bypassing our models."""
-    headers = encode_headers(event_id=str(uuid.uuid4()), event_type=event_type, subject=str(subject),
-                             time=utcnow().isoformat())
+    headers = encode_headers(
+        event_id=str(uuid.uuid4()), event_type=event_type, subject=str(subject), time=utcnow().isoformat()
+    )
     acked: list[Any] = []
-    producer.produce(topic, str(subject).encode(), payload.encode(), headers, on_delivery=lambda e, _: acked.append(e))
+    producer.produce(
+        topic, str(subject).encode(), payload.encode(), headers, on_delivery=lambda e, _: acked.append(e)
+    )
     assert producer.wait_for(lambda: bool(acked), 30) and acked[0] is None
 
 
 def _completed_payload(doc: uuid.UUID, n: int, count: int, text: str, attempt: int = 1) -> str:
     now = utcnow().isoformat()
-    layout = {"text": text, "width": 100, "height": 100, "source": "text-layer", "engine": "pdfium",
-              "engine_version": "t", "blocks": []}
-    return json.dumps({"page_id": str(page_id_for(doc, n)), "document_id": str(doc), "page_number": n,
-                       "page_count": count, "attempt": attempt, "layout": layout, "started_at": now,
-                       "completed_at": now})
+    layout = {
+        "text": text,
+        "width": 100,
+        "height": 100,
+        "source": "text-layer",
+        "engine": "pdfium",
+        "engine_version": "t",
+        "blocks": [],
+    }
+    return json.dumps(
+        {
+            "page_id": str(page_id_for(doc, n)),
+            "document_id": str(doc),
+            "page_number": n,
+            "page_count": count,
+            "attempt": attempt,
+            "layout": layout,
+            "started_at": now,
+            "completed_at": now,
+        }
+    )
 
 
 def _final(engine: Any, doc: uuid.UUID) -> dict[str, Any] | None:
@@ -119,8 +149,9 @@ def _pages(engine: Any, doc: uuid.UUID) -> dict[int, dict[str, Any]]:
     return {r["page_number"]: dict(r) for r in rows}
 
 
-def test_persist_stores_nul_and_lone_surrogates_and_survives_poison(running_stack: RunningStack,
-                                                                       stack_engine: Any) -> None:
+def test_persist_stores_nul_and_lone_surrogates_and_survives_poison(
+    running_stack: RunningStack, stack_engine: Any
+) -> None:
     """Text with NUL and lone UTF-16 surrogates is stored (cleaned); a record the database refuses
     (attempt out of integer range) and an undecodable one are dead-lettered, and their pages still
     count: the document reaches its final state and persist never restarts."""
@@ -132,20 +163,38 @@ def test_persist_stores_nul_and_lone_surrogates_and_survives_poison(running_stac
     dlq.start()
     try:
         # JSON text escapes: a lone high surrogate and a NUL inside the page text
-        _raw(producer, PAGE_OCR_COMPLETED, "page.ocr-completed.v1",
-             _completed_payload(doc, 1, 4, "Status \ud83d report\x00 ok"), page_id_for(doc, 1))
-        failed = {"page_id": str(page_id_for(doc, 2)), "document_id": str(doc), "page_number": 2, "page_count": 4,
-                  "attempts": 1, "reason": "unreadable_page", "detail": "bad\u0000detail \udc00",
-                  "failed_at": utcnow().isoformat()}
-        _raw(producer, PAGE_OCR_FAILED, "page.ocr-failed.v1",
-             json.dumps(failed), page_id_for(doc, 2))
-        _raw(producer, PAGE_OCR_COMPLETED, "page.ocr-completed.v1",
-             _completed_payload(doc, 3, 4, "too many attempts", attempt=2 ** 40), page_id_for(doc, 3))
+        _raw(
+            producer,
+            PAGE_OCR_COMPLETED,
+            "page.ocr-completed.v1",
+            _completed_payload(doc, 1, 4, "Status \ud83d report\x00 ok"),
+            page_id_for(doc, 1),
+        )
+        failed = {
+            "page_id": str(page_id_for(doc, 2)),
+            "document_id": str(doc),
+            "page_number": 2,
+            "page_count": 4,
+            "attempts": 1,
+            "reason": "unreadable_page",
+            "detail": "bad\u0000detail \udc00",
+            "failed_at": utcnow().isoformat(),
+        }
+        _raw(producer, PAGE_OCR_FAILED, "page.ocr-failed.v1", json.dumps(failed), page_id_for(doc, 2))
+        _raw(
+            producer,
+            PAGE_OCR_COMPLETED,
+            "page.ocr-completed.v1",
+            _completed_payload(doc, 3, 4, "too many attempts", attempt=2**40),
+            page_id_for(doc, 3),
+        )
         bad = json.loads(_completed_payload(doc, 4, 4, "x"))
         bad["layout"] = "not a layout"
         _raw(producer, PAGE_OCR_COMPLETED, "page.ocr-completed.v1", json.dumps(bad), page_id_for(doc, 4))
         try:
-            final = wait_until(lambda: _final(stack_engine, doc), 60, "the poisoned document to reach a final state")
+            final = wait_until(
+                lambda: _final(stack_engine, doc), 60, "the poisoned document to reach a final state"
+            )
         except AssertionError:
             log = Path(running_stack.supervisor.state()["parts"]["persist"]["log"]).read_text()[-6000:]
             raise AssertionError(f"pages: {_pages(stack_engine, doc)}\npersist log:\n{log}") from None
@@ -155,7 +204,9 @@ def test_persist_stores_nul_and_lone_surrogates_and_survives_poison(running_stac
         assert rows[2]["status"] == "failed" and rows[2]["error_detail"] == "baddetail \ufffd"
         assert rows[3]["status"] == "failed" and rows[3]["error_reason"] == "unstorable_result"
         assert rows[4]["status"] == "failed" and rows[4]["error_reason"] == "undecodable_result"
-        dead = drain(dlq, lambda rs: {r.key for r in rs} >= {str(page_id_for(doc, n)).encode() for n in (3, 4)}, 30)
+        dead = drain(
+            dlq, lambda rs: {r.key for r in rs} >= {str(page_id_for(doc, n)).encode() for n in (3, 4)}, 30
+        )
         assert {r.key for r in dead} >= {str(page_id_for(doc, n)).encode() for n in (3, 4)}
     finally:
         dlq.close()
@@ -170,13 +221,20 @@ def test_reprocess_runs_a_document_again_from_scratch(running_stack: RunningStac
         first = client.wait(doc["id"], 180)
         assert first["status"] == "completed"
         # the stack runs with PAGESTREAM_EXPORT_PDF_ON_COMPLETION: persist stored the searchable PDF
-        pdf = Path(running_stack.settings.storage_url.removeprefix("file://")) / "exports" / doc["id"] / "searchable.pdf"
+        pdf = (
+            Path(running_stack.settings.storage_url.removeprefix("file://"))
+            / "exports"
+            / doc["id"]
+            / "searchable.pdf"
+        )
         wait_until(pdf.exists, 60, "the searchable PDF written on completion")
         assert pdf.read_bytes().startswith(b"%PDF-")
         again = client.reprocess(doc["id"], languages="eng")
         assert again["status"] == "received" and again["options"]["languages"] == "eng"
         second = client.wait(doc["id"], 180)
-        assert second["status"] == "completed" and second["completed_at"] > first["completed_at"], second["page_errors"]
+        assert second["status"] == "completed" and second["completed_at"] > first["completed_at"], second[
+            "page_errors"
+        ]
         assert "Dear Ms. Alvarez" in client.text(doc["id"])
     assert len(_pages(stack_engine, uuid.UUID(doc["id"]))) == 1
     r = httpx.post(f"{running_stack.api_url}/v1/documents/{uuid.uuid4()}/reprocess", json={})

@@ -45,7 +45,10 @@ def down_then_up(corpus: list[ChaosDoc], *, workers: int, down_after: int, timeo
     n = len(corpus)
     t0 = time.monotonic()
     with state_dir() as state:
-        with stack_on(state, {}, ocr_workers=workers) as stack, ApiClient(stack.api_url, timeout=30) as client:
+        with (
+            stack_on(state, {}, ocr_workers=workers) as stack,
+            ApiClient(stack.api_url, timeout=30) as client,
+        ):
             ids = [submit(client, d.name, d.data) for d in corpus]
 
             def completed() -> int:
@@ -60,24 +63,35 @@ def down_then_up(corpus: list[ChaosDoc], *, workers: int, down_after: int, timeo
             finally:
                 db.close()
         up_at = datetime.now(UTC)
-        with stack_on(state, {}, ocr_workers=workers) as stack, ApiClient(stack.api_url, timeout=30) as client:
+        with (
+            stack_on(state, {}, ocr_workers=workers) as stack,
+            ApiClient(stack.api_url, timeout=30) as client,
+        ):
             final = wait_final(client, ids, timeout)
             docs, pages = Db.final_rows(stack, ids)
             after_up = [i for i in ids if docs[i]["completed_at"] > up_at]
             seen = finishings(stack, expect=dict.fromkeys(after_up, 1))
             good_document_completes(client)
     redriven = sum(docs[i]["reconcile_rounds"] for i in after_up)
-    print(f"\nbroker lost: {n} documents, {len(after_up)} finished after `up`, {redriven} re-driven by the "
-          f"reconciler; {elapsed(t0)} s")
+    print(
+        f"\nbroker lost: {n} documents, {len(after_up)} finished after `up`, {redriven} re-driven by the "
+        f"reconciler; {elapsed(t0)} s"
+    )
 
     assert len(docs) == n
     assert {d["status"] for d in final.values()} == {"completed"}, final
-    assert len(after_up) >= min(n // 4, 10), f"only {len(after_up)} documents were in flight at `down`; the test proves little"
+    assert len(after_up) >= min(n // 4, 10), (
+        f"only {len(after_up)} documents were in flight at `down`; the test proves little"
+    )
     for i, doc in zip(ids, corpus, strict=True):
         d = docs[i]
-        assert (d["page_count"], d["pages_done"], d["pages_failed"]) == (doc.pages, doc.pages, 0), (doc.name, d)
+        assert (d["page_count"], d["pages_done"], d["pages_failed"]) == (doc.pages, doc.pages, 0), (
+            doc.name,
+            d,
+        )
         assert [(p["page_number"], p["status"]) for p in pages[i]] == [
-            (k, "completed") for k in range(1, doc.pages + 1)], (doc.name, pages[i])
+            (k, "completed") for k in range(1, doc.pages + 1)
+        ], (doc.name, pages[i])
         # re-driven at most once (the epoch), and only documents the broker had lost
         assert d["reconcile_rounds"] <= 1, d
         if i in after_up:
@@ -117,14 +131,18 @@ def test_page_that_kills_its_worker_fails_after_the_attempts() -> None:
     max_attempts = 3
     t0 = time.monotonic()
     env = {"PAGESTREAM_OCR_MAX_ATTEMPTS": str(max_attempts)}  # default stall (900 s): no re-drive here
-    with state_dir() as state, stack_on(state, env, ocr_workers=2) as stack, \
-            ApiClient(stack.api_url, timeout=30) as client:
+    with (
+        state_dir() as state,
+        stack_on(state, env, ocr_workers=2) as stack,
+        ApiClient(stack.api_url, timeout=30) as client,
+    ):
         db = Db(stack)
         try:
             did = submit(client, "review.pdf", text_then_dense_scan_pdf())
             page2 = page_id_for(uuid.UUID(did), 2)
             killed: list[int] = []
             for k in range(1, max_attempts + 1):
+
                 def started(k: int = k) -> dict | None:
                     row = db.attempts(page2)
                     return row if row is not None and row["attempts"] >= k else None
@@ -144,8 +162,11 @@ def test_page_that_kills_its_worker_fails_after_the_attempts() -> None:
         finally:
             db.close()
         seen = finishings(stack, expect={did: 1})
-        dlq = [r for r in read_topic(stack.supervisor.settings(), PAGE_OCR_REQUESTED_DLQ, settle=1.5)
-               if str(page2) in (r.value or b"").decode(errors="replace")]
+        dlq = [
+            r
+            for r in read_topic(stack.supervisor.settings(), PAGE_OCR_REQUESTED_DLQ, settle=1.5)
+            if str(page2) in (r.value or b"").decode(errors="replace")
+        ]
         ocr_restarts = stack.restarts()["ocr"]
         good_document_completes(client)
     print(f"\nworker killed {len(killed)} times on page 2: {elapsed(t0)} s")
@@ -183,9 +204,15 @@ def _insert_without_event(stack: ChaosStack, db: Db, data: bytes) -> str:
     sha = hashlib.sha256(data).hexdigest()
     uri = open_store(stack.supervisor.settings()).put(content_key(sha), data, "image/png")
     did = str(uuid.uuid4())
-    db.execute("INSERT INTO documents (id, sha256, media_type, size_bytes, filename, storage_uri, status, page_count, "
-               "options, received_at, updated_at) VALUES (CAST(:id AS uuid), :sha, 'image/png', :size, 'orphan.png', "
-               ":uri, 'received', 1, '{}', now(), now())", id=did, sha=sha, size=len(data), uri=uri)
+    db.execute(
+        "INSERT INTO documents (id, sha256, media_type, size_bytes, filename, storage_uri, status, page_count, "
+        "options, received_at, updated_at) VALUES (CAST(:id AS uuid), :sha, 'image/png', :size, 'orphan.png', "
+        ":uri, 'received', 1, '{}', now(), now())",
+        id=did,
+        sha=sha,
+        size=len(data),
+        uri=uri,
+    )
     return did
 
 
@@ -196,10 +223,16 @@ def test_reconciler_redrives_lost_events_and_bounds_documents_that_cannot_progre
     apart, then ``failed`` with the reconciler's reason, within the bound. When the workers thaw,
     the late result upgrades it to ``completed`` (a second, better finishing), pages unique."""
     t0 = time.monotonic()
-    env = {"PAGESTREAM_RECONCILE_STALL_SECONDS": str(STALL_S), "PAGESTREAM_RECONCILE_MAX_ROUNDS": str(MAX_ROUNDS)}
+    env = {
+        "PAGESTREAM_RECONCILE_STALL_SECONDS": str(STALL_S),
+        "PAGESTREAM_RECONCILE_MAX_ROUNDS": str(MAX_ROUNDS),
+    }
     frozen: list[int] = []
-    with state_dir() as state, stack_on(state, env, ocr_workers=1) as stack, \
-            ApiClient(stack.api_url, timeout=30) as client:
+    with (
+        state_dir() as state,
+        stack_on(state, env, ocr_workers=1) as stack,
+        ApiClient(stack.api_url, timeout=30) as client,
+    ):
         db = Db(stack)
         try:
             # (a) the event was lost: the reconciler re-requests the missing page
@@ -225,7 +258,12 @@ def test_reconciler_redrives_lost_events_and_bounds_documents_that_cannot_progre
             for pid in frozen:
                 signal_pid(pid, signal.SIGCONT)
             frozen = []
-            wait_for(lambda: client.document(stuck)["status"] == "completed", 60, "the late result to upgrade it", 0.5)
+            wait_for(
+                lambda: client.document(stuck)["status"] == "completed",
+                60,
+                "the late result to upgrade it",
+                0.5,
+            )
             b_late = db.documents([stuck])[stuck]
             b_late_pages = db.pages([stuck])[stuck]
         finally:
@@ -234,7 +272,9 @@ def test_reconciler_redrives_lost_events_and_bounds_documents_that_cannot_progre
             db.close()
         seen = finishings(stack, expect={orphan: 1, stuck: 2})
         good_document_completes(client)
-    print(f"\nreconciler: lost event re-driven; stuck document failed after {b_seconds:.1f} s; total {elapsed(t0)} s")
+    print(
+        f"\nreconciler: lost event re-driven; stuck document failed after {b_seconds:.1f} s; total {elapsed(t0)} s"
+    )
 
     # (a)
     assert a["status"] == "completed", a
@@ -248,7 +288,9 @@ def test_reconciler_redrives_lost_events_and_bounds_documents_that_cannot_progre
     assert b_seconds <= bound
     assert b_row["reconcile_rounds"] == MAX_ROUNDS, b_row
     assert b["error"] and "no progress" in b["error"], b
-    assert [(p["page_number"], p["status"], p["error_reason"]) for p in b_pages] == [(1, "failed", "no_progress")]
+    assert [(p["page_number"], p["status"], p["error_reason"]) for p in b_pages] == [
+        (1, "failed", "no_progress")
+    ]
     detail = b_pages[0]["error_detail"]
     assert f"no result after {MAX_ROUNDS} re-drives" in detail and "reprocess the document" in detail, detail
     assert b_view[0]["error"]["reason"] == "no_progress", b_view
@@ -265,8 +307,11 @@ def broker_killed(corpus: list[ChaosDoc], *, workers: int, kill_after: int, time
     check that every document completes exactly once, with its pages."""
     n = len(corpus)
     t0 = time.monotonic()
-    with state_dir() as state, stack_on(state, {}, ocr_workers=workers) as stack, \
-            ApiClient(stack.api_url, timeout=30) as client:
+    with (
+        state_dir() as state,
+        stack_on(state, {}, ocr_workers=workers) as stack,
+        ApiClient(stack.api_url, timeout=30) as client,
+    ):
         sup = stack.supervisor
         ids = [submit(client, d.name, d.data) for d in corpus]
 
@@ -286,17 +331,23 @@ def broker_killed(corpus: list[ChaosDoc], *, workers: int, kill_after: int, time
         restarts = stack.restarts()
         good_document_completes(client)
     redriven = sum(docs[i]["reconcile_rounds"] for i in after)
-    print(f"\nbroker killed: {n} documents, {len(after)} finished after the broker died, {redriven} re-driven "
-          f"by the reconciler; {elapsed(t0)} s, restarts {restarts}")
+    print(
+        f"\nbroker killed: {n} documents, {len(after)} finished after the broker died, {redriven} re-driven "
+        f"by the reconciler; {elapsed(t0)} s, restarts {restarts}"
+    )
 
     assert {d["status"] for d in final.values()} == {"completed"}, final
     assert len(after) >= min(n // 4, 10), f"only {len(after)} documents were in flight when the broker died"
     assert restarts["broker"] == 1 and restarts["ocr"] >= 1, restarts
     for i, doc in zip(ids, corpus, strict=True):
         d = docs[i]
-        assert (d["page_count"], d["pages_done"], d["pages_failed"]) == (doc.pages, doc.pages, 0), (doc.name, d)
+        assert (d["page_count"], d["pages_done"], d["pages_failed"]) == (doc.pages, doc.pages, 0), (
+            doc.name,
+            d,
+        )
         assert [(p["page_number"], p["status"]) for p in pages[i]] == [
-            (k, "completed") for k in range(1, doc.pages + 1)], (doc.name, pages[i])
+            (k, "completed") for k in range(1, doc.pages + 1)
+        ], (doc.name, pages[i])
         assert_one_finishing(d, seen.get(i, []), required=i in after)
 
 

@@ -39,7 +39,13 @@ def exposed_names(text: str) -> set[str]:
 
 def test_exposed_names_parser() -> None:
     text = "# HELP a_total x\n# TYPE a_total counter\n# HELP h_seconds y\n# TYPE h_seconds histogram\n"
-    assert exposed_names(text) == {"a_total", "h_seconds", "h_seconds_bucket", "h_seconds_sum", "h_seconds_count"}
+    assert exposed_names(text) == {
+        "a_total",
+        "h_seconds",
+        "h_seconds_bucket",
+        "h_seconds_sum",
+        "h_seconds_count",
+    }
 
 
 def test_referenced_metrics_are_exposed(request: pytest.FixtureRequest) -> None:
@@ -56,4 +62,6 @@ def test_referenced_metrics_are_exposed(request: pytest.FixtureRequest) -> None:
         exposed[service] = exposed_names(resp.text)
     everything = set().union(*exposed.values())
     missing = referenced_pagestream_metrics() - everything
-    assert not missing, f"queried by alerts/dashboard but exposed by no service ({sorted(urls)}): {sorted(missing)}"
+    assert not missing, (
+        f"queried by alerts/dashboard but exposed by no service ({sorted(urls)}): {sorted(missing)}"
+    )

@@ -44,8 +44,13 @@ def test_local_store_follows_no_symlink_out_of_its_root(tmp_path: Path) -> None:
 
 def fresh_bucket_store(endpoint: str, prefix: str) -> S3ObjectStore:
     """A store on a new, empty bucket of the moto server."""
-    client = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1",
-                          aws_access_key_id="testing", aws_secret_access_key="testing")
+    client = boto3.client(
+        "s3",
+        endpoint_url=endpoint,
+        region_name="us-east-1",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
     bucket = f"contract-{uuid.uuid4().hex[:12]}"
     client.create_bucket(Bucket=bucket)
     return S3ObjectStore(bucket, prefix, client=client)

@@ -43,7 +43,9 @@ def test_upright_scan_has_low_cer(processor: PageProcessor, letter: tuple[bytes,
 
 
 @pytest.mark.parametrize("turned", [90, 180, 270])
-def test_rotated_scan_is_turned_upright(processor: PageProcessor, letter: tuple[bytes, str], turned: int) -> None:
+def test_rotated_scan_is_turned_upright(
+    processor: PageProcessor, letter: tuple[bytes, str], turned: int
+) -> None:
     data, truth = letter
     from PIL import Image
 
@@ -146,8 +148,12 @@ def test_degraded_pages_meet_the_cer_target(processor: PageProcessor, kind: str,
     layout = processor.process(page.data, page.media_type, 1)
     error = pages.cer(page.truth, layout.text)
     steps = [s.name for s in layout.preprocessing.steps] if layout.preprocessing else []
-    print(f"{page.name}: CER {error:.4f}, steps {steps}, render {layout.render_seconds:.2f}s ocr {layout.ocr_seconds:.2f}s")
-    assert error <= CER_TARGETS[kind], f"{page.name} CER {error:.2%} > {CER_TARGETS[kind]:.1%} (steps {steps})"
+    print(
+        f"{page.name}: CER {error:.4f}, steps {steps}, render {layout.render_seconds:.2f}s ocr {layout.ocr_seconds:.2f}s"
+    )
+    assert error <= CER_TARGETS[kind], (
+        f"{page.name} CER {error:.2%} > {CER_TARGETS[kind]:.1%} (steps {steps})"
+    )
     assert steps, "a degraded page is repaired"
 
 
@@ -174,6 +180,7 @@ def test_clean_scan_gets_no_preprocessing_and_reads_as_before(processor: PagePro
 
 
 # --- per-document languages ------------------------------------------------------------------------
+
 
 class _RecordingEngine(OcrEngine):
     name = "recording"

@@ -64,8 +64,14 @@ def _documents() -> dict[str, st.SearchStrategy[bytes]]:
     cannot say "a PDF": without these, every schema-valid upload would be random bytes, rightly
     answered 415, and the positive-data check could never pass.
     """
-    formats = {"image/png": "PNG", "image/jpeg": "JPEG", "image/tiff": "TIFF", "image/gif": "GIF",
-               "image/webp": "WEBP", "image/bmp": "BMP"}
+    formats = {
+        "image/png": "PNG",
+        "image/jpeg": "JPEG",
+        "image/tiff": "TIFF",
+        "image/gif": "GIF",
+        "image/webp": "WEBP",
+        "image/bmp": "BMP",
+    }
     out: dict[str, st.SearchStrategy[bytes]] = {t: st.just(_image(f)) for t, f in formats.items()}
     out["application/pdf"] = st.builds(lambda n: pdf_bytes(f"contract {n}"), st.integers(0, 3))
     assert set(out) == set(ACCEPTED_MEDIA_TYPES)
@@ -83,8 +89,11 @@ def contract_server(migrated: Settings, engine: Engine) -> Iterator[tuple[str, s
     thread.start()
     wait_until(lambda: srv.started, 15, "uvicorn to start")
     _, key = create_key(engine, f"contract-{uuid.uuid4().hex[:6]}")
-    upload = httpx.post(f"http://127.0.0.1:{port}/v1/documents?force=true", headers={"X-API-Key": key},
-                        files={"file": ("contract.png", _image("PNG"), "image/png")})
+    upload = httpx.post(
+        f"http://127.0.0.1:{port}/v1/documents?force=true",
+        headers={"X-API-Key": key},
+        files={"file": ("contract.png", _image("PNG"), "image/png")},
+    )
     assert upload.status_code == 202, upload.text
     doc = uuid.UUID(upload.json()["id"])
     apply_page_outcomes(engine, [completed(doc, 1, 1, "contract of the seeded page")])
@@ -107,23 +116,52 @@ def contract_server(migrated: Settings, engine: Engine) -> Iterator[tuple[str, s
 
 def contract_config() -> SchemathesisConfig:
     """Every check, bounded and deterministic."""
-    return SchemathesisConfig.from_dict({
-        "seed": SEED,
-        "cache": {"enabled": False},  # no replay of earlier runs' failures, nothing written into the work tree
-        "suppress-health-check": ["all"],
-        "generation": {"mode": "all", "max-examples": MAX_EXAMPLES, "deterministic": True, "no-shrink": True,
-                       "database": "none"},
-        "phases": {"examples": {"enabled": True}, "coverage": {"enabled": True}, "fuzzing": {"enabled": True},
-                   "stateful": {"enabled": True, "max-steps": STATEFUL_STEPS}},
-        "checks": {"enabled": True},
-        "operations": [{
-            # `cursor` is opaque: a well-formed one this API never returned is answered 400 (declared).
-            # No schema can state "a value from next_cursor", so 400 counts as a proper answer here.
-            "include-path": "/v1/documents", "include-method": "GET",
-            "checks": {"positive_data_acceptance": {
-                "expected-statuses": ["2xx", "3xx", "400", "401", "403", "404", "409", "429", "5xx"]}},
-        }],
-    })
+    return SchemathesisConfig.from_dict(
+        {
+            "seed": SEED,
+            "cache": {
+                "enabled": False
+            },  # no replay of earlier runs' failures, nothing written into the work tree
+            "suppress-health-check": ["all"],
+            "generation": {
+                "mode": "all",
+                "max-examples": MAX_EXAMPLES,
+                "deterministic": True,
+                "no-shrink": True,
+                "database": "none",
+            },
+            "phases": {
+                "examples": {"enabled": True},
+                "coverage": {"enabled": True},
+                "fuzzing": {"enabled": True},
+                "stateful": {"enabled": True, "max-steps": STATEFUL_STEPS},
+            },
+            "checks": {"enabled": True},
+            "operations": [
+                {
+                    # `cursor` is opaque: a well-formed one this API never returned is answered 400 (declared).
+                    # No schema can state "a value from next_cursor", so 400 counts as a proper answer here.
+                    "include-path": "/v1/documents",
+                    "include-method": "GET",
+                    "checks": {
+                        "positive_data_acceptance": {
+                            "expected-statuses": [
+                                "2xx",
+                                "3xx",
+                                "400",
+                                "401",
+                                "403",
+                                "404",
+                                "409",
+                                "429",
+                                "5xx",
+                            ]
+                        }
+                    },
+                }
+            ],
+        }
+    )
 
 
 def _document() -> dict[str, Any]:
@@ -131,8 +169,11 @@ def _document() -> dict[str, Any]:
     and schemathesis makes one test per operation from it (its lazy ``from_fixture`` loader does not
     run under pytest 9); ``test_the_server_serves_this_document`` checks the running server serves
     exactly this document."""
-    offline = Settings(KAFKA_BOOTSTRAP_SERVERS="127.0.0.1:9", DATABASE_URL="postgresql://x:x@127.0.0.1:9/x",
-                       STORAGE_URL="file:///nonexistent")
+    offline = Settings(
+        KAFKA_BOOTSTRAP_SERVERS="127.0.0.1:9",
+        DATABASE_URL="postgresql://x:x@127.0.0.1:9/x",
+        STORAGE_URL="file:///nonexistent",
+    )
     return create_app(offline).openapi()
 
 
@@ -160,11 +201,15 @@ def _prepare(case: schemathesis.Case) -> None:
         elif case.body is None or isinstance(case.body, NotSet):  # a null body, or none
             case.body, case.media_type = {"dry_run": True}, "application/json"
     if case.method == "GET" and case.meta is not None and case.meta.generation.mode.is_positive:
-        case.path_parameters = {name: SEEDED.get(name, value) for name, value in (case.path_parameters or {}).items()}
+        case.path_parameters = {
+            name: SEEDED.get(name, value) for name, value in (case.path_parameters or {}).items()
+        }
 
 
 @schema.parametrize()
-def test_every_operation_keeps_its_contract(case: schemathesis.Case, contract_server: tuple[str, str]) -> None:
+def test_every_operation_keeps_its_contract(
+    case: schemathesis.Case, contract_server: tuple[str, str]
+) -> None:
     url, key = contract_server
     _prepare(case)
     case.call_and_validate(base_url=url, headers={"X-API-Key": key})
@@ -181,8 +226,14 @@ def test_linked_operations_keep_their_contract(contract_server: tuple[str, str])
         def get_call_kwargs(self, case: schemathesis.Case) -> dict[str, Any]:
             return {"base_url": url, "headers": {"X-API-Key": key}}
 
-    Workflow.run(settings=hypothesis.settings(
-        max_examples=MAX_EXAMPLES, stateful_step_count=STATEFUL_STEPS, derandomize=True, deadline=None,
-        database=None, suppress_health_check=list(hypothesis.HealthCheck),
-        phases=[hypothesis.Phase.explicit, hypothesis.Phase.generate],
-    ))
+    Workflow.run(
+        settings=hypothesis.settings(
+            max_examples=MAX_EXAMPLES,
+            stateful_step_count=STATEFUL_STEPS,
+            derandomize=True,
+            deadline=None,
+            database=None,
+            suppress_health_check=list(hypothesis.HealthCheck),
+            phases=[hypothesis.Phase.explicit, hypothesis.Phase.generate],
+        )
+    )

@@ -18,10 +18,20 @@ from tests.integration.pipeline_fixtures import drain
 
 def _state(engine: Engine, doc: uuid.UUID) -> tuple[Any, list[Any]]:
     with engine.connect() as conn:
-        d = conn.execute(text("SELECT status, pages_done, pages_failed, completed_at, updated_at FROM documents "
-                              "WHERE id = :id"), {"id": doc}).one()
-        p = conn.execute(text("SELECT page_number, status, text, event_id, error_reason FROM pages "
-                              "WHERE document_id = :id ORDER BY page_number"), {"id": doc}).all()
+        d = conn.execute(
+            text(
+                "SELECT status, pages_done, pages_failed, completed_at, updated_at FROM documents "
+                "WHERE id = :id"
+            ),
+            {"id": doc},
+        ).one()
+        p = conn.execute(
+            text(
+                "SELECT page_number, status, text, event_id, error_reason FROM pages "
+                "WHERE document_id = :id ORDER BY page_number"
+            ),
+            {"id": doc},
+        ).all()
     return tuple(d), [tuple(r) for r in p]
 
 
@@ -34,7 +44,9 @@ def _completions(records: list[Any]) -> list[DocumentOcrCompletedV1]:
     return out
 
 
-def test_redelivery_changes_nothing_and_each_final_state_is_published_once(engine: Engine, relay: Any, consumer_factory: Any) -> None:
+def test_redelivery_changes_nothing_and_each_final_state_is_published_once(
+    engine: Engine, relay: Any, consumer_factory: Any
+) -> None:
     doc = new_document(engine, 2)
     batch = [completed(doc, 1, 2, "first page"), failed(doc, 2, 2)]
 
@@ -51,8 +63,10 @@ def test_redelivery_changes_nothing_and_each_final_state_is_published_once(engin
     late = completed(doc, 2, 2, "second page, recognized on a later attempt")
     assert apply_page_outcomes(engine, [late]).applied == 1
     status, pages = _state(engine, doc)
-    assert [p[:3] for p in pages] == [(1, "completed", "first page"),
-                                      (2, "completed", "second page, recognized on a later attempt")]
+    assert [p[:3] for p in pages] == [
+        (1, "completed", "first page"),
+        (2, "completed", "second page, recognized on a later attempt"),
+    ]
     assert pages[1][4] is None
     assert status[:3] == ("completed", 2, 0), "a late success upgrades a partial document to completed"
     # a redelivered failure (or a stale success) never replaces a success
@@ -68,7 +82,10 @@ def test_redelivery_changes_nothing_and_each_final_state_is_published_once(engin
     records += drain(consumer, lambda rs: False, 1.0)
     mine = [e for e in _completions(records) if e.document_id == doc]
     # one event per final state reached: partial first, then completed after the late success
-    assert [(e.status, e.pages_done, e.pages_failed) for e in mine] == [("partial", 1, 1), ("completed", 2, 0)]
+    assert [(e.status, e.pages_done, e.pages_failed) for e in mine] == [
+        ("partial", 1, 1),
+        ("completed", 2, 0),
+    ]
 
 
 def test_page_of_a_deleted_document_is_ignored(engine: Engine) -> None:
@@ -78,4 +95,7 @@ def test_page_of_a_deleted_document_is_ignored(engine: Engine) -> None:
     result = apply_page_outcomes(engine, [completed(doc, 1, 1, "too late")])
     assert (result.applied, result.unknown_documents) == (0, 1)
     with engine.connect() as conn:
-        assert conn.execute(text("SELECT count(*) FROM pages WHERE document_id = :id"), {"id": doc}).scalar() == 0
+        assert (
+            conn.execute(text("SELECT count(*) FROM pages WHERE document_id = :id"), {"id": doc}).scalar()
+            == 0
+        )

@@ -34,13 +34,18 @@ def stack_engine(running_stack: RunningStack):  # type: ignore[no-untyped-def]
 
 def _page_rows(engine, doc_id: uuid.UUID) -> int:  # type: ignore[no-untyped-def]
     with engine.connect() as conn:
-        return conn.execute(select(func.count()).select_from(pages).where(pages.c.document_id == doc_id)).scalar_one()
+        return conn.execute(
+            select(func.count()).select_from(pages).where(pages.c.document_id == doc_id)
+        ).scalar_one()
 
 
 def test_examples_are_recognized_end_to_end(running_stack: RunningStack, stack_engine) -> None:  # type: ignore[no-untyped-def]
     with ApiClient(running_stack.api_url) as client:
-        submitted = {p.name: client.submit(p, force=True) for p in sorted(EXAMPLES.iterdir())
-                     if p.suffix in (".pdf", ".png")}
+        submitted = {
+            p.name: client.submit(p, force=True)
+            for p in sorted(EXAMPLES.iterdir())
+            if p.suffix in (".pdf", ".png")
+        }
         done = {name: client.wait(d["id"], 240) for name, d in submitted.items()}
         texts = {name: client.text(d["id"]) for name, d in done.items()}
     for name, d in done.items():
@@ -51,8 +56,14 @@ def test_examples_are_recognized_end_to_end(running_stack: RunningStack, stack_e
     report = texts["born-digital-report.pdf"]
     assert report.count("\f") == done["born-digital-report.pdf"]["page_count"] - 1
     drawing = done["drawing-A-101.pdf"]
-    assert drawing["title_blocks"] == [{"page_number": 1, "sheet_number": "A-101", "sheet_title": "FIRST FLOOR PLAN",
-                                        "scale": "1/4\" = 1'-0\""}]
+    assert drawing["title_blocks"] == [
+        {
+            "page_number": 1,
+            "sheet_number": "A-101",
+            "sheet_title": "FIRST FLOOR PLAN",
+            "scale": '1/4" = 1\'-0"',
+        }
+    ]
 
 
 def test_only_committed_documents_are_processed(running_stack: RunningStack, stack_engine) -> None:  # type: ignore[no-untyped-def]
@@ -67,12 +78,32 @@ def test_only_committed_documents_are_processed(running_stack: RunningStack, sta
 
     def new_doc(conn) -> uuid.UUID:  # type: ignore[no-untyped-def]
         doc_id, now = uuid.uuid4(), utcnow()
-        conn.execute(insert(documents).values(
-            id=doc_id, sha256=sha, media_type="image/png", size_bytes=len(data), storage_uri=uri,
-            status="received", page_count=1, received_at=now, updated_at=now))
-        write_event(conn, DocumentCommittedV1(
-            document_id=doc_id, sha256=sha, media_type="image/png", size_bytes=len(data), page_count=1,
-            storage_uri=uri, received_at=now), traceparent=None)
+        conn.execute(
+            insert(documents).values(
+                id=doc_id,
+                sha256=sha,
+                media_type="image/png",
+                size_bytes=len(data),
+                storage_uri=uri,
+                status="received",
+                page_count=1,
+                received_at=now,
+                updated_at=now,
+            )
+        )
+        write_event(
+            conn,
+            DocumentCommittedV1(
+                document_id=doc_id,
+                sha256=sha,
+                media_type="image/png",
+                size_bytes=len(data),
+                page_count=1,
+                storage_uri=uri,
+                received_at=now,
+            ),
+            traceparent=None,
+        )
         return doc_id
 
     seen: set[str] = set()
@@ -100,7 +131,10 @@ def test_only_committed_documents_are_processed(running_stack: RunningStack, sta
 
         def completed() -> bool:
             with stack_engine.connect() as conn:
-                return conn.execute(select(documents.c.status).where(documents.c.id == pending)).scalar_one() == "completed"
+                return (
+                    conn.execute(select(documents.c.status).where(documents.c.id == pending)).scalar_one()
+                    == "completed"
+                )
 
         wait_until(completed, 120, "the committed document to complete", interval=0.2)
         collect(1.0)
@@ -108,6 +142,11 @@ def test_only_committed_documents_are_processed(running_stack: RunningStack, sta
         assert str(rolled_back) not in seen
         assert _page_rows(stack_engine, pending) == 1
         with stack_engine.connect() as conn:
-            assert conn.execute(select(func.count()).select_from(documents).where(documents.c.id == rolled_back)).scalar_one() == 0
+            assert (
+                conn.execute(
+                    select(func.count()).select_from(documents).where(documents.c.id == rolled_back)
+                ).scalar_one()
+                == 0
+            )
     finally:
         consumer.close()

@@ -60,8 +60,10 @@ def server(migrated: Settings, engine: Engine) -> Iterator[Server]:
 
 def _multipart_head(size: int) -> tuple[bytes, bytes]:
     """Opening and closing of a multipart body whose file part holds ``size`` bytes."""
-    opening = (f"--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"big.txt\"\r\n"
-               "Content-Type: application/octet-stream\r\n\r\n").encode()
+    opening = (
+        f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="file"; filename="big.txt"\r\n'
+        "Content-Type: application/octet-stream\r\n\r\n"
+    ).encode()
     return opening, f"\r\n--{BOUNDARY}--\r\n".encode()
 
 
@@ -87,8 +89,10 @@ def _send(port: int, head: str, chunks: Iterable[bytes] = (), *, timeout: float 
 def test_the_api_key_is_checked_before_the_body_is_read(server: Server) -> None:
     size = 5 * 1024 * 1024  # under the cap: only the missing key can answer early
     opening, _ = _multipart_head(size)
-    head = (f"POST /v1/documents HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; boundary={BOUNDARY}\r\n"
-            f"Content-Length: {size + 200}\r\n\r\n")
+    head = (
+        f"POST /v1/documents HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; boundary={BOUNDARY}\r\n"
+        f"Content-Length: {size + 200}\r\n\r\n"
+    )
     # only the first bytes of the body are ever sent: a server that parses the form before
     # checking the key waits for the rest, and this times out
     try:
@@ -103,8 +107,10 @@ def test_the_api_key_is_checked_before_the_body_is_read(server: Server) -> None:
 
 
 def test_a_declared_oversized_body_is_refused_before_reading_it(server: Server) -> None:
-    head = (f"POST /v1/documents HTTP/1.1\r\nHost: x\r\nX-API-Key: {server.key}\r\n"
-            f"Content-Type: multipart/form-data; boundary={BOUNDARY}\r\nContent-Length: {10**10}\r\n\r\n")
+    head = (
+        f"POST /v1/documents HTTP/1.1\r\nHost: x\r\nX-API-Key: {server.key}\r\n"
+        f"Content-Type: multipart/form-data; boundary={BOUNDARY}\r\nContent-Length: {10**10}\r\n\r\n"
+    )
     status, body = _send(server.port, head, timeout=5.0)  # not one body byte sent
     assert status == 413
     assert body["title"] == "Request too large"
@@ -112,8 +118,10 @@ def test_a_declared_oversized_body_is_refused_before_reading_it(server: Server) 
 
 
 def test_a_chunked_body_is_counted_and_stopped_at_the_cap(server: Server) -> None:
-    head = (f"POST /v1/documents HTTP/1.1\r\nHost: x\r\nX-API-Key: {server.key}\r\n"
-            f"Content-Type: multipart/form-data; boundary={BOUNDARY}\r\nTransfer-Encoding: chunked\r\n\r\n")
+    head = (
+        f"POST /v1/documents HTTP/1.1\r\nHost: x\r\nX-API-Key: {server.key}\r\n"
+        f"Content-Type: multipart/form-data; boundary={BOUNDARY}\r\nTransfer-Encoding: chunked\r\n\r\n"
+    )
     opening, _ = _multipart_head(0)
     piece = b"x" * 65536
     cap_chunks = (MAX_UPLOAD + MULTIPART_OVERHEAD_BYTES) // len(piece) + 2
@@ -125,8 +133,10 @@ def test_a_chunked_body_is_counted_and_stopped_at_the_cap(server: Server) -> Non
 
 
 def test_other_routes_have_a_small_cap(server: Server) -> None:
-    head = (f"DELETE /v1/documents/{uuid.uuid4()} HTTP/1.1\r\nHost: x\r\nX-API-Key: {server.key}\r\n"
-            f"Content-Type: application/json\r\nContent-Length: {64 * 1024 * 1024}\r\n\r\n")
+    head = (
+        f"DELETE /v1/documents/{uuid.uuid4()} HTTP/1.1\r\nHost: x\r\nX-API-Key: {server.key}\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {64 * 1024 * 1024}\r\n\r\n"
+    )
     status, body = _send(server.port, head, timeout=5.0)
     assert status == 413 and "at most" in body["detail"]
 
@@ -134,20 +144,31 @@ def test_other_routes_have_a_small_cap(server: Server) -> None:
 def test_uploads_still_work_plain_and_chunked(server: Server) -> None:
     headers = {"X-API-Key": server.key}
     data = png_bytes(120, 80)
-    r = httpx.post(f"{server.url}/v1/documents?force=true", headers=headers,
-                   files={"file": ("scan.png", data)}, data={"force_ocr": "true", "client_reference": "lim-1"})
+    r = httpx.post(
+        f"{server.url}/v1/documents?force=true",
+        headers=headers,
+        files={"file": ("scan.png", data)},
+        data={"force_ocr": "true", "client_reference": "lim-1"},
+    )
     assert r.status_code == 202, r.text
     assert r.json()["options"]["force_ocr"] is True and r.json()["client_reference"] == "lim-1"
     # the same form, streamed without a Content-Length
-    request = httpx.Request("POST", f"{server.url}/v1/documents?force=true", headers=headers,
-                            files={"file": ("scan.png", data)})
+    request = httpx.Request(
+        "POST", f"{server.url}/v1/documents?force=true", headers=headers, files={"file": ("scan.png", data)}
+    )
     body = request.read()
-    r = httpx.post(f"{server.url}/v1/documents?force=true",
-                   headers={**headers, "Content-Type": request.headers["Content-Type"]},
-                   content=iter([body[:1000], body[1000:]]))
+    r = httpx.post(
+        f"{server.url}/v1/documents?force=true",
+        headers={**headers, "Content-Type": request.headers["Content-Type"]},
+        content=iter([body[:1000], body[1000:]]),
+    )
     assert r.status_code == 202, r.text
-    r = httpx.post(f"{server.url}/v1/documents", headers=headers, files={"file": ("x.png", data)},
-                   data={"force_ocr": "maybe"})
+    r = httpx.post(
+        f"{server.url}/v1/documents",
+        headers=headers,
+        files={"file": ("x.png", data)},
+        data={"force_ocr": "maybe"},
+    )
     assert r.status_code == 422 and "force_ocr" in r.json()["detail"]
     # a form that is not multipart is a body of the wrong media type: 415, saying how to send it
     r = httpx.post(f"{server.url}/v1/documents", headers=headers, data={"password": "x"})
@@ -159,9 +180,11 @@ def test_uploads_still_work_plain_and_chunked(server: Server) -> None:
 def test_an_upload_is_held_in_memory_once(server: Server) -> None:
     size = 8 * 1024 * 1024
     opening, closing = _multipart_head(size)
-    head = (f"POST /v1/documents HTTP/1.1\r\nHost: x\r\nX-API-Key: {server.key}\r\n"
-            f"Content-Type: multipart/form-data; boundary={BOUNDARY}\r\n"
-            f"Content-Length: {len(opening) + size + len(closing)}\r\n\r\n")
+    head = (
+        f"POST /v1/documents HTTP/1.1\r\nHost: x\r\nX-API-Key: {server.key}\r\n"
+        f"Content-Type: multipart/form-data; boundary={BOUNDARY}\r\n"
+        f"Content-Length: {len(opening) + size + len(closing)}\r\n\r\n"
+    )
     line = b"plain text, not a document\n"
     piece = line * (65536 // len(line))
 
@@ -182,4 +205,6 @@ def test_an_upload_is_held_in_memory_once(server: Server) -> None:
         tracemalloc.stop()
     assert status == 415, answer  # read whole, inspected, refused: plain text
     # one copy of the bytes (plus the spool's 1 MiB in memory) — never two
-    assert peak < 1.5 * size, f"peak traced memory {peak / 2**20:.1f} MiB for an {size / 2**20:.0f} MiB upload"
+    assert peak < 1.5 * size, (
+        f"peak traced memory {peak / 2**20:.1f} MiB for an {size / 2**20:.0f} MiB upload"
+    )

@@ -57,8 +57,12 @@ def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TansuBroker]:
 
 @pytest.fixture(scope="module")
 def settings(broker: TansuBroker, tmp_path_factory: pytest.TempPathFactory) -> Settings:
-    s = Settings(KAFKA_BOOTSTRAP_SERVERS=broker.bootstrap_servers, DATABASE_URL="postgresql://unused@127.0.0.1/x",
-                 STORAGE_URL=f"file://{tmp_path_factory.mktemp('objects')}", PAGESTREAM_TOPIC_PARTITIONS=1)
+    s = Settings(
+        KAFKA_BOOTSTRAP_SERVERS=broker.bootstrap_servers,
+        DATABASE_URL="postgresql://unused@127.0.0.1/x",
+        STORAGE_URL=f"file://{tmp_path_factory.mktemp('objects')}",
+        PAGESTREAM_TOPIC_PARTITIONS=1,
+    )
     ensure_topics(s, (*ALL_TOPICS, CDC_HEARTBEAT))
     return s
 
@@ -74,7 +78,9 @@ def plain_producer(settings: Settings) -> Iterator[EventProducer]:
 def send(producer: EventProducer, topic: str, value: bytes | None, event_type: str = "x.v1") -> str | None:
     """Produce one record and wait: None when acknowledged, else the broker's error code."""
     got: list[KafkaError | None] = []
-    headers = encode_headers(event_id=str(uuid.uuid4()), event_type=event_type, subject="k", time="2026-11-30T00:00:00Z")
+    headers = encode_headers(
+        event_id=str(uuid.uuid4()), event_type=event_type, subject="k", time="2026-11-30T00:00:00Z"
+    )
     producer.produce(topic, "k", value, headers, on_delivery=lambda err, _: got.append(err))  # type: ignore[arg-type]
     assert producer.wait_for(lambda: bool(got), 15), f"no delivery report from {topic}"
     return None if got[0] is None else got[0].code
@@ -85,13 +91,18 @@ def _value(event_type: str) -> dict:
 
 
 @pytest.mark.parametrize("event_type", sorted(SAMPLES))
-def test_every_event_topic_accepts_its_events_and_refuses_other_values(plain_producer: EventProducer,
-                                                                       event_type: str) -> None:
+def test_every_event_topic_accepts_its_events_and_refuses_other_values(
+    plain_producer: EventProducer, event_type: str
+) -> None:
     topic = topic_for(event_type)
     good = _value(event_type)
     assert send(plain_producer, topic, encode_data(SAMPLES[event_type]), event_type) is None
-    assert send(plain_producer, topic, json.dumps(good | {"added_later": 1}).encode()) is None  # extra fields ok
-    required = json.loads(Path(__file__).parents[2].joinpath("schemas", f"{event_type}.json").read_text())["required"]
+    assert (
+        send(plain_producer, topic, json.dumps(good | {"added_later": 1}).encode()) is None
+    )  # extra fields ok
+    required = json.loads(Path(__file__).parents[2].joinpath("schemas", f"{event_type}.json").read_text())[
+        "required"
+    ]
     missing = {k: v for k, v in good.items() if k != required[0]}
     for bad in (json.dumps(missing).encode(), b"{not json", b"[]", b'"a string"', b""):
         assert send(plain_producer, topic, bad) == "INVALID_RECORD", (topic, bad)
@@ -109,15 +120,23 @@ def test_types_constraints_enums_and_nested_models_are_checked(plain_producer: E
     for name, value in cases.items():
         assert send(plain_producer, PAGE_OCR_COMPLETED, json.dumps(value).encode()) == "INVALID_RECORD", name
     final = _value("document.ocr-completed.v1") | {"status": "cancelled"}
-    assert send(plain_producer, topic_for("document.ocr-completed.v1"), json.dumps(final).encode()) == "INVALID_RECORD"
+    assert (
+        send(plain_producer, topic_for("document.ocr-completed.v1"), json.dumps(final).encode())
+        == "INVALID_RECORD"
+    )
     submit = _value("document.submit.v1") | {"client_reference": "x" * 201}
     assert send(plain_producer, DOCUMENT_SUBMIT, json.dumps(submit).encode()) == "INVALID_RECORD"
 
 
-def test_retry_topics_carry_their_base_event_and_dead_letter_topics_anything(plain_producer: EventProducer) -> None:
+def test_retry_topics_carry_their_base_event_and_dead_letter_topics_anything(
+    plain_producer: EventProducer,
+) -> None:
     task = encode_data(SAMPLES["page.ocr-requested.v1"])
     assert send(plain_producer, PAGE_OCR_REQUESTED_RETRY, task) is None
-    assert send(plain_producer, PAGE_OCR_REQUESTED_RETRY, encode_data(SAMPLES["document.deleted.v1"])) == "INVALID_RECORD"
+    assert (
+        send(plain_producer, PAGE_OCR_REQUESTED_RETRY, encode_data(SAMPLES["document.deleted.v1"]))
+        == "INVALID_RECORD"
+    )
     for topic in (PAGE_OCR_REQUESTED_DLQ, PERSIST_DLQ, DOCUMENT_SUBMIT + ".dlq"):
         assert send(plain_producer, topic, b"\xff\x00 poison, kept intact") is None
     assert send(plain_producer, CDC_HEARTBEAT, b"not an event") is None
@@ -170,8 +189,9 @@ def test_the_session_broker_validates_all_but_the_command_topic(tansu_broker: Ta
     assert {PAGE_OCR_COMPLETED, PAGE_OCR_REQUESTED_RETRY} <= set(tansu_broker.validated_topics)
 
 
-def test_an_inherited_schema_registry_variable_does_not_reach_tansu(tmp_path: Path,
-                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+def test_an_inherited_schema_registry_variable_does_not_reach_tansu(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Tansu reads SCHEMA_REGISTRY from its environment; a Confluent-style URL there would stop it at start."""
     monkeypatch.setenv("SCHEMA_REGISTRY", "http://schema-registry.example:8081")
     for validate in (False, True):

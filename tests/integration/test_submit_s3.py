@@ -51,8 +51,9 @@ class CountingClient:
 @pytest.fixture(scope="module")
 def s3() -> Iterator[CountingClient]:
     with mock_aws():
-        client = boto3.client("s3", region_name="us-east-1", aws_access_key_id="testing",
-                              aws_secret_access_key="testing")
+        client = boto3.client(
+            "s3", region_name="us-east-1", aws_access_key_id="testing", aws_secret_access_key="testing"
+        )
         client.create_bucket(Bucket=BUCKET)
         client.create_bucket(Bucket="other-bucket")
         yield CountingClient(client)
@@ -64,8 +65,12 @@ def store(s3: CountingClient) -> S3ObjectStore:
 
 
 @pytest.fixture(scope="module")
-def s3_submit_consumer(migrated: Settings, engine: Engine, store: S3ObjectStore) -> Iterator[SubmitCommandConsumer]:
-    settings = migrated.model_copy(update={"max_upload_bytes": LIMIT, "storage_url": f"s3://{BUCKET}/{PREFIX}"})
+def s3_submit_consumer(
+    migrated: Settings, engine: Engine, store: S3ObjectStore
+) -> Iterator[SubmitCommandConsumer]:
+    settings = migrated.model_copy(
+        update={"max_upload_bytes": LIMIT, "storage_url": f"s3://{BUCKET}/{PREFIX}"}
+    )
     with running_submit_consumer(settings, engine, store, "submit-consumer-s3") as consumer:
         yield consumer
 
@@ -86,21 +91,44 @@ def _rejections(records: list[ConsumedRecord]) -> list[DocumentRejectedV1]:
     return out
 
 
-def test_s3_submits_are_bounded_and_confined(s3_submit_consumer: SubmitCommandConsumer, s3: CountingClient,
-                                             producer: EventProducer, consumer_factory: Any, engine: Engine) -> None:
+def test_s3_submits_are_bounded_and_confined(
+    s3_submit_consumer: SubmitCommandConsumer,
+    s3: CountingClient,
+    producer: EventProducer,
+    consumer_factory: Any,
+    engine: Engine,
+) -> None:
     run = uuid.uuid4().hex[:8]
     big_key = f"{PREFIX}/inbox/{run}-big.pdf"
     s3.put_object(Bucket=BUCKET, Key=big_key, Body=b"%PDF-1.7\n" + b"0" * LIMIT)
     elsewhere = f"{PREFIX}-evil/{run}.pdf"
-    for bucket, key in ((BUCKET, elsewhere), (BUCKET, f"tenant-b/{run}.pdf"), ("other-bucket", f"{PREFIX}/{run}.pdf")):
+    for bucket, key in (
+        (BUCKET, elsewhere),
+        (BUCKET, f"tenant-b/{run}.pdf"),
+        ("other-bucket", f"{PREFIX}/{run}.pdf"),
+    ):
         s3.put_object(Bucket=bucket, Key=key, Body=pdf_bytes("not yours"))
     cases = {
         f"big-{run}": (f"s3://{BUCKET}/{big_key}", 413, "too_large", f"limit is {LIMIT} bytes"),
-        f"bucket-{run}": (f"s3://other-bucket/{PREFIX}/{run}.pdf", 403, "uri_not_allowed",
-                          f"outside the bucket and prefix submit commands may read (s3://{BUCKET}/{PREFIX}/)"),
-        f"prefix-{run}": (f"s3://{BUCKET}/tenant-b/{run}.pdf", 403, "uri_not_allowed", "outside the bucket and prefix"),
+        f"bucket-{run}": (
+            f"s3://other-bucket/{PREFIX}/{run}.pdf",
+            403,
+            "uri_not_allowed",
+            f"outside the bucket and prefix submit commands may read (s3://{BUCKET}/{PREFIX}/)",
+        ),
+        f"prefix-{run}": (
+            f"s3://{BUCKET}/tenant-b/{run}.pdf",
+            403,
+            "uri_not_allowed",
+            "outside the bucket and prefix",
+        ),
         f"lookalike-{run}": (f"s3://{BUCKET}/{elsewhere}", 403, "uri_not_allowed", "outside"),
-        f"badname-{run}": (f"s3://Bad_Bucket!!/{PREFIX}/{run}.pdf", 400, "bad_uri", "bucket name 'Bad_Bucket!!'"),
+        f"badname-{run}": (
+            f"s3://Bad_Bucket!!/{PREFIX}/{run}.pdf",
+            400,
+            "bad_uri",
+            "bucket name 'Bad_Bucket!!'",
+        ),
         f"nokey-{run}": (f"s3://{BUCKET}/", 400, "bad_uri", "not an s3://bucket/key URI"),
         f"missing-{run}": (f"s3://{BUCKET}/{PREFIX}/{run}-nope.pdf", 404, "object_not_found", "no object"),
     }
@@ -109,8 +137,10 @@ def test_s3_submits_are_bounded_and_confined(s3_submit_consumer: SubmitCommandCo
     # a good document right after: nothing above blocked the partition
     good_key = f"{PREFIX}/inbox/{run}-good.pdf"
     s3.put_object(Bucket=BUCKET, Key=good_key, Body=pdf_bytes(f"good {run}"))
-    producer.publish_sync(DocumentSubmitV1(uri=f"s3://{BUCKET}/{good_key}", client_reference=f"good-{run}"),
-                          topic=DOCUMENT_SUBMIT)
+    producer.publish_sync(
+        DocumentSubmitV1(uri=f"s3://{BUCKET}/{good_key}", client_reference=f"good-{run}"),
+        topic=DOCUMENT_SUBMIT,
+    )
 
     rejected = consumer_factory(DOCUMENT_REJECTED)
 
@@ -127,8 +157,10 @@ def test_s3_submits_are_bounded_and_confined(s3_submit_consumer: SubmitCommandCo
 
     def good_row() -> Any:
         with engine.connect() as conn:
-            return conn.execute(text("SELECT status, storage_uri FROM documents WHERE client_reference = :r"),
-                                {"r": f"good-{run}"}).first()
+            return conn.execute(
+                text("SELECT status, storage_uri FROM documents WHERE client_reference = :r"),
+                {"r": f"good-{run}"},
+            ).first()
 
     row = wait_until(good_row, 30, "the good S3 document to be accepted")
     assert row[0] == "received" and row[1].startswith(f"s3://{BUCKET}/{PREFIX}/documents/")

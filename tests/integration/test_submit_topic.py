@@ -64,14 +64,22 @@ def incoming(migrated: Settings) -> Path:
 
 
 def _events(records: list[ConsumedRecord], kind: type) -> list[Any]:
-    return [e for e in (decode_record(r.value, r.headers).data for r in records
-                        if r.topic != DOCUMENT_SUBMIT_DLQ) if isinstance(e, kind)]
+    return [
+        e
+        for e in (decode_record(r.value, r.headers).data for r in records if r.topic != DOCUMENT_SUBMIT_DLQ)
+        if isinstance(e, kind)
+    ]
 
 
-def test_submit_command_creates_a_committed_document(submit_consumer: SubmitCommandConsumer, relay: Any,
-                                                     producer: EventProducer, consumer_factory: Any,
-                                                     engine: Engine, incoming: Path,
-                                                     caplog: pytest.LogCaptureFixture) -> None:
+def test_submit_command_creates_a_committed_document(
+    submit_consumer: SubmitCommandConsumer,
+    relay: Any,
+    producer: EventProducer,
+    consumer_factory: Any,
+    engine: Engine,
+    incoming: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     ref = f"order-{uuid.uuid4()}"
     path = incoming / f"{ref}.pdf"
     path.write_bytes(pdf_bytes(f"submitted over kafka {ref}"))
@@ -84,20 +92,24 @@ def test_submit_command_creates_a_committed_document(submit_consumer: SubmitComm
     assert producer.flush(10) == 0
 
     committed = consumer_factory(DOCUMENT_COMMITTED)
-    records = drain(committed, lambda rs: any(e.client_reference == ref for e in _events(rs, DocumentCommittedV1)), 30)
+    records = drain(
+        committed, lambda rs: any(e.client_reference == ref for e in _events(rs, DocumentCommittedV1)), 30
+    )
     mine = [e for e in _events(records, DocumentCommittedV1) if e.client_reference == ref]
     assert len(mine) == 1
     assert (mine[0].filename, mine[0].page_count, mine[0].options.force_ocr) == (path.name, 1, True)
     with engine.connect() as conn:
-        rows = conn.execute(text("SELECT id, status FROM documents WHERE client_reference = :r"), {"r": ref}).all()
+        rows = conn.execute(
+            text("SELECT id, status FROM documents WHERE client_reference = :r"), {"r": ref}
+        ).all()
     assert [(r[0], r[1]) for r in rows] == [(mine[0].document_id, "received")]
     assert submit_consumer.ready
     assert not [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
 
 
-def test_bad_commands_are_rejected_with_the_client_reference(submit_consumer: SubmitCommandConsumer,
-                                                             producer: EventProducer, consumer_factory: Any,
-                                                             incoming: Path) -> None:
+def test_bad_commands_are_rejected_with_the_client_reference(
+    submit_consumer: SubmitCommandConsumer, producer: EventProducer, consumer_factory: Any, incoming: Path
+) -> None:
     run = uuid.uuid4().hex[:8]
     not_pdf = incoming / f"{run}.pdf"
     not_pdf.write_text("just some text, not a document\n")
@@ -125,8 +137,9 @@ def test_bad_commands_are_rejected_with_the_client_reference(submit_consumer: Su
         assert detail in e.detail, (ref, e.detail)
 
 
-def test_undecodable_commands_go_to_the_dlq(submit_consumer: SubmitCommandConsumer, producer: EventProducer,
-                                            consumer_factory: Any) -> None:
+def test_undecodable_commands_go_to_the_dlq(
+    submit_consumer: SubmitCommandConsumer, producer: EventProducer, consumer_factory: Any
+) -> None:
     run = uuid.uuid4().hex
     ce = [("ce_id", str(uuid.uuid4()).encode()), ("ce_source", b"/test"), ("ce_specversion", b"1.0")]
     bad = {
@@ -150,5 +163,8 @@ def test_undecodable_commands_go_to_the_dlq(submit_consumer: SubmitCommandConsum
         h = header_map(rec.headers)
         assert rec.value == bad[key][0]  # the original record, intact
         assert h["pagestream_dlq_reason"] and h["pagestream_dlq_source"].startswith(DOCUMENT_SUBMIT)
-    assert "unexpected document.deleted.v1" in header_map(got[f"wrongtype-{run}"].headers)["pagestream_dlq_detail"]
+    assert (
+        "unexpected document.deleted.v1"
+        in header_map(got[f"wrongtype-{run}"].headers)["pagestream_dlq_detail"]
+    )
     assert submit_consumer.ready

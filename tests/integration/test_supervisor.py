@@ -74,8 +74,12 @@ def run_in_thread(supervisor: StackSupervisor) -> threading.Thread:
 
 @pytest.fixture
 def external_environ(kafka_bootstrap: str, database_url: str, tmp_path: Path) -> dict[str, str]:
-    return {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap, "DATABASE_URL": database_url,
-            "STORAGE_URL": f"file://{tmp_path / 'objects'}"}
+    return {
+        **os.environ,
+        "KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap,
+        "DATABASE_URL": database_url,
+        "STORAGE_URL": f"file://{tmp_path / 'objects'}",
+    }
 
 
 @pytest.fixture
@@ -87,8 +91,12 @@ def cli() -> click.Group:
 
 @pytest.fixture
 def supervised(tmp_path: Path, external_environ: dict[str, str]) -> Iterator[StackSupervisor]:
-    supervisor = StackSupervisor(tmp_path / "state", external_environ, services=fake_services("ingest", "ocr"),
-                                 prepare=RecordingPrepare())
+    supervisor = StackSupervisor(
+        tmp_path / "state",
+        external_environ,
+        services=fake_services("ingest", "ocr"),
+        prepare=RecordingPrepare(),
+    )
     thread = run_in_thread(supervisor)
     try:
         yield supervisor
@@ -131,7 +139,9 @@ def test_killed_service_is_restarted_with_growing_backoff(supervised: StackSuper
     assert "restart #2" in log
 
 
-def test_services_get_the_stack_environment(supervised: StackSupervisor, external_environ: dict[str, str]) -> None:
+def test_services_get_the_stack_environment(
+    supervised: StackSupervisor, external_environ: dict[str, str]
+) -> None:
     log_path = supervised.logs_dir / "ocr.log"
 
     def env_line() -> str | None:
@@ -150,12 +160,16 @@ def test_services_get_the_stack_environment(supervised: StackSupervisor, externa
 
 
 def test_embedded_stack_redacts_the_password_and_stops_everything(tmp_path: Path, cli: click.Group) -> None:
-    environ = {k: v for k, v in os.environ.items()
-               if k not in ("KAFKA_BOOTSTRAP_SERVERS", "DATABASE_URL", "STORAGE_URL")}
+    environ = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("KAFKA_BOOTSTRAP_SERVERS", "DATABASE_URL", "STORAGE_URL")
+    }
     prepare = RecordingPrepare()
     state_dir = tmp_path / "state"
-    supervisor = StackSupervisor(state_dir, environ, services=fake_services("ingest", "cdc"), prepare=prepare,
-                                 fast_database=True)
+    supervisor = StackSupervisor(
+        state_dir, environ, services=fake_services("ingest", "cdc"), prepare=prepare, fast_database=True
+    )
     thread = run_in_thread(supervisor)
     try:
         password = (state_dir / "postgres" / "password").read_text().strip()
@@ -175,7 +189,9 @@ def test_embedded_stack_redacts_the_password_and_stops_everything(tmp_path: Path
         assert all(pid_alive(p) for p in infra_pids)
 
         runner = CliRunner()
-        assert wait_until(lambda: runner.invoke(cli, ["status", "--state-dir", str(state_dir)]).exit_code == 0, 30)
+        assert wait_until(
+            lambda: runner.invoke(cli, ["status", "--state-dir", str(state_dir)]).exit_code == 0, 30
+        )
         result = runner.invoke(cli, ["status", "--json", "--state-dir", str(state_dir)])
         assert result.exit_code == 0, result.output
         status = json.loads(result.output)
@@ -205,8 +221,9 @@ def test_embedded_stack_redacts_the_password_and_stops_everything(tmp_path: Path
 def test_second_supervisor_on_the_same_state_dir_is_refused(
     supervised: StackSupervisor, external_environ: dict[str, str]
 ) -> None:
-    other = StackSupervisor(supervised.state_dir, external_environ, services=fake_services("ocr"),
-                            prepare=RecordingPrepare())
+    other = StackSupervisor(
+        supervised.state_dir, external_environ, services=fake_services("ocr"), prepare=RecordingPrepare()
+    )
     with pytest.raises(Exception, match="already running"):
         other.start()
     assert supervised.pid("ocr") is not None
@@ -221,10 +238,15 @@ DETACHED_SUPERVISOR = textwrap.dedent("""
 """)
 
 
-def test_down_stops_a_background_stack(tmp_path: Path, external_environ: dict[str, str], cli: click.Group) -> None:
+def test_down_stops_a_background_stack(
+    tmp_path: Path, external_environ: dict[str, str], cli: click.Group
+) -> None:
     state_dir = tmp_path / "state"
-    proc = subprocess.Popen([sys.executable, "-c", DETACHED_SUPERVISOR, str(state_dir), FAKE_SERVICE],
-                            env=external_environ, start_new_session=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", DETACHED_SUPERVISOR, str(state_dir), FAKE_SERVICE],
+        env=external_environ,
+        start_new_session=True,
+    )
     try:
         assert wait_until(lambda: (state_dir / "stack.json").exists(), 60)
         state = json.loads((state_dir / "stack.json").read_text())
@@ -249,8 +271,9 @@ def test_external_parts_require_api_keys_and_the_log_says_why(
 ) -> None:
     environ = {k: v for k, v in external_environ.items() if k != "PAGESTREAM_AUTH"}
     environ["PAGESTREAM_HTTP_HOST"] = "0.0.0.0"
-    supervisor = StackSupervisor(tmp_path / "state", environ, services=fake_services("ingest"),
-                                 prepare=RecordingPrepare())
+    supervisor = StackSupervisor(
+        tmp_path / "state", environ, services=fake_services("ingest"), prepare=RecordingPrepare()
+    )
     with caplog.at_level(logging.INFO, logger="pagestream.stack.supervisor"):
         thread = run_in_thread(supervisor)
         try:
@@ -260,9 +283,11 @@ def test_external_parts_require_api_keys_and_the_log_says_why(
             thread.join(60)
     assert state["auth"] == "enabled"
     assert state["auth_reasons"] == [
-        "Kafka is external (KAFKA_BOOTSTRAP_SERVERS is set)", "PostgreSQL is external (DATABASE_URL is set)",
+        "Kafka is external (KAFKA_BOOTSTRAP_SERVERS is set)",
+        "PostgreSQL is external (DATABASE_URL is set)",
         "the object store is external (STORAGE_URL is set)",
-        "the API binds to 0.0.0.0 (PAGESTREAM_HTTP_HOST), not a loopback address"]
+        "the API binds to 0.0.0.0 (PAGESTREAM_HTTP_HOST), not a loopback address",
+    ]
     assert "API keys are required because Kafka is external" in caplog.text
     assert "not a loopback address" in caplog.text
     assert "DISABLED" not in caplog.text and "127.0.0.1 only" not in caplog.text

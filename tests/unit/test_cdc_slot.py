@@ -12,7 +12,9 @@ from pagestream.cdc.slot import create_slot_sql, ensure_slot
 
 
 def test_postgres_17_creates_a_failover_slot() -> None:
-    assert create_slot_sql(170000).endswith("pg_create_logical_replication_slot(%s, 'pgoutput', false, false, true)")
+    assert create_slot_sql(170000).endswith(
+        "pg_create_logical_replication_slot(%s, 'pgoutput', false, false, true)"
+    )
     assert create_slot_sql(180001) == create_slot_sql(170000)
 
 

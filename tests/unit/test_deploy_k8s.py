@@ -33,8 +33,15 @@ DELIBERATELY_DEFAULTED = {
 }
 # Every Deployment must set these itself (or through the ConfigMap).
 REQUIRED_IN_EVERY_SERVICE = {
-    "KAFKA_BOOTSTRAP_SERVERS", "KAFKA_SECURITY_PROTOCOL", "KAFKA_SASL_MECHANISM", "KAFKA_SASL_USERNAME",
-    "KAFKA_SASL_PASSWORD", "KAFKA_SSL_CA_LOCATION", "DATABASE_URL", "PAGESTREAM_HTTP_HOST", "PAGESTREAM_HTTP_PORT",
+    "KAFKA_BOOTSTRAP_SERVERS",
+    "KAFKA_SECURITY_PROTOCOL",
+    "KAFKA_SASL_MECHANISM",
+    "KAFKA_SASL_USERNAME",
+    "KAFKA_SASL_PASSWORD",
+    "KAFKA_SSL_CA_LOCATION",
+    "DATABASE_URL",
+    "PAGESTREAM_HTTP_HOST",
+    "PAGESTREAM_HTTP_PORT",
 }
 
 
@@ -51,8 +58,13 @@ def rendered(overlay: str) -> tuple[dict, ...]:
     kubectl = shutil.which("kubectl")
     if kubectl is None:
         pytest.skip("kubectl not installed")
-    out = subprocess.run([kubectl, "kustomize", str(K8S / "overlays" / overlay)], capture_output=True, text=True,
-                         timeout=60, env={"PATH": "/usr/bin:/bin", "KUBECONFIG": "/dev/null"})
+    out = subprocess.run(
+        [kubectl, "kustomize", str(K8S / "overlays" / overlay)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={"PATH": "/usr/bin:/bin", "KUBECONFIG": "/dev/null"},
+    )
     assert out.returncode == 0, out.stderr
     return tuple(d for d in yaml.safe_load_all(out.stdout) if d)
 
@@ -86,8 +98,11 @@ def strict(schema: dict) -> dict:
 
     def walk(node: object) -> None:
         if isinstance(node, dict):
-            if ("properties" in node and "additionalProperties" not in node
-                    and not node.get("x-kubernetes-preserve-unknown-fields")):
+            if (
+                "properties" in node
+                and "additionalProperties" not in node
+                and not node.get("x-kubernetes-preserve-unknown-fields")
+            ):
                 node["additionalProperties"] = False
             for k, v in node.items():
                 # oneOf/anyOf/allOf/not branches only constrain (structural schemas: their
@@ -104,8 +119,12 @@ def strict(schema: dict) -> dict:
 
 def is_builtin(doc: dict) -> bool:
     group = doc["apiVersion"].rpartition("/")[0]
-    return group == "" or group.endswith(".k8s.io") and "." not in group.removesuffix(".k8s.io") or group in {
-        "apps", "batch", "policy", "autoscaling"}
+    return (
+        group == ""
+        or group.endswith(".k8s.io")
+        and "." not in group.removesuffix(".k8s.io")
+        or group in {"apps", "batch", "policy", "autoscaling"}
+    )
 
 
 def validate(doc: dict) -> None:
@@ -155,14 +174,19 @@ def test_strict_validation_rejects_unknown_fields() -> None:
 
 def test_every_topic_has_a_kafkatopic() -> None:
     for overlay in OVERLAYS:
-        topics = {d["spec"].get("topicName", d["metadata"]["name"]): d
-                  for d in rendered(overlay) if d["kind"] == "KafkaTopic"}
+        topics = {
+            d["spec"].get("topicName", d["metadata"]["name"]): d
+            for d in rendered(overlay)
+            if d["kind"] == "KafkaTopic"
+        }
         assert set(ALL_TOPICS) <= set(topics), f"{overlay}: missing {set(ALL_TOPICS) - set(topics)}"
         for t in topics.values():
             if t["spec"]["config"]["cleanup.policy"] == "delete":
                 assert t["spec"]["config"]["retention.ms"] > 0
     for t in (d for d in rendered("prod") if d["kind"] == "KafkaTopic"):
-        assert t["spec"]["replicas"] == 3 and t["spec"]["config"]["min.insync.replicas"] == 2, t["metadata"]["name"]
+        assert t["spec"]["replicas"] == 3 and t["spec"]["config"]["min.insync.replicas"] == 2, t["metadata"][
+            "name"
+        ]
 
 
 def test_kafka_is_kraft_with_scram_and_acls() -> None:
@@ -173,14 +197,20 @@ def test_kafka_is_kraft_with_scram_and_acls() -> None:
     assert {d["apiVersion"] for d in strimzi} == {"kafka.strimzi.io/v1"}
     assert kafka["spec"]["kafka"]["version"].startswith("4.")
     assert kafka["spec"]["kafka"]["metadataVersion"].startswith(kafka["spec"]["kafka"]["version"][:3])
-    assert "zookeeper" not in kafka["spec"] and "strimzi.io/kraft" not in kafka["metadata"].get("annotations", {})
+    assert "zookeeper" not in kafka["spec"] and "strimzi.io/kraft" not in kafka["metadata"].get(
+        "annotations", {}
+    )
     pool = next(d for d in docs if d["kind"] == "KafkaNodePool")
     assert set(pool["spec"]["roles"]) == {"controller", "broker"} and pool["spec"]["replicas"] == 3
-    assert all(lst["authentication"]["type"] == "scram-sha-512" for lst in kafka["spec"]["kafka"]["listeners"])
+    assert all(
+        lst["authentication"]["type"] == "scram-sha-512" for lst in kafka["spec"]["kafka"]["listeners"]
+    )
     users = {d["metadata"]["name"]: d for d in docs if d["kind"] == "KafkaUser"}
     for d in docs:
         if d["kind"] == "Deployment":
-            env = {e["name"]: e for c in d["spec"]["template"]["spec"]["containers"] for e in c.get("env", [])}
+            env = {
+                e["name"]: e for c in d["spec"]["template"]["spec"]["containers"] for e in c.get("env", [])
+            }
             user = env["KAFKA_SASL_USERNAME"]["value"]
             assert user in users, f"{d['metadata']['name']} uses unknown KafkaUser {user}"
             assert env["KAFKA_SASL_PASSWORD"]["valueFrom"]["secretKeyRef"]["name"] == user
@@ -192,9 +222,19 @@ def test_kafka_is_kraft_with_scram_and_acls() -> None:
 
 
 def test_consumer_groups_have_read_acls() -> None:
-    groups = {"pagestream-ocr-splitter", "pagestream-ocr-worker", "pagestream-persist", "pagestream-ingest-submit"}
-    granted = {acl["resource"]["name"] for d in rendered("prod") if d["kind"] == "KafkaUser"
-               for acl in d["spec"]["authorization"]["acls"] if acl["resource"]["type"] == "group"}
+    groups = {
+        "pagestream-ocr-splitter",
+        "pagestream-ocr-worker",
+        "pagestream-persist",
+        "pagestream-ingest-submit",
+    }
+    granted = {
+        acl["resource"]["name"]
+        for d in rendered("prod")
+        if d["kind"] == "KafkaUser"
+        for acl in d["spec"]["authorization"]["acls"]
+        if acl["resource"]["type"] == "group"
+    }
     assert groups <= granted
 
 
@@ -239,12 +279,21 @@ def test_autoscaling_pdbs_monitors() -> None:
     trig = so["spec"]["triggers"][0]
     assert so["spec"]["scaleTargetRef"]["name"] == "pagestream-ocr" and trig["type"] == "kafka"
     assert trig["metadata"]["consumerGroup"] == "pagestream-ocr-worker"
-    pdbs = {d["spec"]["selector"]["matchLabels"]["app.kubernetes.io/name"] for d in docs if d["kind"] == "PodDisruptionBudget"}
-    monitors = {d["spec"]["selector"].get("matchLabels", {}).get("app.kubernetes.io/name")
-                for d in docs if d["kind"] == "PodMonitor"}
+    pdbs = {
+        d["spec"]["selector"]["matchLabels"]["app.kubernetes.io/name"]
+        for d in docs
+        if d["kind"] == "PodDisruptionBudget"
+    }
+    monitors = {
+        d["spec"]["selector"].get("matchLabels", {}).get("app.kubernetes.io/name")
+        for d in docs
+        if d["kind"] == "PodMonitor"
+    }
     services = set(_deployments(docs))
     assert services <= pdbs and services <= monitors
-    assert any(d["kind"] == "NetworkPolicy" and d["spec"]["policyTypes"] == ["Ingress", "Egress"] for d in docs)
+    assert any(
+        d["kind"] == "NetworkPolicy" and d["spec"]["policyTypes"] == ["Ingress", "Egress"] for d in docs
+    )
 
 
 def test_postgres_has_logical_wal_and_replication_role() -> None:
@@ -280,7 +329,9 @@ def test_debezium_component_matches_the_relay() -> None:
     docs = rendered("prod-debezium")
     assert _deployments(docs)["pagestream-cdc"]["spec"]["replicas"] == 0
     conn = next(d for d in docs if d["kind"] == "KafkaConnector")["spec"]["config"]
-    configmap = next(d for d in docs if d["kind"] == "ConfigMap" and d["metadata"]["name"] == "pagestream-config")["data"]
+    configmap = next(
+        d for d in docs if d["kind"] == "ConfigMap" and d["metadata"]["name"] == "pagestream-config"
+    )["data"]
     assert conn["slot.name"] == configmap["PAGESTREAM_CDC_SLOT"]
     assert conn["publication.name"] == configmap["PAGESTREAM_CDC_PUBLICATION"]
     assert conn["transforms.outbox.route.by.field"] == "type"
@@ -289,11 +340,15 @@ def test_debezium_component_matches_the_relay() -> None:
     assert conn["transforms.outbox.table.expand.json.payload"] is True
     assert conn["value.converter.schemas.enable"] is False
     assert conn["key.converter"].endswith("StringConverter")
-    placed = dict(p.split(":header:") for p in conn["transforms.outbox.table.fields.additional.placement"].split(","))
+    placed = dict(
+        p.split(":header:") for p in conn["transforms.outbox.table.fields.additional.placement"].split(",")
+    )
     # The relay's headers (pagestream/events/envelope.py encode_headers).
     from pagestream.events.envelope import encode_headers
 
-    relay = {k for k, _ in encode_headers(event_id="i", event_type="t", subject="s", time="x", traceparent="tp")}
+    relay = {
+        k for k, _ in encode_headers(event_id="i", event_type="t", subject="s", time="x", traceparent="tp")
+    }
     literal = {conn[f"transforms.{t}.header"] for t in conn["transforms"].split(",") if t != "outbox"}
     assert relay == set(placed.values()) | literal | {"id"}  # "id": the router's default event-id header
 
@@ -313,9 +368,14 @@ def test_keda_sized_from_partitions_per_consumer(overlay: str) -> None:
     so = next(d for d in docs if d["kind"] == "ScaledObject")
     trig = so["spec"]["triggers"][0]["metadata"]
     assert trig["consumerGroup"] == GROUP
-    assert "topic" not in trig, "name no topic: KEDA then sums the lag of all the group's topics (retry included)"
-    partitions = {d["spec"].get("topicName", d["metadata"]["name"]): d["spec"]["partitions"]
-                  for d in docs if d["kind"] == "KafkaTopic"}
+    assert "topic" not in trig, (
+        "name no topic: KEDA then sums the lag of all the group's topics (retry included)"
+    )
+    partitions = {
+        d["spec"].get("topicName", d["metadata"]["name"]): d["spec"]["partitions"]
+        for d in docs
+        if d["kind"] == "KafkaTopic"
+    }
     ocr = _deployments(docs)[so["spec"]["scaleTargetRef"]["name"]]
     per_pod = int(_env(ocr["spec"]["template"]["spec"]["containers"][0])["PAGESTREAM_OCR_WORKERS"])
     # roundrobin over both topics: consumer i gets requested-i and retry-i; past the requested
@@ -328,11 +388,16 @@ def test_keda_sized_from_partitions_per_consumer(overlay: str) -> None:
 @pytest.mark.parametrize("overlay", OVERLAYS)
 def test_autoscaled_workloads_set_no_replicas(overlay: str) -> None:
     docs = rendered(overlay)
-    scaled = {d["spec"]["scaleTargetRef"]["name"] for d in docs
-              if d["kind"] in ("HorizontalPodAutoscaler", "ScaledObject")}
+    scaled = {
+        d["spec"]["scaleTargetRef"]["name"]
+        for d in docs
+        if d["kind"] in ("HorizontalPodAutoscaler", "ScaledObject")
+    }
     assert scaled == {"pagestream-ingest", "pagestream-ocr"}
     for name in scaled:
-        assert "replicas" not in _deployments(docs)[name]["spec"], f"{overlay}/{name}: the autoscaler owns replicas"
+        assert "replicas" not in _deployments(docs)[name]["spec"], (
+            f"{overlay}/{name}: the autoscaler owns replicas"
+        )
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
@@ -347,12 +412,18 @@ def test_postgres_synchronizes_the_logical_slot() -> None:
     cluster = next(d for d in rendered("prod") if d["kind"] == "Cluster")
     spec = cluster["spec"]
     major = int(spec["imageName"].rpartition(":")[2].split(".")[0])
-    assert major >= 17, "logical slot failover (sync_replication_slots, failover=true slots) needs PostgreSQL 17+"
+    assert major >= 17, (
+        "logical slot failover (sync_replication_slots, failover=true slots) needs PostgreSQL 17+"
+    )
     assert spec["replicationSlots"]["highAvailability"]["synchronizeLogicalDecoding"] is True
     params = spec["postgresql"]["parameters"]
     assert params["sync_replication_slots"] == "on" and params["hot_standby_feedback"] == "on"
     assert "synchronized_standby_slots" not in params, "CloudNativePG manages it"
-    config = next(d for d in rendered("prod") if d["kind"] == "ConfigMap" and d["metadata"]["name"] == "pagestream-config")
+    config = next(
+        d
+        for d in rendered("prod")
+        if d["kind"] == "ConfigMap" and d["metadata"]["name"] == "pagestream-config"
+    )
     assert config["data"]["PAGESTREAM_CDC_ALLOW_SLOT_RECREATE"] == "false"
 
 
@@ -368,17 +439,27 @@ def test_prod_debezium_is_namespaced_and_complete() -> None:
     topics = {d["spec"].get("topicName", d["metadata"]["name"]) for d in docs if d["kind"] == "KafkaTopic"}
     connect = next(d for d in docs if d["kind"] == "KafkaConnect")
     assert heartbeat in topics
-    assert {connect["spec"][k] for k in ("configStorageTopic", "offsetStorageTopic", "statusStorageTopic")} <= topics
+    assert {
+        connect["spec"][k] for k in ("configStorageTopic", "offsetStorageTopic", "statusStorageTopic")
+    } <= topics
     assert connect["spec"]["metricsConfig"]["type"] == "jmxPrometheusExporter"
     image = connect["spec"]["build"]["output"]["image"]
     assert ":" in image.rpartition("/")[2] and not image.endswith(":latest"), image
-    assert any(d["kind"] == "PodMonitor" and d["spec"]["selector"]["matchLabels"].get("strimzi.io/kind") == "KafkaConnect"
-               for d in docs)
+    assert any(
+        d["kind"] == "PodMonitor"
+        and d["spec"]["selector"]["matchLabels"].get("strimzi.io/kind") == "KafkaConnect"
+        for d in docs
+    )
 
 
 def test_kafka_and_postgres_are_scraped() -> None:
-    monitors = [d["spec"]["selector"].get("matchLabels", {}) for d in rendered("prod") if d["kind"] == "PodMonitor"]
-    assert {"strimzi.io/cluster": "pagestream-kafka", "strimzi.io/kind": "Kafka"} in monitors  # brokers + Kafka Exporter
+    monitors = [
+        d["spec"]["selector"].get("matchLabels", {}) for d in rendered("prod") if d["kind"] == "PodMonitor"
+    ]
+    assert {
+        "strimzi.io/cluster": "pagestream-kafka",
+        "strimzi.io/kind": "Kafka",
+    } in monitors  # brokers + Kafka Exporter
     assert any(m.get("cnpg.io/cluster") == "pagestream-db" for m in monitors)
     kafka = next(d for d in rendered("prod") if d["kind"] == "Kafka")
     assert "kafkaExporter" in kafka["spec"] and "metricsConfig" in kafka["spec"]["kafka"]
@@ -395,4 +476,3 @@ def test_crds_are_the_vendored_releases() -> None:
     assert files == set(recorded), f"README does not record: {files ^ set(recorded)}"
     for name, digest in recorded.items():
         assert hashlib.sha256((K8S / "crds" / name).read_bytes()).hexdigest() == digest, name
-

@@ -20,8 +20,13 @@ def test_yamllint() -> None:
     if yamllint is None:
         pytest.skip("yamllint not installed (Debian package yamllint)")
     # Run from deploy/ so the ignore patterns in deploy/.yamllint apply.
-    out = subprocess.run([yamllint, "-f", "parsable", "-c", ".yamllint", "."], cwd=DEPLOY,
-                         capture_output=True, text=True, timeout=120)
+    out = subprocess.run(
+        [yamllint, "-f", "parsable", "-c", ".yamllint", "."],
+        cwd=DEPLOY,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert out.returncode == 0, out.stdout + out.stderr
 
 
@@ -39,8 +44,12 @@ def test_compose_stack_is_complete() -> None:
         assert name in services
     assert "broker,controller" in services["kafka"]["environment"]["KAFKA_PROCESS_ROLES"]  # KRaft
     assert "wal_level=logical" in services["postgres"]["command"]
-    for name, module in (("ingest", "services.ingest"), ("cdc", "services.cdc"), ("ocr", "services.ocr"),
-                         ("persist", "services.persist")):
+    for name, module in (
+        ("ingest", "services.ingest"),
+        ("cdc", "services.cdc"),
+        ("ocr", "services.ocr"),
+        ("persist", "services.persist"),
+    ):
         assert services[name]["command"] == ["python", "-m", module]
         assert services[name]["read_only"] is True
     # Every file the compose file mounts exists.
@@ -58,9 +67,20 @@ def test_dockerfile() -> None:
     text = (ROOT / "Dockerfile").read_text()
     assert text.splitlines()[0].startswith("# syntax=")
     assert text.count("\nFROM ") + text.startswith("FROM ") >= 2  # multi-stage
-    for needle in ("tesseract-ocr tesseract-ocr-eng tesseract-ocr-osd", "TESSDATA_PREFIX=/usr/share/tesseract-ocr/5/tessdata",
-                   "OMP_THREAD_LIMIT=1", "-r requirements-runtime.lock", "pip install --no-deps --no-build-isolation .",
-                   "USER 10001"):
+    for needle in (
+        "tesseract-ocr tesseract-ocr-eng tesseract-ocr-osd",
+        "TESSDATA_PREFIX=/usr/share/tesseract-ocr/5/tessdata",
+        "OMP_THREAD_LIMIT=1",
+        "-r requirements-runtime.lock",
+        "pip install --no-deps --no-build-isolation .",
+        "USER 10001",
+    ):
         assert needle in text, needle
-    for path in ("requirements-runtime.lock", "requirements-build.lock", "pyproject.toml", "pagestream", "services"):
+    for path in (
+        "requirements-runtime.lock",
+        "requirements-build.lock",
+        "pyproject.toml",
+        "pagestream",
+        "services",
+    ):
         assert (ROOT / path).exists()

@@ -30,22 +30,39 @@ def test_dlq_topics_are_every_dead_letter_topic() -> None:
 
 def test_redriven_headers_strip_dead_letter_headers() -> None:
     original = [("ce_type", b"pagestream.page.ocr-requested.v1"), ("traceparent", b"00-a-b-01")]
-    dl = dead_letter_headers(original + [(REDRIVEN_FROM_HEADER, b"old")], source="t[0]@1", reason="r", detail="d",
-                             error_class="E", attempts=3)
+    dl = dead_letter_headers(
+        original + [(REDRIVEN_FROM_HEADER, b"old")],
+        source="t[0]@1",
+        reason="r",
+        detail="d",
+        error_class="E",
+        attempts=3,
+    )
     assert redriven_headers(dl, "t.dlq[2]@5") == original + [(REDRIVEN_FROM_HEADER, b"t.dlq[2]@5")]
 
 
 def _rec(value: bytes, headers: list) -> ConsumedRecord:  # type: ignore[type-arg]
-    return ConsumedRecord(topic="t.dlq", partition=1, offset=4, key=b"k\x1b[2J", value=value, headers=headers,
-                          timestamp_ms=1)
+    return ConsumedRecord(
+        topic="t.dlq", partition=1, offset=4, key=b"k\x1b[2J", value=value, headers=headers, timestamp_ms=1
+    )
 
 
 def test_decode_json_and_binary_values_safely() -> None:
-    h = dead_letter_headers([("ce_id", b"1")], source="pagestream.p.v1.retry[2]@9", reason="ocr_timeout",
-                            detail="took\x1b[31m 60 s", error_class="OcrTimeoutError", attempts=3)
+    h = dead_letter_headers(
+        [("ce_id", b"1")],
+        source="pagestream.p.v1.retry[2]@9",
+        reason="ocr_timeout",
+        detail="took\x1b[31m 60 s",
+        error_class="OcrTimeoutError",
+        attempts=3,
+    )
     d = _decode(_rec(b'{"a": "\xc3\xa9\\u202e"}', h), pending=True)
-    assert (d.reason, d.error_class, d.attempts, d.redrive_topic) == ("ocr_timeout", "OcrTimeoutError", 3,
-                                                                       "pagestream.p.v1")
+    assert (d.reason, d.error_class, d.attempts, d.redrive_topic) == (
+        "ocr_timeout",
+        "OcrTimeoutError",
+        3,
+        "pagestream.p.v1",
+    )
     assert d.headers == [("ce_id", "1")] and d.key == "k\\x1b[2J" and "\x1b" not in (d.detail or "")
     assert d.value_json == {"a": "é\u202e"} and d.value_preview == '{"a":"é\\u202e"}'
     b = _decode(_rec(b"\x00\xff" + b"x" * 5000, []), pending=False)

@@ -30,7 +30,9 @@ def _validator(event_type: str) -> jsonschema.Draft202012Validator:
 
 def test_committed_schemas_match_the_models() -> None:
     rendered = render_all()
-    stale = [n for n, t in rendered.items() if not (SCHEMA_DIR / n).exists() or (SCHEMA_DIR / n).read_text() != t]
+    stale = [
+        n for n, t in rendered.items() if not (SCHEMA_DIR / n).exists() or (SCHEMA_DIR / n).read_text() != t
+    ]
     assert not stale, f"schemas/ is stale for {stale}: run `make schemas`"
     assert sorted(p.name for p in SCHEMA_DIR.glob("*.json")) == sorted(rendered)
 
@@ -47,8 +49,13 @@ def test_the_committed_schemas_refuse_malformed_values() -> None:
     v = _validator("document.deleted.v1")
     good = json.loads(encode_data(sample_events()["document.deleted.v1"]))
     assert v.is_valid(good) and v.is_valid(good | {"added_later": 1})
-    for bad in ({"document_id": good["document_id"]}, good | {"document_id": "not-a-uuid"},
-                good | {"deleted_at": "yesterday"}, good | {"deleted_at": 17}, []):
+    for bad in (
+        {"document_id": good["document_id"]},
+        good | {"document_id": "not-a-uuid"},
+        good | {"deleted_at": "yesterday"},
+        good | {"deleted_at": 17},
+        [],
+    ):
         assert not v.is_valid(bad), bad
 
 
@@ -72,12 +79,23 @@ def test_unknown_fields_are_ignored_within_a_version() -> None:
     assert decode_record(json.dumps(payload).encode(), headers).data == ev
 
 
-@pytest.mark.parametrize("value,headers,error", [
-    (b"{}", [], EventDecodeError),
-    (b"not json", [("ce_type", b"document.deleted.v1"), ("ce_id", str(uuid.uuid4()).encode())], EventDecodeError),
-    (b"{}", [("ce_type", b"document.deleted.v1"), ("ce_id", str(uuid.uuid4()).encode())], EventDecodeError),
-    (b"{}", [("ce_type", b"no.such.v9"), ("ce_id", str(uuid.uuid4()).encode())], UnknownEventTypeError),
-])
+@pytest.mark.parametrize(
+    "value,headers,error",
+    [
+        (b"{}", [], EventDecodeError),
+        (
+            b"not json",
+            [("ce_type", b"document.deleted.v1"), ("ce_id", str(uuid.uuid4()).encode())],
+            EventDecodeError,
+        ),
+        (
+            b"{}",
+            [("ce_type", b"document.deleted.v1"), ("ce_id", str(uuid.uuid4()).encode())],
+            EventDecodeError,
+        ),
+        (b"{}", [("ce_type", b"no.such.v9"), ("ce_id", str(uuid.uuid4()).encode())], UnknownEventTypeError),
+    ],
+)
 def test_poison_records_raise_decode_errors(value: bytes, headers: list, error: type) -> None:
     with pytest.raises(error):
         decode_record(value, headers)

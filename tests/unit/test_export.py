@@ -22,18 +22,38 @@ from pagestream.ocr.pipeline import rotate_clockwise
 W, H = 1000, 1400  # the page as displayed, in pixels
 
 
-def _layout(lines: list[list[tuple[str, tuple[int, int, int, int]]]], width: int, height: int, **kw: Any) -> PageLayout:
+def _layout(
+    lines: list[list[tuple[str, tuple[int, int, int, int]]]], width: int, height: int, **kw: Any
+) -> PageLayout:
     out_lines = []
     for words in lines:
-        ws = [Word(text=t, box=Box.from_pixels(*b, width, height), confidence=80.0 + i) for i, (t, b) in enumerate(words)]
+        ws = [
+            Word(text=t, box=Box.from_pixels(*b, width, height), confidence=80.0 + i)
+            for i, (t, b) in enumerate(words)
+        ]
         x0, y0 = min(w.box.x0 for w in ws), min(w.box.y0 for w in ws)
         x1, y1 = max(w.box.x1 for w in ws), max(w.box.y1 for w in ws)
-        out_lines.append(Line(text=" ".join(w.text for w in ws), box=Box.from_pixels(x0, y0, x1, y1, width, height),
-                              words=ws))
+        out_lines.append(
+            Line(
+                text=" ".join(w.text for w in ws),
+                box=Box.from_pixels(x0, y0, x1, y1, width, height),
+                words=ws,
+            )
+        )
     text = "\n".join(ln.text for ln in out_lines)
     block = Block(text=text, box=out_lines[0].box, lines=out_lines)
-    return PageLayout(text=text, width=width, height=height, dpi=300, source="ocr", engine="tesseract",
-                      engine_version="5", mean_confidence=85.0, blocks=[block], **kw)
+    return PageLayout(
+        text=text,
+        width=width,
+        height=height,
+        dpi=300,
+        source="ocr",
+        engine="tesseract",
+        engine_version="5",
+        mean_confidence=85.0,
+        blocks=[block],
+        **kw,
+    )
 
 
 def _marker_image() -> tuple[Image.Image, tuple[int, int, int, int]]:
@@ -53,7 +73,9 @@ def test_analysed_boxes_map_back_onto_the_displayed_page(rotation: int, deskew: 
         analysed = analysed.rotate(deskew, resample=Image.Resampling.BICUBIC, expand=True, fillcolor=255)
     found = Image.eval(analysed, lambda v: 255 - v).getbbox()  # the word, as the engine saw it
     assert found is not None
-    layout = _layout([[("word", found)]], analysed.width, analysed.height, rotation=rotation, skew_degrees=-deskew)
+    layout = _layout(
+        [[("word", found)]], analysed.width, analysed.height, rotation=rotation, skew_degrees=-deskew
+    )
     to_page = AnalysedToPage.for_layout(layout, W * 0.24, H * 0.24)  # points at 300 dpi
     cx, cy = to_page.point((found[0] + found[2]) / 2, (found[1] + found[3]) / 2)
     # back to displayed pixels, y down
@@ -69,8 +91,13 @@ def _image_pdf(image: Image.Image, dpi: float = 300.0) -> bytes:
 
 
 def test_text_layer_keeps_every_character_at_its_box() -> None:
-    words = [("Café", (100, 100, 300, 150)), ("“naïve”", (330, 100, 560, 150)), ("Straße", (590, 100, 800, 150)),
-             ("€1,50", (100, 300, 220, 350)), ("50 %", (250, 300, 400, 350))]
+    words = [
+        ("Café", (100, 100, 300, 150)),
+        ("“naïve”", (330, 100, 560, 150)),
+        ("Straße", (590, 100, 800, 150)),
+        ("€1,50", (100, 300, 220, 350)),
+        ("50 %", (250, 300, 400, 350)),
+    ]
     layout = _layout([words[:3], words[3:]], W, H)
     image = Image.new("L", (W, H), 255)
     data = _image_pdf(image)
@@ -120,7 +147,9 @@ def test_born_digital_pages_are_kept_as_they_are() -> None:
     c.save()
     layout = _layout([[("born", (20, 90, 60, 104)), ("digital", (64, 90, 110, 104))]], 300, 200)
     layout = layout.model_copy(update={"source": "text-layer"})
-    out = searchable_pdf(SourceDocument("d", buf.getvalue(), "application/pdf", pages=[SourcePage(1, layout)]))
+    out = searchable_pdf(
+        SourceDocument("d", buf.getvalue(), "application/pdf", pages=[SourcePage(1, layout)])
+    )
     assert pdfium.PdfDocument(out)[0].get_textpage().get_text_range().strip() == "born digital"  # not doubled
 
 
@@ -135,10 +164,19 @@ def _schema() -> etree.XMLSchema:
 
 
 def test_alto_and_hocr_of_awkward_words_are_valid() -> None:
-    layout = _layout([[("a<b&c", (10, 10, 80, 40)), ("two words", (90, 10, 200, 40)), ("é", (210, 10, 230, 40))]],
-                     400, 300, rotation=90)
-    source = SourceDocument("d", b"", "image/png", filename="x & y.png",
-                            pages=[SourcePage(1, layout), SourcePage(2, None), SourcePage(3, layout)])
+    layout = _layout(
+        [[("a<b&c", (10, 10, 80, 40)), ("two words", (90, 10, 200, 40)), ("é", (210, 10, 230, 40))]],
+        400,
+        300,
+        rotation=90,
+    )
+    source = SourceDocument(
+        "d",
+        b"",
+        "image/png",
+        filename="x & y.png",
+        pages=[SourcePage(1, layout), SourcePage(2, None), SourcePage(3, layout)],
+    )
     tree = etree.fromstring(alto(source))
     schema = _schema()
     assert schema.validate(tree), schema.error_log
@@ -159,7 +197,9 @@ def test_layout_from_row_restores_the_text() -> None:
 
 
 @pytest.mark.parametrize("source_rotation", [90, 180, 270])
-def test_text_layer_follows_the_source_pages_own_rotation_and_crop_box(source_rotation: int, tmp_path: Any) -> None:
+def test_text_layer_follows_the_source_pages_own_rotation_and_crop_box(
+    source_rotation: int, tmp_path: Any
+) -> None:
     import re
     import shutil
     import subprocess
@@ -177,11 +217,15 @@ def test_text_layer_follows_the_source_pages_own_rotation_and_crop_box(source_ro
     shown_w, shown_h = (H, W) if source_rotation in (90, 270) else (W, H)  # displayed, in pixels
     word_box = (120, 80, 360, 130)
     layout = _layout([[("Marker", word_box), ("two", (380, 80, 470, 130))]], shown_w, shown_h)
-    out = searchable_pdf(SourceDocument("d", buf.getvalue(), "application/pdf", pages=[SourcePage(1, layout)]))
+    out = searchable_pdf(
+        SourceDocument("d", buf.getvalue(), "application/pdf", pages=[SourcePage(1, layout)])
+    )
     path = tmp_path / "out.pdf"
     path.write_bytes(out)
     assert pdfium.PdfDocument(out)[0].get_rotation() == source_rotation
-    bbox = subprocess.run(["pdftotext", "-bbox", str(path), "-"], capture_output=True, text=True, check=True).stdout
+    bbox = subprocess.run(
+        ["pdftotext", "-bbox", str(path), "-"], capture_output=True, text=True, check=True
+    ).stdout
     m = re.search(r'xMin="([\d.]+)" yMin="([\d.]+)" xMax="([\d.]+)" yMax="([\d.]+)">Marker<', bbox)
     assert m, bbox
     x0, y0, x1, y1 = (float(v) / 0.24 for v in m.groups())  # back to displayed pixels

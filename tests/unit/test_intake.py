@@ -89,7 +89,11 @@ def test_encrypted_pdf_without_the_right_password_is_kept_not_rejected(
 ) -> None:
     info = _inspect(bad_inputs, "encrypted_pdf", password=password)
     assert (info.media_type, info.encrypted, info.password_ok, info.page_count) == (
-        "application/pdf", True, False, None)
+        "application/pdf",
+        True,
+        False,
+        None,
+    )
 
 
 def test_encrypted_pdf_with_the_password_counts_pages(bad_inputs: dict[str, Path]) -> None:
@@ -98,7 +102,9 @@ def test_encrypted_pdf_with_the_password_counts_pages(bad_inputs: dict[str, Path
 
 
 def test_many_pages_accepted_under_a_higher_limit(bad_inputs: dict[str, Path]) -> None:
-    limits = IntakeLimits(max_bytes=LIMITS.max_bytes, max_pages=5000, max_image_pixels=LIMITS.max_image_pixels)
+    limits = IntakeLimits(
+        max_bytes=LIMITS.max_bytes, max_pages=5000, max_image_pixels=LIMITS.max_image_pixels
+    )
     assert _inspect(bad_inputs, "many_pages_pdf", limits).page_count == 3000
 
 
@@ -110,7 +116,9 @@ def test_multipage_tiff_over_the_page_limit(bad_inputs: dict[str, Path]) -> None
 
 
 def test_over_max_bytes_names_the_limit(bad_inputs: dict[str, Path]) -> None:
-    limits = IntakeLimits(max_bytes=1024, max_pages=LIMITS.max_pages, max_image_pixels=LIMITS.max_image_pixels)
+    limits = IntakeLimits(
+        max_bytes=1024, max_pages=LIMITS.max_pages, max_image_pixels=LIMITS.max_image_pixels
+    )
     with pytest.raises(RejectedDocument) as caught:
         _inspect(bad_inputs, "good_png", limits)
     assert caught.value.status_code == 413
@@ -151,7 +159,9 @@ def test_corpus_generation_is_deterministic(tmp_path: Path, bad_inputs: dict[str
         assert again[name].read_bytes() == bad_inputs[name].read_bytes(), name
 
 
-def test_decrypting_a_pdf_waits_for_the_pdfium_lock(bad_inputs: dict[str, Path], monkeypatch: pytest.MonkeyPatch) -> None:
+def test_decrypting_a_pdf_waits_for_the_pdfium_lock(
+    bad_inputs: dict[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
     """PDFium is not thread-safe: decrypt_pdf must not call it while another thread holds the lock."""
     import threading
 
@@ -162,7 +172,9 @@ def test_decrypting_a_pdf_waits_for_the_pdfium_lock(bad_inputs: dict[str, Path],
     monkeypatch.setattr(intake, "_PDFIUM_LOCK", lock)
     result: list[bytes] = []
     lock.acquire()  # another thread is inside PDFium
-    worker = threading.Thread(target=lambda: result.append(intake.decrypt_pdf(data, PDF_PASSWORD)), daemon=True)
+    worker = threading.Thread(
+        target=lambda: result.append(intake.decrypt_pdf(data, PDF_PASSWORD)), daemon=True
+    )
     try:
         worker.start()
         worker.join(0.5)

@@ -28,8 +28,13 @@ def test_plaintext_means_no_credentials() -> None:
 
 
 def test_sasl_scram_over_tls(tmp_path: Path) -> None:
-    s = Settings(KAFKA_SECURITY_PROTOCOL="SASL_SSL", KAFKA_SASL_MECHANISM="SCRAM-SHA-512",
-                 KAFKA_SASL_USERNAME="persist", KAFKA_SASL_PASSWORD="pw", KAFKA_SSL_CA_LOCATION=_ca(tmp_path))
+    s = Settings(
+        KAFKA_SECURITY_PROTOCOL="SASL_SSL",
+        KAFKA_SASL_MECHANISM="SCRAM-SHA-512",
+        KAFKA_SASL_USERNAME="persist",
+        KAFKA_SASL_PASSWORD="pw",
+        KAFKA_SSL_CA_LOCATION=_ca(tmp_path),
+    )
     creds = broker_credentials(s)
     assert isinstance(creds, faust.SASLCredentials)
     assert creds.protocol.value == "SASL_SSL" and creds.mechanism.value == "SCRAM-SHA-512"
@@ -40,8 +45,12 @@ def test_sasl_scram_over_tls(tmp_path: Path) -> None:
 
 
 def test_sasl_plaintext_scram_256() -> None:
-    s = Settings(KAFKA_SECURITY_PROTOCOL="SASL_PLAINTEXT", KAFKA_SASL_MECHANISM="SCRAM-SHA-256",
-                 KAFKA_SASL_USERNAME="u", KAFKA_SASL_PASSWORD="p")
+    s = Settings(
+        KAFKA_SECURITY_PROTOCOL="SASL_PLAINTEXT",
+        KAFKA_SASL_MECHANISM="SCRAM-SHA-256",
+        KAFKA_SASL_USERNAME="u",
+        KAFKA_SASL_PASSWORD="p",
+    )
     creds = broker_credentials(s)
     assert isinstance(creds, faust.SASLCredentials)
     assert creds.protocol.value == "SASL_PLAINTEXT" and creds.mechanism.value == "SCRAM-SHA-256"
@@ -50,7 +59,9 @@ def test_sasl_plaintext_scram_256() -> None:
 
 def test_sasl_without_a_mechanism_is_plain_for_every_client() -> None:
     """librdkafka's own default is GSSAPI, faust's PLAIN: the settings decide once, for both."""
-    s = Settings(KAFKA_SECURITY_PROTOCOL="SASL_PLAINTEXT", KAFKA_SASL_USERNAME="u", KAFKA_SASL_PASSWORD="secret")
+    s = Settings(
+        KAFKA_SECURITY_PROTOCOL="SASL_PLAINTEXT", KAFKA_SASL_USERNAME="u", KAFKA_SASL_PASSWORD="secret"
+    )
     assert s.kafka_client_config()["sasl.mechanism"] == "PLAIN"
     creds = broker_credentials(s)
     assert isinstance(creds, faust.SASLCredentials) and creds.mechanism.value == "PLAIN"
@@ -75,9 +86,14 @@ def test_persist_app_is_built_with_them(tmp_path: Path) -> None:
 
     from pagestream.workers.persister import PersistState, create_app
 
-    s = Settings(KAFKA_SECURITY_PROTOCOL="SASL_SSL", KAFKA_SASL_MECHANISM="SCRAM-SHA-512",
-                 KAFKA_SASL_USERNAME="persist", KAFKA_SASL_PASSWORD="pw", KAFKA_SSL_CA_LOCATION=_ca(tmp_path),
-                 DATABASE_URL="postgresql://a:b@127.0.0.1:1/x")
+    s = Settings(
+        KAFKA_SECURITY_PROTOCOL="SASL_SSL",
+        KAFKA_SASL_MECHANISM="SCRAM-SHA-512",
+        KAFKA_SASL_USERNAME="persist",
+        KAFKA_SASL_PASSWORD="pw",
+        KAFKA_SSL_CA_LOCATION=_ca(tmp_path),
+        DATABASE_URL="postgresql://a:b@127.0.0.1:1/x",
+    )
     app = create_app(s, PersistState())
     auth = credentials_to_aiokafka_auth(app.conf.broker_credentials)
     assert auth["security_protocol"] == "SASL_SSL" and auth["sasl_mechanism"] == "SCRAM-SHA-512"

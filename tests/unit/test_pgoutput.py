@@ -39,7 +39,14 @@ def test_begin_and_commit() -> None:
 
 def test_relation_and_insert_with_null_and_unicode() -> None:
     cols = ("id", "aggregatetype", "payload", "traceparent")
-    rel = b"R" + struct.pack("!i", 16384) + _cstr("public") + _cstr("outbox") + b"d" + struct.pack("!h", len(cols))
+    rel = (
+        b"R"
+        + struct.pack("!i", 16384)
+        + _cstr("public")
+        + _cstr("outbox")
+        + b"d"
+        + struct.pack("!h", len(cols))
+    )
     for c in cols:
         rel += b"\x00" + _cstr(c) + struct.pack("!ii", 25, -1)
     assert pgoutput.decode(rel) == pgoutput.Relation(16384, "public", "outbox", cols)

@@ -30,7 +30,9 @@ def test_clean_300_dpi_scan_is_left_alone_and_the_look_is_cheap() -> None:
     assert result.image is page.image and not result.changed
     assert result.record.steps == []
     assert np.allclose(result.to_source, np.eye(3))
-    assert elapsed < 0.25, f"deciding took {elapsed:.3f} s on a clean page"  # ~0.05 s; generous on a shared machine
+    assert elapsed < 0.25, (
+        f"deciding took {elapsed:.3f} s on a clean page"
+    )  # ~0.05 s; generous on a shared machine
 
 
 def test_clean_scan_without_a_recorded_dpi_is_measured_and_left_alone() -> None:
@@ -107,8 +109,15 @@ def test_layout_boxes_are_mapped_into_the_input_image() -> None:
     w, h = result.image.size
     box = Box.from_pixels(200, 400, 600, 480, w, h)
     word = Word(text="Northwind", box=box, confidence=90)
-    layout = PageLayout(text="Northwind", width=w, height=h, source="ocr", engine="t", engine_version="1",
-                        blocks=[Block(text="Northwind", box=box, lines=[Line(text="Northwind", box=box, words=[word])])])
+    layout = PageLayout(
+        text="Northwind",
+        width=w,
+        height=h,
+        source="ocr",
+        engine="t",
+        engine_version="1",
+        blocks=[Block(text="Northwind", box=box, lines=[Line(text="Northwind", box=box, words=[word])])],
+    )
     mapped = map_layout(layout, result, fax.image.width, fax.image.height)
     assert (mapped.width, mapped.height) == fax.image.size
     got = mapped.words()[0].box

@@ -67,8 +67,14 @@ def test_page_out_of_range_is_unreadable() -> None:
 
 @pytest.mark.parametrize(
     ("fmt", "media_type"),
-    [("PNG", "image/png"), ("JPEG", "image/jpeg"), ("TIFF", "image/tiff"), ("GIF", "image/gif"),
-     ("WEBP", "image/webp"), ("BMP", "image/bmp")],
+    [
+        ("PNG", "image/png"),
+        ("JPEG", "image/jpeg"),
+        ("TIFF", "image/tiff"),
+        ("GIF", "image/gif"),
+        ("WEBP", "image/webp"),
+        ("BMP", "image/bmp"),
+    ],
 )
 def test_image_formats_render_grayscale(fmt: str, media_type: str) -> None:
     data = _image(fmt)

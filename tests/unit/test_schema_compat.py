@@ -47,6 +47,7 @@ def rules(new: type[BaseModel], old: type[BaseModel] = Old) -> list[tuple[str, s
 
 # -- changes that keep a version ----------------------------------------------------------------
 
+
 def test_an_unchanged_model_is_compatible() -> None:
     assert rules(Old) == []
 
@@ -79,13 +80,16 @@ def test_annotations_may_change() -> None:
 
 def test_the_leads_claim_check_fields_are_an_allowed_change() -> None:
     class New(PageOcrCompletedV1):
-        layout_uri: str | None = Field(None, description="claim check: the full layout JSON in the object store")
+        layout_uri: str | None = Field(
+            None, description="claim check: the full layout JSON in the object store"
+        )
         layout_sha256: str | None = Field(None, description="sha256 of the object at layout_uri")
 
     assert rules(New, PageOcrCompletedV1) == []
 
 
 # -- changes that need a new version -------------------------------------------------------------
+
 
 def test_removing_a_field_fails() -> None:
     class New(BaseModel):
@@ -176,8 +180,14 @@ def test_widening_an_enum_fails_too() -> None:
     assert rules(New) == [("status", "enum widened")]
 
 
-@pytest.mark.parametrize("field", [Field(None, max_length=100), Field(None, max_length=500),
-                                   Field(None, max_length=200, pattern="^[a-z]+$")])
+@pytest.mark.parametrize(
+    "field",
+    [
+        Field(None, max_length=100),
+        Field(None, max_length=500),
+        Field(None, max_length=200, pattern="^[a-z]+$"),
+    ],
+)
 def test_changing_a_constraint_fails(field: object) -> None:
     New = type("New", (Old,), {"__annotations__": {"reference": str | None}, "reference": field})  # noqa: N806
     assert rules(New) == [("reference", "constraint changed")]
@@ -208,14 +218,16 @@ def test_recursive_models_are_compared_without_looping() -> None:
 
 # -- make schemas / the CI check ----------------------------------------------------------------
 
+
 def _committed_copy(tmp_path: Path) -> Path:
     out = tmp_path / "schemas"
     shutil.copytree(schema_files.SCHEMA_DIR, out)
     return out
 
 
-def test_make_schemas_refuses_to_overwrite_a_version_incompatibly(tmp_path: Path,
-                                                                  capsys: pytest.CaptureFixture[str]) -> None:
+def test_make_schemas_refuses_to_overwrite_a_version_incompatibly(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     schema_dir = _committed_copy(tmp_path)
     path = schema_dir / "document.deleted.v1.json"
     committed = json.loads(path.read_text())
@@ -225,7 +237,11 @@ def test_make_schemas_refuses_to_overwrite_a_version_incompatibly(tmp_path: Path
     assert schema_files.main(["--write", "--dir", str(schema_dir)]) == 1
     assert json.loads(path.read_text()) == committed  # left unchanged
     err = capsys.readouterr().err
-    assert "document.deleted.v1.json" in err and "reason: field removed" in err and "document.committed.v2" in err
+    assert (
+        "document.deleted.v1.json" in err
+        and "reason: field removed" in err
+        and "document.committed.v2" in err
+    )
     assert schema_files.main(["--dir", str(schema_dir)]) == 1  # and the check fails
 
 
@@ -243,8 +259,22 @@ def test_make_schemas_writes_compatible_changes(tmp_path: Path) -> None:
 
 
 def _git(repo: Path, *args: str) -> None:
-    subprocess.run(["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@example.com",
-                    "-c", "commit.gpgsign=false", *args], check=True, capture_output=True)
+    subprocess.run(
+        [
+            "git",
+            "-C",
+            str(repo),
+            "-c",
+            "user.name=t",
+            "-c",
+            "user.email=t@example.com",
+            "-c",
+            "commit.gpgsign=false",
+            *args,
+        ],
+        check=True,
+        capture_output=True,
+    )
 
 
 @pytest.mark.skipif(shutil.which("git") is None, reason="git not installed")
@@ -277,7 +307,10 @@ def test_the_repositorys_schemas_are_compatible_with_their_history() -> None:
 
 # -- the broker's schema registry ------------------------------------------------------------------
 
-def test_tansu_registry_has_one_file_per_event_and_retry_topic_and_none_for_dead_letters(tmp_path: Path) -> None:
+
+def test_tansu_registry_has_one_file_per_event_and_retry_topic_and_none_for_dead_letters(
+    tmp_path: Path,
+) -> None:
     (tmp_path / "stale-topic.json").write_text("{}")
     topics = write_schema_registry(tmp_path)
     files = sorted(p.name for p in tmp_path.glob("*"))
@@ -301,6 +334,7 @@ def test_tansu_registry_can_leave_topics_unvalidated(tmp_path: Path) -> None:
 
 # -- the test-only producer guard (external brokers) -----------------------------------------------
 
+
 class _FakeKafkaProducer:
     def __init__(self) -> None:
         self.sent: list[tuple[str, bytes]] = []
@@ -316,8 +350,11 @@ class _FakeKafkaProducer:
 def settings_for_unit(tmp_path: Path) -> Any:
     from pagestream.settings import Settings
 
-    return Settings(KAFKA_BOOTSTRAP_SERVERS="127.0.0.1:1", DATABASE_URL="postgresql://u@127.0.0.1/x",
-                    STORAGE_URL=f"file://{tmp_path}")
+    return Settings(
+        KAFKA_BOOTSTRAP_SERVERS="127.0.0.1:1",
+        DATABASE_URL="postgresql://u@127.0.0.1/x",
+        STORAGE_URL=f"file://{tmp_path}",
+    )
 
 
 def test_the_producer_guard_refuses_what_tansu_would(settings_for_unit: Any) -> None:
@@ -334,20 +371,27 @@ def test_the_producer_guard_refuses_what_tansu_would(settings_for_unit: Any) -> 
     results: list[Any] = []
     guard = ProducerSchemaGuard(unvalidated_topics=[DOCUMENT_SUBMIT])
     with guard.installed():
-        for topic, value in [(PAGE_OCR_REQUESTED, task), (PAGE_OCR_REQUESTED_RETRY, b"{}"),
-                             (PAGE_OCR_REQUESTED, b"{not json"), (PAGE_OCR_REQUESTED_DLQ, b"\xff"),
-                             (DOCUMENT_SUBMIT, b"{not json")]:
+        for topic, value in [
+            (PAGE_OCR_REQUESTED, task),
+            (PAGE_OCR_REQUESTED_RETRY, b"{}"),
+            (PAGE_OCR_REQUESTED, b"{not json"),
+            (PAGE_OCR_REQUESTED_DLQ, b"\xff"),
+            (DOCUMENT_SUBMIT, b"{not json"),
+        ]:
             producer.produce(topic, "k", value, [], on_delivery=lambda err, _: results.append(err))
     assert [t for t, _ in fake.sent] == [PAGE_OCR_REQUESTED, PAGE_OCR_REQUESTED_DLQ, DOCUMENT_SUBMIT]
     assert [getattr(e, "code", None) for e in results] == ["INVALID_RECORD", "INVALID_RECORD"]
     assert "page_id" in guard.refused[0][1] and "not JSON" in guard.refused[1][1]
-    assert EventProducer.produce.__name__ == "produce" and EventProducer.produce.__qualname__.startswith("EventProducer")
+    assert EventProducer.produce.__name__ == "produce" and EventProducer.produce.__qualname__.startswith(
+        "EventProducer"
+    )
 
 
 def test_broker_validation_options_from_the_environment() -> None:
     from pagestream.stack.broker import UNVALIDATED_TOPICS_ENV, validation_options
 
     assert validation_options({}) == {"unvalidated_topics": ()}
-    assert validation_options({UNVALIDATED_TOPICS_ENV: f" {PAGE_OCR_REQUESTED}, {PAGE_OCR_REQUESTED_RETRY},"}) == {
-        "unvalidated_topics": (PAGE_OCR_REQUESTED, PAGE_OCR_REQUESTED_RETRY)}
+    assert validation_options(
+        {UNVALIDATED_TOPICS_ENV: f" {PAGE_OCR_REQUESTED}, {PAGE_OCR_REQUESTED_RETRY},"}
+    ) == {"unvalidated_topics": (PAGE_OCR_REQUESTED, PAGE_OCR_REQUESTED_RETRY)}
     assert validation_options({UNVALIDATED_TOPICS_ENV: "*"}) == {"validate_schemas": False}

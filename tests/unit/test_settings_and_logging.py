@@ -11,23 +11,37 @@ from pagestream.settings import Settings, redact_url
 
 
 def test_redact_url_hides_only_the_password() -> None:
-    assert redact_url("postgresql://app:s3cr3t@db:5432/x?sslmode=require") == "postgresql://app:***@db:5432/x?sslmode=require"
+    assert (
+        redact_url("postgresql://app:s3cr3t@db:5432/x?sslmode=require")
+        == "postgresql://app:***@db:5432/x?sslmode=require"
+    )
     assert redact_url("postgresql://db/x") == "postgresql://db/x"
 
 
 def test_settings_dump_hides_secrets() -> None:
-    s = Settings(DATABASE_URL="postgresql://app:hunter2@db/x", KAFKA_SASL_PASSWORD="kpass", PAGESTREAM_API_KEY="ps_k")
+    s = Settings(
+        DATABASE_URL="postgresql://app:hunter2@db/x", KAFKA_SASL_PASSWORD="kpass", PAGESTREAM_API_KEY="ps_k"
+    )
     dumped = json.dumps(s.as_dict())
     assert "hunter2" not in dumped and "kpass" not in dumped and "ps_k" not in dumped
     assert "hunter2" not in repr(s)
 
 
 def test_kafka_security_is_passed_through() -> None:
-    s = Settings(KAFKA_SECURITY_PROTOCOL="SASL_SSL", KAFKA_SASL_MECHANISM="SCRAM-SHA-512",
-                 KAFKA_SASL_USERNAME="ocr", KAFKA_SASL_PASSWORD="pw", KAFKA_SSL_CA_LOCATION="/ca.pem")
+    s = Settings(
+        KAFKA_SECURITY_PROTOCOL="SASL_SSL",
+        KAFKA_SASL_MECHANISM="SCRAM-SHA-512",
+        KAFKA_SASL_USERNAME="ocr",
+        KAFKA_SASL_PASSWORD="pw",
+        KAFKA_SSL_CA_LOCATION="/ca.pem",
+    )
     conf = s.kafka_client_config()
     assert conf["security.protocol"] == "SASL_SSL" and conf["sasl.mechanism"] == "SCRAM-SHA-512"
-    assert conf["sasl.username"] == "ocr" and conf["sasl.password"] == "pw" and conf["ssl.ca.location"] == "/ca.pem"
+    assert (
+        conf["sasl.username"] == "ocr"
+        and conf["sasl.password"] == "pw"
+        and conf["ssl.ca.location"] == "/ca.pem"
+    )
 
 
 def test_sslmode_in_database_url_is_kept() -> None:
@@ -43,7 +57,10 @@ def test_log_lines_are_json_and_redacted() -> None:
     log.addHandler(handler)
     log.propagate = False
     try:
-        log.warning("cannot connect to postgresql://u:topsecret@h/db", extra={"dsn": "kafka://x:pw9@b", "password": "p"})
+        log.warning(
+            "cannot connect to postgresql://u:topsecret@h/db",
+            extra={"dsn": "kafka://x:pw9@b", "password": "p"},
+        )
         log.error("password=abc123 in text")
     finally:
         log.removeHandler(handler)

@@ -19,18 +19,23 @@ def test_default_host_is_loopback() -> None:
     assert decide_auth({}, **ALL_EMBEDDED).disabled
 
 
-@pytest.mark.parametrize("host", ["0.0.0.0", "::", "10.1.2.3", "192.168.0.7", "pagestream.example.com", "myhost"])
+@pytest.mark.parametrize(
+    "host", ["0.0.0.0", "::", "10.1.2.3", "192.168.0.7", "pagestream.example.com", "myhost"]
+)
 def test_a_non_loopback_bind_requires_keys(host: str) -> None:
     decision = decide_auth({"PAGESTREAM_HTTP_HOST": host}, **ALL_EMBEDDED)
     assert not decision.disabled
     assert decision.reasons == (f"the API binds to {host} (PAGESTREAM_HTTP_HOST), not a loopback address",)
 
 
-@pytest.mark.parametrize(("part", "reason"), [
-    ("broker_embedded", "Kafka is external (KAFKA_BOOTSTRAP_SERVERS is set)"),
-    ("database_embedded", "PostgreSQL is external (DATABASE_URL is set)"),
-    ("storage_embedded", "the object store is external (STORAGE_URL is set)"),
-])
+@pytest.mark.parametrize(
+    ("part", "reason"),
+    [
+        ("broker_embedded", "Kafka is external (KAFKA_BOOTSTRAP_SERVERS is set)"),
+        ("database_embedded", "PostgreSQL is external (DATABASE_URL is set)"),
+        ("storage_embedded", "the object store is external (STORAGE_URL is set)"),
+    ],
+)
 def test_any_external_part_requires_keys(part: str, reason: str) -> None:
     decision = decide_auth({"PAGESTREAM_HTTP_HOST": "127.0.0.1"}, **{**ALL_EMBEDDED, part: False})
     assert not decision.disabled and decision.reasons == (reason,)

@@ -101,7 +101,9 @@ def capture_params(client: Any, operation: str) -> list[dict[str, Any]]:
 
 
 def test_recognize_maps_lines_words_and_groups_blocks(client: Any, stubber: Any) -> None:
-    stubber.add_response("detect_document_text", load("textract_detect_document_text.json"), {"Document": ANY})
+    stubber.add_response(
+        "detect_document_text", load("textract_detect_document_text.json"), {"Document": ANY}
+    )
     sent = capture_params(client, "DetectDocumentText")
 
     with TextractEngine(client=client) as engine:
@@ -129,8 +131,12 @@ def test_recognize_maps_lines_words_and_groups_blocks(client: Any, stubber: Any)
     assert Image.open(io.BytesIO(png)).size == (1700, 2200)
 
 
-def test_image_above_byte_limit_is_downscaled_boxes_stay_in_original_pixels(client: Any, stubber: Any) -> None:
-    stubber.add_response("detect_document_text", load("textract_detect_document_text.json"), {"Document": ANY})
+def test_image_above_byte_limit_is_downscaled_boxes_stay_in_original_pixels(
+    client: Any, stubber: Any
+) -> None:
+    stubber.add_response(
+        "detect_document_text", load("textract_detect_document_text.json"), {"Document": ANY}
+    )
     sent = capture_params(client, "DetectDocumentText")
     noisy = Image.effect_noise((800, 800), 120)
 
@@ -161,7 +167,9 @@ def test_throttling_and_server_errors_stay_retryable(client: Any, stubber: Any, 
 
 @pytest.mark.parametrize("code", UNREADABLE)
 def test_bad_documents_are_unreadable_and_not_retryable(client: Any, stubber: Any, code: str) -> None:
-    stubber.add_client_error("detect_document_text", service_error_code=code, service_message="Unable to read")
+    stubber.add_client_error(
+        "detect_document_text", service_error_code=code, service_message="Unable to read"
+    )
     with pytest.raises(UnreadablePageError) as info:
         TextractEngine(client=client).recognize(page_image(50, 50))
     assert info.value.retryable is False
@@ -200,7 +208,9 @@ def test_missing_credentials_is_configuration_error(monkeypatch: pytest.MonkeyPa
 def test_unreachable_endpoint_is_retryable_and_bounded() -> None:
     # Port 9 on loopback refuses connections: exercises the real HTTP path, bounded by our config.
     session = boto3.session.Session()
-    engine = TextractEngine(client=None, region_name="us-east-1", connect_timeout=1, read_timeout=1, max_attempts=1)
+    engine = TextractEngine(
+        client=None, region_name="us-east-1", connect_timeout=1, read_timeout=1, max_attempts=1
+    )
     engine._client = session.client(
         "textract", region_name="us-east-1", endpoint_url="http://127.0.0.1:9", config=engine._config
     )
@@ -244,8 +254,13 @@ def test_start_sends_s3_location_and_idempotency_token(client: Any, stubber: Any
     )
     jobs = TextractAsyncJobs(client)
     job_id = jobs.start(
-        "docs", "in/doc.pdf", client_token="doc-7f3a", output_config={"S3Bucket": "results", "S3Prefix": "textract"},
-        size_bytes=1024, page_count=12, encrypted=False,
+        "docs",
+        "in/doc.pdf",
+        client_token="doc-7f3a",
+        output_config={"S3Bucket": "results", "S3Prefix": "textract"},
+        size_bytes=1024,
+        page_count=12,
+        encrypted=False,
     )
     assert job_id == "a" * 64
 
@@ -295,17 +310,23 @@ def test_start_throttled_is_retryable(client: Any, stubber: Any) -> None:
         ),
     ],
 )
-def test_poll_is_one_cheap_call(client: Any, stubber: Any, response: dict[str, Any], state: str, finished: bool) -> None:
+def test_poll_is_one_cheap_call(
+    client: Any, stubber: Any, response: dict[str, Any], state: str, finished: bool
+) -> None:
     stubber.add_response("get_document_text_detection", response, {"JobId": "job-1", "MaxResults": 1})
     status = TextractAsyncJobs(client).poll("job-1")
     assert status.state == state and status.finished is finished and not status.timed_out
     assert status.status_message == response.get("StatusMessage")
     if state == "PARTIAL_SUCCESS":
-        assert status.warnings == ({"ErrorCode": "PAGE_PROCESSING_FAILED", "Pages": [2]},) and status.pages == 3
+        assert (
+            status.warnings == ({"ErrorCode": "PAGE_PROCESSING_FAILED", "Pages": [2]},) and status.pages == 3
+        )
 
 
 def test_poll_past_total_wait_declares_job_failed(client: Any, stubber: Any) -> None:
-    stubber.add_response("get_document_text_detection", {"JobStatus": "IN_PROGRESS"}, {"JobId": "j", "MaxResults": 1})
+    stubber.add_response(
+        "get_document_text_detection", {"JobStatus": "IN_PROGRESS"}, {"JobId": "j", "MaxResults": 1}
+    )
     jobs = TextractAsyncJobs(client, policy=AsyncPollPolicy(max_total_wait_seconds=600))
     status = jobs.poll("j", started_at=1000.0, now=1601.0)
     assert status.state == "FAILED" and status.timed_out and "601" in (status.status_message or "")
@@ -315,7 +336,9 @@ def test_results_follow_next_token_and_group_blocks_by_page(client: Any, stubber
     first, second = load("textract_get_document_text_detection_2pages.json")["responses"]
     stubber.add_response("get_document_text_detection", first, {"JobId": "job-2", "MaxResults": 1000})
     stubber.add_response(
-        "get_document_text_detection", second, {"JobId": "job-2", "MaxResults": 1000, "NextToken": first["NextToken"]}
+        "get_document_text_detection",
+        second,
+        {"JobId": "job-2", "MaxResults": 1000, "NextToken": first["NextToken"]},
     )
 
     pages = TextractAsyncJobs(client).results("job-2", page_sizes={1: (1275, 1650)})
@@ -332,7 +355,9 @@ def test_results_follow_next_token_and_group_blocks_by_page(client: Any, stubber
 
 
 def test_results_of_failed_or_running_job(client: Any, stubber: Any) -> None:
-    stubber.add_response("get_document_text_detection", {"JobStatus": "FAILED", "StatusMessage": "Invalid PDF"})
+    stubber.add_response(
+        "get_document_text_detection", {"JobStatus": "FAILED", "StatusMessage": "Invalid PDF"}
+    )
     stubber.add_response("get_document_text_detection", {"JobStatus": "IN_PROGRESS"})
     jobs = TextractAsyncJobs(client)
     with pytest.raises(OcrError, match="Invalid PDF") as failed:
@@ -394,7 +419,9 @@ class FakeClock:
 
 
 def test_wait_for_a_job_that_never_finishes_gives_up(client: Any, stubber: Any) -> None:
-    policy = AsyncPollPolicy(initial_delay_seconds=5, multiplier=2, max_delay_seconds=60, max_total_wait_seconds=300)
+    policy = AsyncPollPolicy(
+        initial_delay_seconds=5, multiplier=2, max_delay_seconds=60, max_total_wait_seconds=300
+    )
     for _ in range(9):
         stubber.add_response("get_document_text_detection", {"JobStatus": "IN_PROGRESS"})
     polls = capture_params(client, "GetDocumentTextDetection")
@@ -411,7 +438,9 @@ def test_wait_for_a_job_that_never_finishes_gives_up(client: Any, stubber: Any) 
 def test_wait_for_returns_when_job_succeeds(client: Any, stubber: Any) -> None:
     stubber.add_response("get_document_text_detection", {"JobStatus": "IN_PROGRESS"})
     stubber.add_response("get_document_text_detection", {"JobStatus": "IN_PROGRESS"})
-    stubber.add_response("get_document_text_detection", {"JobStatus": "SUCCEEDED", "DocumentMetadata": {"Pages": 1}})
+    stubber.add_response(
+        "get_document_text_detection", {"JobStatus": "SUCCEEDED", "DocumentMetadata": {"Pages": 1}}
+    )
     clock = FakeClock()
     status = TextractAsyncJobs(client).wait_for("j", sleep=clock.sleep, clock=clock)
     assert status.state == "SUCCEEDED" and clock.sleeps == [5, 10]

@@ -21,16 +21,28 @@ def _line(text: str, x: float, y: float, size: float = 10) -> Line:
 
 def _layout(*lines: Line) -> PageLayout:
     blocks = [Block(text=ln.text, box=ln.box, lines=[ln]) for ln in lines]
-    return PageLayout(text="\n".join(ln.text for ln in lines), width=W, height=H, source="ocr",
-                      engine="test", engine_version="0", blocks=blocks)
+    return PageLayout(
+        text="\n".join(ln.text for ln in lines),
+        width=W,
+        height=H,
+        source="ocr",
+        engine="test",
+        engine_version="0",
+        blocks=blocks,
+    )
 
 
 def test_box_layout_with_labels_below_values() -> None:
     layout = _layout(
-        _line("OFFICE", 300, 300), _line("3", 700, 600), _line("A-501", 690, 612, 8),
-        _line("SHEET TITLE", 1250, 800, 7), _line("FIRST FLOOR PLAN", 1255, 815, 14),
-        _line("SCALE", 1250, 850, 7), _line('1/4" = 1\'-0"', 1255, 862, 12),
-        _line("SHEET NO.", 1250, 900, 7), _line("A-101", 1255, 940, 40),
+        _line("OFFICE", 300, 300),
+        _line("3", 700, 600),
+        _line("A-501", 690, 612, 8),
+        _line("SHEET TITLE", 1250, 800, 7),
+        _line("FIRST FLOOR PLAN", 1255, 815, 14),
+        _line("SCALE", 1250, 850, 7),
+        _line('1/4" = 1\'-0"', 1255, 862, 12),
+        _line("SHEET NO.", 1250, 900, 7),
+        _line("A-101", 1255, 940, 40),
     )
     assert titleblock.parse(layout) == TitleBlock(
         sheet_number="A-101", sheet_title="FIRST FLOOR PLAN", scale='1/4" = 1\'-0"'
@@ -52,9 +64,12 @@ def test_two_line_title_in_right_strip_and_double_apostrophe_quotes() -> None:
     layout = _layout(
         _line("REV DATE DESCRIPTION", 1450, 100, 7),
         _line("DRAWING TITLE", 1450, 700, 7),
-        _line("ENLARGED TOILET", 1455, 715, 11), _line("ROOM PLANS", 1455, 729, 11),
-        _line("SCALE", 1450, 800, 7), _line("1/2'' = 1'-0''", 1455, 812, 10),
-        _line("SHEET NUMBER", 1450, 900, 7), _line("A3.12", 1455, 930, 30),
+        _line("ENLARGED TOILET", 1455, 715, 11),
+        _line("ROOM PLANS", 1455, 729, 11),
+        _line("SCALE", 1450, 800, 7),
+        _line("1/2'' = 1'-0''", 1455, 812, 10),
+        _line("SHEET NUMBER", 1450, 900, 7),
+        _line("A3.12", 1455, 930, 30),
     )
     assert titleblock.parse(layout) == TitleBlock(
         sheet_number="A3.12", sheet_title="ENLARGED TOILET ROOM PLANS", scale='1/2" = 1\'-0"'
@@ -63,8 +78,10 @@ def test_two_line_title_in_right_strip_and_double_apostrophe_quotes() -> None:
 
 def test_without_number_label_the_largest_sheet_number_in_the_corner_wins() -> None:
     layout = _layout(
-        _line("SEE 3/A-501", 500, 500, 12), _line("S-201", 900, 400, 9),
-        _line("S-301", 1500, 1000, 36), _line("NOT TO SCALE", 1450, 950, 9),
+        _line("SEE 3/A-501", 500, 500, 12),
+        _line("S-201", 900, 400, 9),
+        _line("S-301", 1500, 1000, 36),
+        _line("NOT TO SCALE", 1450, 950, 9),
     )
     block = titleblock.parse(layout)
     assert block.sheet_number == "S-301"
@@ -83,7 +100,7 @@ def test_ocr_digit_confusions_in_sheet_number_are_fixed() -> None:
         ('SCALE: 1/8"=1\'-0"', '1/8" = 1\'-0"'),
         ('1 1/2" = 1\'-0"', '1 1/2" = 1\'-0"'),
         ("3/32” = 1’–0”", '3/32" = 1\'-0"'),
-        ('1" = 20\'', '1" = 20\''),
+        ("1\" = 20'", "1\" = 20'"),
         ("SCALE 1 : 100", "1:100"),
         ("NTS", "NTS"),
         ("N.T.S.", "NTS"),
@@ -98,8 +115,18 @@ def test_scale_spellings(text: str, expected: str | None) -> None:
 
 @pytest.mark.parametrize(
     ("token", "expected"),
-    [("A-101", "A-101"), ("S-301", "S-301"), ("E2.03", "E2.03"), ("M-001", "M-001"), ("A101", "A101"),
-     ("A-1O1", "A-101"), ("G0.01", "G0.01"), ("2026-03-12", None), ("OFFICE", None), ("JR", None)],
+    [
+        ("A-101", "A-101"),
+        ("S-301", "S-301"),
+        ("E2.03", "E2.03"),
+        ("M-001", "M-001"),
+        ("A101", "A101"),
+        ("A-1O1", "A-101"),
+        ("G0.01", "G0.01"),
+        ("2026-03-12", None),
+        ("OFFICE", None),
+        ("JR", None),
+    ],
 )
 def test_sheet_number_tokens(token: str, expected: str | None) -> None:
     assert titleblock.parse_sheet_number(token) == expected

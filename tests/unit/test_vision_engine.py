@@ -104,12 +104,19 @@ class _UnaryUnary:
 class FakeChannel(grpc.Channel):
     """A gRPC channel whose calls return queued (or computed) response bytes, or raise RpcErrors."""
 
-    def __init__(self, outcomes: list[bytes | BaseException] | Callable[[bytes], bytes | BaseException]) -> None:
+    def __init__(
+        self, outcomes: list[bytes | BaseException] | Callable[[bytes], bytes | BaseException]
+    ) -> None:
         self.outcomes = outcomes if callable(outcomes) else list(outcomes)
         self.calls: list[tuple[str, bytes, float | None]] = []
 
-    def unary_unary(self, method: str, request_serializer: Any = None, response_deserializer: Any = None,
-                    _registered_method: bool = False) -> _UnaryUnary:
+    def unary_unary(
+        self,
+        method: str,
+        request_serializer: Any = None,
+        response_deserializer: Any = None,
+        _registered_method: bool = False,
+    ) -> _UnaryUnary:
         return _UnaryUnary(self, method, request_serializer, response_deserializer)
 
     def unary_stream(self, *args: Any, **kwargs: Any) -> Any:
@@ -230,11 +237,38 @@ def test_image_over_byte_limit_is_reencoded_smaller() -> None:
 
 def test_normalized_vertices_are_scaled_to_pixels() -> None:
     payload = {
-        "fullTextAnnotation": {"pages": [{"blocks": [{"paragraphs": [{"words": [{
-            "boundingBox": {"normalizedVertices": [{"x": 0.1, "y": 0.5}, {"x": 0.3}, {"x": 0.3, "y": 0.75}]},
-            "symbols": [{"text": "Hi", "property": {"detectedBreak": {"type": "LINE_BREAK"}}}],
-            "confidence": 0.5,
-        }]}]}]}]}
+        "fullTextAnnotation": {
+            "pages": [
+                {
+                    "blocks": [
+                        {
+                            "paragraphs": [
+                                {
+                                    "words": [
+                                        {
+                                            "boundingBox": {
+                                                "normalizedVertices": [
+                                                    {"x": 0.1, "y": 0.5},
+                                                    {"x": 0.3},
+                                                    {"x": 0.3, "y": 0.75},
+                                                ]
+                                            },
+                                            "symbols": [
+                                                {
+                                                    "text": "Hi",
+                                                    "property": {"detectedBreak": {"type": "LINE_BREAK"}},
+                                                }
+                                            ],
+                                            "confidence": 0.5,
+                                        }
+                                    ]
+                                }
+                            ]
+                        }
+                    ]
+                }
+            ]
+        }
     }
     layout = layout_from_annotation(payload, width=1000, height=400, engine_version="v")
     (word,) = layout.words()
@@ -290,7 +324,9 @@ def test_rpc_errors_are_classified_by_class(code: grpc.StatusCode, expected: typ
     ],
 )
 def test_per_image_error_field_is_classified(code: int, expected: type[OcrError]) -> None:
-    failed = vision.AnnotateImageResponse.from_json(json.dumps({"error": {"code": code, "message": "Bad image data."}}))
+    failed = vision.AnnotateImageResponse.from_json(
+        json.dumps({"error": {"code": code, "message": "Bad image data."}})
+    )
     engine, _ = make_engine([batch_bytes(failed)])
     with pytest.raises(expected) as info:
         engine.recognize(page_image())
