@@ -154,14 +154,15 @@ class HealthServer:
 
     @property
     def port(self) -> int:
-        assert self._server is not None, "HealthServer not started"
+        if self._server is None:
+            raise RuntimeError("HealthServer not started")
         return self._server.server_address[1]
 
     def start(self) -> None:
         ready, details = self._ready, self._details
 
         class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802 - http.server API
+            def do_GET(self) -> None:
                 path = self.path.split("?", 1)[0]
                 if path == "/metrics":
                     self._send(200, render_metrics(), CONTENT_TYPE_LATEST)

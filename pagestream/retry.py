@@ -26,7 +26,9 @@ class Backoff:
         base = capped_exponential(
             self.failures, initial=self.initial, factor=self.factor, maximum=self.maximum
         )
-        return base * (1.0 + random.uniform(-self.jitter, self.jitter)) if self.jitter else base
+        if not self.jitter:
+            return base
+        return base * (1.0 + random.uniform(-self.jitter, self.jitter))  # noqa: S311 - jitter, not a secret
 
     def reset(self) -> None:
         """A success: the next failure starts from ``initial`` again."""

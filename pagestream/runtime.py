@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
@@ -57,10 +58,8 @@ def die(code: ExitCode, message: str) -> None:
     """
     log.critical(message, extra={"exit_code": int(code)})
     for handler in logging.getLogger().handlers:
-        try:
+        with contextlib.suppress(Exception):  # we are exiting regardless
             handler.flush()
-        except Exception:  # noqa: BLE001 - we are exiting regardless
-            pass
     os._exit(int(code))
 
 

@@ -19,7 +19,7 @@ import urllib.request
 import uuid
 from collections import Counter
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -284,10 +284,8 @@ def children_of(pid: int) -> list[int]:
     except OSError:
         return out
     for tid in tasks:
-        try:
+        with suppress(OSError):
             out.extend(int(x) for x in Path(f"/proc/{pid}/task/{tid}/children").read_text().split())
-        except OSError:
-            pass
     return sorted(set(out))
 
 

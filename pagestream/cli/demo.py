@@ -55,7 +55,8 @@ def demo(examples_dir: Path, state_dir: Path, lines: int, timeout: float, pdf_di
         click.echo(f"starting the embedded stack in {state_dir} …", err=True)
         _up_detached(state_dir, 240.0)
     state = read_state(state_dir)
-    assert state is not None
+    if state is None:
+        raise click.ClickException(f"the embedded stack in {state_dir} did not come up (no state file)")
     t0 = time.monotonic()
     try:
         with ApiClient(state["api_url"]) as client:

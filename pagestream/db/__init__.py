@@ -80,5 +80,5 @@ def ping(engine: Engine) -> str | None:
         with engine.connect() as conn:
             conn.execute(text("SELECT 1"))
         return None
-    except Exception as e:  # any failure means not ready; report only its kind
+    except (sa_exc.SQLAlchemyError, OSError) as e:  # any failure means not ready; report only its kind
         return f"database: {type(e).__name__}"

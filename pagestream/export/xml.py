@@ -34,8 +34,11 @@ def _bbox(box: Box) -> str:
     return f"bbox {_i(box.x0)} {_i(box.y0)} {_i(box.x1)} {_i(box.y1)}"
 
 
-def _pages_of(source: SourceDocument, pages: Sequence[SourcePage] | None) -> list[SourcePage]:
-    return [p for p in (pages if pages is not None else source.pages) if p.layout is not None]
+def _pages_of(
+    source: SourceDocument, pages: Sequence[SourcePage] | None
+) -> list[tuple[SourcePage, PageLayout]]:
+    """The chosen pages that have a layout, each with it (pages without one are left out)."""
+    return [(p, p.layout) for p in (pages if pages is not None else source.pages) if p.layout is not None]
 
 
 # --- hOCR -------------------------------------------------------------------------------------
@@ -84,7 +87,7 @@ def hocr(
     head = ET.SubElement(html, "head")
     ET.SubElement(head, "title").text = source.filename or f"document {source.document_id}"
     ET.SubElement(head, "meta", {"http-equiv": "Content-Type", "content": "text/html; charset=utf-8"})
-    engines = sorted({p.layout.engine for p in _pages_of(source, pages) if p.layout})
+    engines = sorted({layout.engine for _, layout in _pages_of(source, pages)})
     ET.SubElement(
         head,
         "meta",
@@ -99,10 +102,9 @@ def hocr(
         head, "meta", {"name": "ocr-number-of-pages", "content": str(len(_pages_of(source, pages)))}
     )
     body = ET.SubElement(html, "body")
-    for page in _pages_of(source, pages):
-        assert page.layout is not None
+    for page, layout in _pages_of(source, pages):
         image = image_url.format(page_number=page.page_number) if image_url else None
-        _hocr_page(body, page, page.layout, image)
+        _hocr_page(body, page, layout, image)
     ET.indent(html, space=" ")
     doctype = (
         '<!DOCTYPE html PUBLIC "-//W3C//DTD XHTML 1.0 Transitional//EN" '
@@ -194,17 +196,16 @@ def alto(
     info = ET.SubElement(desc, f"{q}sourceImageInformation")
     ET.SubElement(info, f"{q}fileName").text = image_name or source.filename or source.document_id
     chosen = _pages_of(source, pages)
-    engines = sorted({(p.layout.engine, p.layout.engine_version) for p in chosen if p.layout})
+    engines = sorted({(layout.engine, layout.engine_version) for _, layout in chosen})
     if engines:
         processing = ET.SubElement(desc, f"{q}Processing", {"ID": "processing_1"})
         software = ET.SubElement(processing, f"{q}processingSoftware")
         ET.SubElement(software, f"{q}softwareName").text = "pagestream: " + ", ".join(e for e, _ in engines)
         ET.SubElement(software, f"{q}softwareVersion").text = ", ".join(v for _, v in engines)
     layout_el = ET.SubElement(root, f"{q}Layout")
-    for page in chosen:
-        assert page.layout is not None
+    for page, layout in chosen:
         before = len(layout_el)
-        _alto_page(layout_el, page, page.layout)
+        _alto_page(layout_el, page, layout)
         for el in layout_el[before:]:
             _qualify(el, q)
     ET.indent(root, space=" ")

@@ -261,8 +261,8 @@ def _record(msg: Message) -> ConsumedRecord:
         key=msg.key(),
         value=msg.value(),
         timestamp_ms=msg.timestamp()[1],
-        headers=list(msg.headers() or []),
-    )  # type: ignore[arg-type]
+        headers=list(msg.headers() or []),  # type: ignore[arg-type]
+    )
 
 
 class DeadLetterQueues:

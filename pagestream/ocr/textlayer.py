@@ -268,6 +268,5 @@ def is_usable(layout: PageLayout, page: pdfium.PdfPage) -> bool:
     bad = sum(1 for c in chars if _is_bad_char(c)) + _unmapped_count(page)
     if bad / len(chars) > MAX_BAD_CHAR_RATIO:
         return False
-    if len(chars) < MIN_CHARS_ON_IMAGE_PAGE and image_coverage(page) > IMAGE_PAGE_COVERAGE:
-        return False
-    return True
+    # A mostly-image page with a stray caption or stamp is a scan: OCR it.
+    return not (len(chars) < MIN_CHARS_ON_IMAGE_PAGE and image_coverage(page) > IMAGE_PAGE_COVERAGE)

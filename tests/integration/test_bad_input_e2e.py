@@ -17,7 +17,7 @@ from pagestream.client import ApiClient, ApiClientError
 from tests.integration.pipeline_fixtures import RunningStack
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "data"))
-import make_bad_inputs as corpus  # noqa: E402
+import make_bad_inputs as corpus
 
 #: item -> (status, words the reason must contain)
 REJECTED: dict[str, tuple[int, tuple[str, ...]]] = {

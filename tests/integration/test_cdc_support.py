@@ -118,7 +118,7 @@ class Collector:
         while not self._stop.is_set():
             try:
                 batch = self._consumer.consume(1000, 0.1)
-            except Exception:  # noqa: BLE001 - broker restarts in some tests
+            except Exception:
                 time.sleep(0.2)
                 continue
             with self._lock:

@@ -149,7 +149,8 @@ def test_degraded_pages_meet_the_cer_target(processor: PageProcessor, kind: str,
     error = pages.cer(page.truth, layout.text)
     steps = [s.name for s in layout.preprocessing.steps] if layout.preprocessing else []
     print(
-        f"{page.name}: CER {error:.4f}, steps {steps}, render {layout.render_seconds:.2f}s ocr {layout.ocr_seconds:.2f}s"
+        f"{page.name}: CER {error:.4f}, steps {steps}, "
+        f"render {layout.render_seconds:.2f}s ocr {layout.ocr_seconds:.2f}s"
     )
     assert error <= CER_TARGETS[kind], (
         f"{page.name} CER {error:.2%} > {CER_TARGETS[kind]:.1%} (steps {steps})"

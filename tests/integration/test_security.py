@@ -28,7 +28,7 @@ from tests.chaos_support import grep_secret
 from tests.integration.pipeline_fixtures import RunningStack
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "data"))
-import make_bad_inputs as corpus  # noqa: E402
+import make_bad_inputs as corpus
 
 
 def _png(text_: str) -> bytes:
