@@ -380,23 +380,20 @@ class StackSupervisor:
     def snapshot(self) -> StackState:
         """The stack as it runs now, as ``stack.json`` records it (database URL redacted)."""
         parts: dict[str, PartState] = {}
-        if self._broker is not None:
-            parts["broker"] = PartState(
-                kind="infrastructure",
-                pid=self._broker.pid,
-                port=self._broker.port,
-                restarts=self._infra_restarts["broker"],
-                log=str(self._broker.log_path),
-            )
-        if self._postgres is not None:
-            parts["postgres"] = PartState(
-                kind="infrastructure",
-                pid=self._postgres.pid,
-                port=self._postgres.port,
-                restarts=self._infra_restarts["postgres"],
-                log=str(self._postgres.log_path),
-                data_dir=str(self._postgres.data_dir),
-            )
+        infrastructure: dict[str, TansuBroker | PrivatePostgres | None] = {
+            "broker": self._broker,
+            "postgres": self._postgres,
+        }
+        for name, embedded in infrastructure.items():
+            if embedded is not None:
+                parts[name] = PartState(
+                    kind="infrastructure",
+                    pid=embedded.pid,
+                    port=embedded.port,
+                    restarts=self._infra_restarts[name],
+                    log=str(embedded.log_path),
+                    data_dir=str(embedded.data_dir) if isinstance(embedded, PrivatePostgres) else None,
+                )
         for name, child in self._children.items():
             base = f"http://{HOST}:{child.port}"
             parts[name] = PartState(
