@@ -17,9 +17,9 @@ import psycopg2
 
 from bench.machine import claim, release
 from bench.progress import say
-from pagestream.cli.stack import stack_status
 from pagestream.client import ApiClient
-from pagestream.stack.supervisor import ServiceSpec, StackSupervisor, default_services, read_state
+from pagestream.stack.state import StackState
+from pagestream.stack.supervisor import ServiceSpec, StackSupervisor, default_services
 
 
 class BenchStack:
@@ -146,15 +146,16 @@ def running_stack(
         while True:
             if failure:
                 raise RuntimeError(f"stack failed to start: {failure[0]}") from failure[0]
-            state = read_state(state_dir)
-            if state is not None and stack_status(state)["ready"]:
+            state = StackState.read(state_dir)
+            if state is not None and state.probe().ready:
                 break
             if time.monotonic() > deadline:
                 raise TimeoutError(
                     f"stack not ready within {ready_timeout:.0f} s (logs in {state_dir / 'logs'})"
                 )
             time.sleep(0.5)
-        data_dir = (state.get("parts", {}).get("postgres") or {}).get("data_dir")
+        postgres = state.parts.get("postgres")
+        data_dir = postgres.data_dir if postgres is not None else None
         if data_dir:
             claim(data_dir)
         startup = time.monotonic() - started

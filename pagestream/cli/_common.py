@@ -9,23 +9,20 @@ import click
 
 from pagestream.client import ApiClient, ApiClientError
 from pagestream.settings import Settings, load_settings
-from pagestream.stack.supervisor import read_state
+from pagestream.stack.state import StackState
 
 
 def cli_settings() -> Settings:
     """Settings from the environment, filled in from a running local stack where unset."""
-    state_dir = Path(os.environ.get("PAGESTREAM_STATE_DIR", ".pagestream"))
-    overrides: dict[str, str] = {}
-    state = read_state(state_dir.absolute())
+    state = StackState.read(Path(os.environ.get("PAGESTREAM_STATE_DIR", ".pagestream")))
+    overrides: dict[str, object] = {}
     if state is not None:
-        if "PAGESTREAM_API_URL" not in os.environ and state.get("api_url"):
-            overrides["PAGESTREAM_API_URL"] = state["api_url"]
-        if "KAFKA_BOOTSTRAP_SERVERS" not in os.environ and state.get("bootstrap_servers"):
-            overrides["KAFKA_BOOTSTRAP_SERVERS"] = state["bootstrap_servers"]
-        if "DATABASE_URL" not in os.environ and state.get("database_embedded"):
-            from pagestream.cli.stack import _database_url_with_password
-
-            overrides["DATABASE_URL"] = _database_url_with_password(state, state_dir.absolute())
+        if "PAGESTREAM_API_URL" not in os.environ and state.api_url:
+            overrides["PAGESTREAM_API_URL"] = state.api_url
+        if "KAFKA_BOOTSTRAP_SERVERS" not in os.environ and state.bootstrap_servers:
+            overrides["KAFKA_BOOTSTRAP_SERVERS"] = state.bootstrap_servers
+        if "DATABASE_URL" not in os.environ and state.database_embedded:
+            overrides["DATABASE_URL"] = state.database_secret_url(os.environ)
     return load_settings(**overrides)
 
 

@@ -43,23 +43,23 @@ def _examples(directory: Path) -> list[Path]:
 def demo(examples_dir: Path, state_dir: Path, lines: int, timeout: float, pdf_dir: Path) -> None:
     """Start the embedded stack, OCR the example documents, print the results, stop the stack."""
     from pagestream.cli.stack import _stop_supervisor, _up_detached
-    from pagestream.stack.supervisor import read_state
+    from pagestream.stack.state import StackState
 
     state_dir = state_dir.absolute()
     files = _examples(examples_dir)
     if not files:
         raise click.ClickException(f"no example documents in {examples_dir}; run `make examples`")
-    running = read_state(state_dir)
+    running = StackState.read(state_dir)
     started_here = running is None
     if started_here:
         click.echo(f"starting the embedded stack in {state_dir} …", err=True)
         _up_detached(state_dir, 240.0)
-    state = read_state(state_dir)
+    state = StackState.read(state_dir)
     if state is None:
         raise click.ClickException(f"the embedded stack in {state_dir} did not come up (no state file)")
     t0 = time.monotonic()
     try:
-        with ApiClient(state["api_url"]) as client:
+        with ApiClient(state.api_url) as client:
             docs = []
             for path in files:
                 doc = client.submit(path, force=True)
@@ -74,17 +74,17 @@ def demo(examples_dir: Path, state_dir: Path, lines: int, timeout: float, pdf_di
             _write_searchable_pdf(client, finals, pdf_dir)
         if started_here:
             click.echo(
-                f"web viewer: {state['api_url']}/ui while the stack runs; this demo stops it now, "
+                f"web viewer: {state.api_url}/ui while the stack runs; this demo stops it now, "
                 "so run `pagestream up --detach` and open /ui on the API URL it prints"
             )
         else:
-            click.echo(f"web viewer: {state['api_url']}/ui")
+            click.echo(f"web viewer: {state.api_url}/ui")
     except ApiClientError as e:
         raise click.ClickException(f"{e}; service logs are in {state_dir / 'logs'}") from e
     finally:
         if started_here:
             click.echo("stopping the embedded stack …", err=True)
-            _stop_supervisor(state["supervisor_pid"], 60.0)
+            _stop_supervisor(state.supervisor_pid, 60.0)
 
 
 def _write_searchable_pdf(client: ApiClient, finals: list[tuple[Path, dict]], pdf_dir: Path) -> None:

@@ -8,19 +8,17 @@ import signal
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 from shlex import quote
-from typing import Any
 
 import click
 
 from pagestream.exitcodes import ExitCode
 from pagestream.logging import setup_logging
-from pagestream.stack._proc import log_tail, pid_alive, port_accepts
+from pagestream.stack._proc import log_tail, pid_alive
 from pagestream.stack.errors import StackError
-from pagestream.stack.supervisor import STACK_FILE, StackSupervisor, read_state
+from pagestream.stack.state import NoStackError, StackState, StackStatus
+from pagestream.stack.supervisor import StackSupervisor
 
 state_dir_option = click.option(
     "--state-dir",
@@ -33,78 +31,22 @@ state_dir_option = click.option(
 )
 
 
-def probe(url: str, timeout: float = 1.0) -> bool:
-    """True if GET ``url`` answers 2xx."""
-    try:
-        with urllib.request.urlopen(url, timeout=timeout) as response:  # noqa: S310 - local http URLs
-            return 200 <= response.status < 300
-    except (urllib.error.URLError, OSError, ValueError):
-        return False
-
-
-def part_status(name: str, part: dict[str, Any]) -> dict[str, Any]:
-    """Live status of one part from stack.json: alive, healthy and ready by probing it."""
-    alive = pid_alive(part.get("pid"))
-    if part.get("kind") == "service":
-        healthy = alive and probe(part["health_url"])
-        ready = healthy and probe(part["ready_url"])
-    else:
-        healthy = ready = alive and port_accepts(int(part.get("port") or 0))
-    return {
-        "name": name,
-        "pid": part.get("pid"),
-        "alive": alive,
-        "healthy": healthy,
-        "ready": ready,
-        "health_url": part.get("health_url"),
-        "ready_url": part.get("ready_url"),
-        "metrics_url": part.get("metrics_url"),
-        "port": part.get("port"),
-        "restarts": part.get("restarts", 0),
-        "log": part.get("log"),
-    }
-
-
-def stack_status(state: dict[str, Any]) -> dict[str, Any]:
-    """stack.json plus a live probe of every part."""
-    parts = [part_status(name, part) for name, part in state.get("parts", {}).items()]
-    services = [p for p in parts if state["parts"][p["name"]].get("kind") == "service"]
-    return {
-        "running": True,
-        "supervisor_pid": state.get("supervisor_pid"),
-        "state_dir": state.get("state_dir"),
-        "ready": all(p["ready"] for p in parts) and bool(services),
-        "bootstrap_servers": state.get("bootstrap_servers"),
-        "database_url": state.get("database_url"),
-        "storage_url": state.get("storage_url"),
-        "api_url": state.get("api_url"),
-        "auth": state.get("auth"),
-        "parts": parts,
-    }
-
-
-def _print_status(status: dict[str, Any]) -> None:
+def _print_status(status: StackStatus) -> None:
+    state = status.state
     click.echo(
-        f"stack: {'ready' if status['ready'] else 'NOT ready'} (supervisor pid {status['supervisor_pid']}, "
-        f"state {status['state_dir']})"
+        f"stack: {'ready' if status.ready else 'NOT ready'} (supervisor pid {state.supervisor_pid}, "
+        f"state {state.state_dir})"
     )
-    click.echo(f"  api       {status['api_url']}   (auth {status['auth']})")
-    click.echo(f"  kafka     {status['bootstrap_servers']}")
-    click.echo(f"  database  {status['database_url']}")
-    click.echo(f"  storage   {status['storage_url']}")
+    click.echo(f"  api       {state.api_url}   (auth {state.auth})")
+    click.echo(f"  kafka     {state.bootstrap_servers}")
+    click.echo(f"  database  {state.database_url}")
+    click.echo(f"  storage   {state.storage_url}")
     click.echo(f"  {'part':<9} {'pid':>7}  {'state':<9} {'restarts':>8}  health / metrics")
-    for p in status["parts"]:
-        state = "ready" if p["ready"] else "healthy" if p["healthy"] else "up" if p["alive"] else "DOWN"
-        urls = f"{p['health_url']}  {p['metrics_url']}" if p["health_url"] else f"port {p['port']}"
-        click.echo(f"  {p['name']:<9} {p['pid'] or '-':>7}  {state:<9} {p['restarts']:>8}  {urls}")
-
-
-def _database_url_with_password(state: dict[str, Any], state_dir: Path) -> str:
-    url: str = state.get("database_url", "")
-    if state.get("database_embedded"):
-        password = (state_dir / "postgres" / "password").read_text().strip()
-        return url.replace(":***@", f":{password}@", 1)
-    return os.environ.get("DATABASE_URL", url)
+    for p in status.parts:
+        word = "ready" if p.ready else "healthy" if p.healthy else "up" if p.alive else "DOWN"
+        part = p.part
+        urls = f"{part.health_url}  {part.metrics_url}" if part.health_url else f"port {part.port}"
+        click.echo(f"  {p.name:<9} {part.pid or '-':>7}  {word:<9} {part.restarts:>8}  {urls}")
 
 
 @click.command()
@@ -120,11 +62,11 @@ def _database_url_with_password(state: dict[str, Any], state_dir: Path) -> str:
 def up(state_dir: Path, detach: bool, timeout: float) -> None:
     """Start the local stack: broker, PostgreSQL, object store (unless configured) and all services."""
     state_dir = state_dir.absolute()
-    running = read_state(state_dir)
+    running = StackState.read(state_dir)
     if running is not None:
         raise click.ClickException(
             f"a stack is already running in {state_dir} "
-            f"(supervisor pid {running['supervisor_pid']}); run `pagestream down` first"
+            f"(supervisor pid {running.supervisor_pid}); run `pagestream down` first"
         )
     if detach:
         _up_detached(state_dir, timeout)
@@ -133,16 +75,16 @@ def up(state_dir: Path, detach: bool, timeout: float) -> None:
     supervisor = StackSupervisor(state_dir, dict(os.environ))
 
     def started() -> None:
-        state = read_state(state_dir)
+        state = StackState.read(state_dir)
         if state is not None:
-            _print_status(stack_status(state))
-        if state is not None and state.get("auth") == "disabled":
+            _print_status(state.probe())
+        if state is not None and state.auth == "disabled":
             click.echo(
                 "authentication is disabled (every part embedded, API on loopback); press Ctrl-C to stop",
                 err=True,
             )
         else:
-            why = "; ".join((state or {}).get("auth_reasons") or [])
+            why = "; ".join(state.auth_reasons if state is not None else ())
             click.echo(
                 f"API keys are required ({why}); create one with `pagestream apikey create NAME`; "
                 "press Ctrl-C to stop",
@@ -168,27 +110,27 @@ def _up_detached(state_dir: Path, timeout: float) -> None:
             start_new_session=True,
         )
     deadline = time.monotonic() + timeout
-    status: dict[str, Any] | None = None
+    status: StackStatus | None = None
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise click.ClickException(
                 f"the stack failed to start (supervisor exit code {proc.returncode}); "
                 f"{log_path}:\n{log_tail(log_path)}"
             )
-        state = read_state(state_dir)
-        if state is not None and state.get("supervisor_pid") == proc.pid:
-            status = stack_status(state)
-            if status["ready"]:
+        state = StackState.read(state_dir)
+        if state is not None and state.supervisor_pid == proc.pid:
+            status = state.probe()
+            if status.ready:
                 _print_status(status)
                 click.echo(f"stack running in the background; logs in {logs}; stop it with `pagestream down`")
                 return
         time.sleep(0.5)
     message = [f"the stack was not ready within {timeout:.0f} s; stopping it"]
-    for part in (status or {}).get("parts", []):
-        if not part["ready"]:
+    for p in status.parts if status is not None else ():
+        if not p.ready:
             message.append(
-                f"--- {part['name']} is not ready (restarts {part['restarts']}); "
-                f"{part['log']}:\n{log_tail(Path(part['log'])) if part['log'] else ''}"
+                f"--- {p.name} is not ready (restarts {p.part.restarts}); "
+                f"{p.part.log}:\n{log_tail(Path(p.part.log))}"
             )
     if status is None:
         message.append(f"--- supervisor log {log_path}:\n{log_tail(log_path)}")
@@ -217,11 +159,11 @@ def _stop_supervisor(pid: int, timeout: float) -> bool:
 def down(state_dir: Path, timeout: float) -> None:
     """Stop a stack started with `pagestream up --detach`."""
     state_dir = state_dir.absolute()
-    state = read_state(state_dir)
-    if state is None:
-        click.echo(f"no stack running in {state_dir}")
+    try:
+        pid = StackState.load(state_dir).supervisor_pid
+    except NoStackError as e:
+        click.echo(str(e))
         return
-    pid = int(state["supervisor_pid"])
     click.echo(f"stopping the stack (supervisor pid {pid}) ...")
     if not _stop_supervisor(pid, timeout):
         raise click.ClickException(
@@ -237,19 +179,20 @@ def down(state_dir: Path, timeout: float) -> None:
 def status(state_dir: Path, as_json: bool) -> None:
     """Show each part of the local stack: pid, health, readiness, URLs and restarts."""
     state_dir = state_dir.absolute()
-    state = read_state(state_dir)
-    if state is None:
+    try:
+        state = StackState.load(state_dir)
+    except NoStackError as e:
         if as_json:
             click.echo(json.dumps({"running": False, "state_dir": str(state_dir), "parts": []}))
         else:
-            click.echo(f"no stack running in {state_dir} (start one with `pagestream up`)")
+            click.echo(f"{e} (start one with `pagestream up`)")
         sys.exit(ExitCode.NOT_RUNNING)
-    result = stack_status(state)
+    result = state.probe()
     if as_json:
-        click.echo(json.dumps(result, indent=2))
+        click.echo(json.dumps(result.to_json(), indent=2))
     else:
         _print_status(result)
-    if not result["ready"]:
+    if not result.ready:
         sys.exit(ExitCode.FAILED)
 
 
@@ -258,16 +201,16 @@ def status(state_dir: Path, as_json: bool) -> None:
 def env_command(state_dir: Path) -> None:
     """Print `export` lines that point clients at the running stack (includes the database password)."""
     state_dir = state_dir.absolute()
-    state = read_state(state_dir)
-    if state is None:
-        raise click.ClickException(
-            f"no stack running in {state_dir} (no live {STACK_FILE}); run `pagestream up`"
-        )
+    try:
+        state = StackState.load(state_dir)
+    except NoStackError as e:
+        raise click.ClickException(f"{e}; run `pagestream up`") from None
     values = {
-        "KAFKA_BOOTSTRAP_SERVERS": state["bootstrap_servers"],
-        "DATABASE_URL": _database_url_with_password(state, state_dir),
-        "STORAGE_URL": state["storage_url"],
-        "PAGESTREAM_API_URL": state["api_url"],
+        "KAFKA_BOOTSTRAP_SERVERS": state.bootstrap_servers,
+        # the one place a secret is printed: this command exists to hand it to a shell
+        "DATABASE_URL": state.database_secret_url(os.environ).get_secret_value(),
+        "STORAGE_URL": state.storage_url,
+        "PAGESTREAM_API_URL": state.api_url,
     }
     click.echo("export " + " ".join(f"{k}={quote(v)}" for k, v in values.items()))
 

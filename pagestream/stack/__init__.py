@@ -1,3 +1,3 @@
-"""The embedded local stack: Tansu broker, private PostgreSQL, and the service supervisor."""
+"""The embedded local stack: Tansu broker, private PostgreSQL, the service supervisor and its ``stack.json``."""
 
 from __future__ import annotations

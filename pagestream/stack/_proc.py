@@ -55,6 +55,20 @@ def pid_alive(pid: int | None) -> bool:
         return True
 
 
+def pid_started_at(pid: int) -> float | None:
+    """Unix time (to the second) the process ``pid`` started, from /proc; None where unknown."""
+    try:
+        ticks = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19])
+        boot = next(
+            int(line.split()[1])
+            for line in Path("/proc/stat").read_text().splitlines()
+            if line.startswith("btime ")
+        )
+    except (OSError, IndexError, ValueError, StopIteration):
+        return None
+    return boot + ticks / os.sysconf("SC_CLK_TCK")
+
+
 def terminate(proc: subprocess.Popen[bytes], timeout: float = 10.0) -> int | None:
     """SIGTERM ``proc`` (its process group if it leads one), SIGKILL after ``timeout``; reap it."""
     if proc.poll() is not None:

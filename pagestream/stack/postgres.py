@@ -37,6 +37,7 @@ HOST = "127.0.0.1"
 USER = "pagestream"
 DATABASE = "pagestream"
 SYSTEM_USER = "postgres"
+PASSWORD_FILE = "password"
 #: sun_path is 108 bytes; longer socket paths make the server fail to start.
 _MAX_SOCKET_PATH = 100
 
@@ -63,6 +64,14 @@ def server_bin_dir(version: str | None = None) -> Path:
             f"{sorted(found)} is installed; install `postgresql-{version}` or remove the state directory"
         )
     return found[max(found)]
+
+
+def read_password(state_dir: Path) -> str:
+    """The password of the private cluster kept in ``state_dir`` (for clients of a running stack)."""
+    try:
+        return (Path(state_dir) / PASSWORD_FILE).read_text().strip()
+    except OSError as e:
+        raise StackError(f"cannot read the embedded database's password in {state_dir}: {e}") from e
 
 
 class PrivatePostgres:
@@ -194,7 +203,7 @@ class PrivatePostgres:
         """Stop the server and delete the cluster and the state files (all data is lost)."""
         self.stop()
         shutil.rmtree(self.cluster_dir, ignore_errors=True)
-        for name in ("password", "port", "cluster-location"):
+        for name in (PASSWORD_FILE, "port", "cluster-location"):
             with contextlib.suppress(FileNotFoundError):
                 (self.state_dir / name).unlink()
         self._cluster_dir = None
@@ -209,9 +218,9 @@ class PrivatePostgres:
     # ---- internals ----
 
     def _ensure_password(self) -> str:
-        path = self.state_dir / "password"
+        path = self.state_dir / PASSWORD_FILE
         if path.is_file():
-            return path.read_text().strip()
+            return read_password(self.state_dir)
         self.state_dir.mkdir(parents=True, exist_ok=True)
         password = secrets.token_urlsafe(24)  # URL-safe: no escaping needed in DATABASE_URL
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)

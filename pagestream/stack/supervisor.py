@@ -5,7 +5,7 @@ Parts not configured from the environment are embedded: the Tansu broker (unless
 store under the state directory (unless ``STORAGE_URL``). Then the database is migrated, the
 topics are created, and each service runs as ``python -m services.<name>`` with its own HTTP
 port. A service that exits is restarted with exponential backoff. The live state of the stack
-is kept in ``<state>/stack.json`` (secrets redacted) for ``pagestream status``.
+is kept in ``<state>/stack.json`` (``StackState``, secrets redacted) for ``pagestream status``.
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ import argparse
 import contextlib
 import fcntl
 import ipaddress
-import json
 import logging
 import os
 import signal
@@ -32,15 +31,15 @@ from pagestream.exitcodes import ExitCode
 from pagestream.logging import setup_logging
 from pagestream.retry import Backoff
 from pagestream.settings import Settings, redact_url
-from pagestream.stack._proc import free_port, pid_alive, terminate
+from pagestream.stack._proc import free_port, terminate
 from pagestream.stack.broker import TansuBroker, validation_options
 from pagestream.stack.errors import StackError
 from pagestream.stack.postgres import PrivatePostgres
+from pagestream.stack.state import PartState, RecentExit, StackState
 
 log = logging.getLogger(__name__)
 
 HOST = "127.0.0.1"
-STACK_FILE = "stack.json"
 LOCK_FILE = "supervisor.lock"
 SERVICE_NAMES = ("ingest", "cdc", "ocr", "persist")
 RECENT_EXITS_KEPT = 20
@@ -128,7 +127,7 @@ class _Child:
     restart_at: float | None = None
     last_exit: int | None = None
     #: the latest exits (code, wall time, delay before the restart), shown in stack.json
-    recent_exits: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=RECENT_EXITS_KEPT))
+    recent_exits: deque[RecentExit] = field(default_factory=lambda: deque(maxlen=RECENT_EXITS_KEPT))
 
     @property
     def pid(self) -> int | None:
@@ -202,7 +201,7 @@ class StackSupervisor:
     @property
     def stack_file(self) -> Path:
         """Path of the JSON state file."""
-        return self.state_dir / STACK_FILE
+        return StackState.path(self.state_dir)
 
     @property
     def logs_dir(self) -> Path:
@@ -375,68 +374,66 @@ class StackSupervisor:
                 log.error("%s", e)
         if self._broker is not None:
             self._broker.stop()
-        with contextlib.suppress(FileNotFoundError):
-            self.stack_file.unlink()
+        StackState.remove(self.state_dir)
         self._release_lock()
 
-    def state(self) -> dict[str, Any]:
-        """The JSON-ready state of the stack (database URL redacted)."""
-        parts: dict[str, dict[str, Any]] = {}
-        if self._broker is not None:
-            parts["broker"] = {
-                "kind": "infrastructure",
-                "pid": self._broker.pid,
-                "port": self._broker.port,
-                "restarts": self._infra_restarts["broker"],
-                "log": str(self._broker.log_path),
-            }
-        if self._postgres is not None:
-            parts["postgres"] = {
-                "kind": "infrastructure",
-                "pid": self._postgres.pid,
-                "port": self._postgres.port,
-                "restarts": self._infra_restarts["postgres"],
-                "log": str(self._postgres.log_path),
-                "data_dir": str(self._postgres.data_dir),
-            }
+    def snapshot(self) -> StackState:
+        """The stack as it runs now, as ``stack.json`` records it (database URL redacted)."""
+        parts: dict[str, PartState] = {}
+        infrastructure: dict[str, TansuBroker | PrivatePostgres | None] = {
+            "broker": self._broker,
+            "postgres": self._postgres,
+        }
+        for name, embedded in infrastructure.items():
+            if embedded is not None:
+                parts[name] = PartState(
+                    kind="infrastructure",
+                    pid=embedded.pid,
+                    port=embedded.port,
+                    restarts=self._infra_restarts[name],
+                    log=str(embedded.log_path),
+                    data_dir=str(embedded.data_dir) if isinstance(embedded, PrivatePostgres) else None,
+                )
         for name, child in self._children.items():
             base = f"http://{HOST}:{child.port}"
-            parts[name] = {
-                "kind": "service",
-                "pid": child.pid,
-                "port": child.port,
-                "health_url": f"{base}/healthz",
-                "ready_url": f"{base}/readyz",
-                "metrics_url": f"{base}/metrics",
-                "restarts": child.restarts,
-                "last_exit_code": child.last_exit,
-                "recent_exits": list(child.recent_exits),
-                "restart_in_seconds": (
+            parts[name] = PartState(
+                kind="service",
+                pid=child.pid,
+                port=child.port,
+                health_url=f"{base}/healthz",
+                ready_url=f"{base}/readyz",
+                metrics_url=f"{base}/metrics",
+                restarts=child.restarts,
+                last_exit_code=child.last_exit,
+                recent_exits=tuple(child.recent_exits),
+                restart_in_seconds=(
                     round(max(0.0, child.restart_at - time.monotonic()), 1)
                     if child.restart_at is not None
                     else None
                 ),
-                "log": str(child.log_path),
-            }
-        return {
-            "supervisor_pid": os.getpid(),
-            "started_at": self._started_at,
-            "state_dir": str(self.state_dir),
-            "bootstrap_servers": self._bootstrap,
-            "database_url": redact_url(self._database_url),
-            "database_embedded": self._postgres is not None,
-            "storage_url": self._storage_url,
-            "api_url": self._api_url,
-            "auth": "disabled" if self._auth.disabled else "enabled",
-            "auth_reasons": list(self._auth.reasons),
-            "parts": parts,
-        }
+                log=str(child.log_path),
+            )
+        return StackState(
+            supervisor_pid=os.getpid(),
+            started_at=self._started_at,
+            state_dir=str(self.state_dir),
+            bootstrap_servers=self._bootstrap,
+            database_url=self._database_url,  # redacted by StackState itself
+            database_embedded=self._postgres is not None,
+            storage_url=self._storage_url,
+            api_url=self._api_url,
+            auth="disabled" if self._auth.disabled else "enabled",
+            auth_reasons=self._auth.reasons,
+            parts=parts,
+        )
+
+    def state(self) -> dict[str, Any]:
+        """``snapshot()`` as the JSON object ``stack.json`` holds (tests index it by key)."""
+        return self.snapshot().to_json()
 
     def write_state(self) -> None:
         """Atomically replace ``stack.json``."""
-        tmp = self.stack_file.with_name(f".{STACK_FILE}.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(self.state(), indent=2) + "\n")
-        os.replace(tmp, self.stack_file)
+        self.snapshot().write()
 
     # ---- internals ----
 
@@ -571,17 +568,7 @@ class StackSupervisor:
         delay = child.backoff.next_delay()
         child.restart_at = now + delay
         log.error("%s exited with code %s; restarting in %.0f s", child.spec.name, code, delay)
-        child.recent_exits.append({"exit_code": code, "at": time.time(), "delay": delay})
-
-
-def read_state(state_dir: Path) -> dict[str, Any] | None:
-    """The stack.json of ``state_dir`` if its supervisor is alive, else None."""
-    path = Path(state_dir) / STACK_FILE
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-    return data if pid_alive(data.get("supervisor_pid")) else None
+        child.recent_exits.append(RecentExit(exit_code=code, at=time.time(), delay=delay))
 
 
 def main(argv: Sequence[str] | None = None) -> int:

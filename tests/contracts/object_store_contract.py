@@ -8,17 +8,24 @@ import pytest
 
 from pagestream.storage.base import ObjectStore, content_key
 from pagestream.storage.errors import InvalidObjectKeyError, ObjectNotFoundError, ObjectTooLargeError
+from tests.contracts import ContractSuite
 
 PDF = b"%PDF-1.7\n" + bytes(range(256)) * 4 + b"\n%%EOF\n"
 KEY = content_key("ab" + "0" * 62)
 
 
-class ObjectStoreContract:
+class ObjectStoreContract(ContractSuite):
     """Behaviour every object store must show; not collected by itself (no ``Test`` prefix)."""
+
+    interface = ObjectStore
 
     @pytest.fixture
     def store(self) -> ObjectStore:  # pragma: no cover - subclasses provide it
         raise NotImplementedError("subclasses provide an empty `store` fixture")
+
+    @pytest.fixture
+    def subject_under_test(self, store: ObjectStore) -> ObjectStore:
+        return store
 
     def test_get_returns_the_bytes_put(self, store: ObjectStore) -> None:
         uri = store.put(KEY, PDF, "application/pdf")

@@ -12,6 +12,7 @@ from pagestream._testing import pages
 from pagestream.layout import PageLayout
 from pagestream.ocr.engine import OcrEngine
 from pagestream.ocr.errors import EngineConfigurationError
+from tests.contracts import ContractSuite
 
 CONTRACT_LINES = (
     "Invoice 2026-0412 from Northwind Engineering",
@@ -20,12 +21,18 @@ CONTRACT_LINES = (
 )
 
 
-class OcrEngineContract:
+class OcrEngineContract(ContractSuite):
     """Behaviour every engine must show; not collected by itself (no ``Test`` prefix)."""
+
+    interface = OcrEngine
 
     @pytest.fixture
     def engine(self) -> OcrEngine:  # pragma: no cover - subclasses provide it
         raise NotImplementedError("subclasses provide a started `engine` fixture")
+
+    @pytest.fixture
+    def subject_under_test(self, engine: OcrEngine) -> OcrEngine:
+        return engine
 
     @pytest.fixture
     def contract_image_and_text(self) -> tuple[Image.Image, str]:

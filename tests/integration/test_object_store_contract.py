@@ -15,6 +15,8 @@ from tests.contracts.object_store_contract import PDF, ObjectStoreContract
 
 
 class TestLocalObjectStoreContract(ObjectStoreContract):
+    subject = LocalObjectStore
+
     @pytest.fixture
     def store(self, tmp_path: Path) -> LocalObjectStore:
         return LocalObjectStore(tmp_path / "objects")
@@ -57,6 +59,8 @@ def fresh_bucket_store(endpoint: str, prefix: str) -> S3ObjectStore:
 
 
 class TestS3ObjectStoreContract(ObjectStoreContract):
+    subject = S3ObjectStore
+
     @pytest.fixture(params=["tenant-a", ""], ids=["prefix", "bucket-root"])
     def store(self, s3_endpoint: str, request: pytest.FixtureRequest) -> S3ObjectStore:
         return fresh_bucket_store(s3_endpoint, request.param)

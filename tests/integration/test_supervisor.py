@@ -18,10 +18,11 @@ import click
 import pytest
 from click.testing import CliRunner
 
-from pagestream.cli.stack import probe, register
+from pagestream.cli.stack import register
 from pagestream.settings import Settings
 from pagestream.stack._proc import pid_alive, wait_until
 from pagestream.stack.postgres import PrivatePostgres
+from pagestream.stack.state import probe
 from pagestream.stack.supervisor import ServiceSpec, StackSupervisor
 
 # A stand-in for a service, to test the supervision mechanism itself (the real services are

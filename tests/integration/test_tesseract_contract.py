@@ -14,6 +14,8 @@ pytestmark = pytest.mark.integration
 
 
 class TestTesseractContract(OcrEngineContract):
+    subject = TesseractEngine
+
     @pytest.fixture
     def engine(self) -> Iterator[TesseractEngine]:
         engine = TesseractEngine()

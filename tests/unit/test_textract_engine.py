@@ -468,6 +468,8 @@ def blank_page_response() -> dict[str, Any]:
 class TestTextractEngineContract(OcrEngineContract):
     """The OcrEngine contract through a real boto3 client, replaying the recorded response via Stubber."""
 
+    subject = TextractEngine
+
     @pytest.fixture
     def engine(self, client: Any) -> Any:
         stub = Stubber(client)

@@ -424,6 +424,8 @@ def replay_recorded(wire: bytes) -> bytes:
 class TestGoogleVisionEngineContract(OcrEngineContract):
     """The OcrEngine contract through the real client, replaying the recorded response."""
 
+    subject = GoogleVisionEngine
+
     @pytest.fixture
     def engine(self) -> Any:
         engine, _ = make_engine(replay_recorded)
