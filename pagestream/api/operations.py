@@ -42,7 +42,7 @@ class ReprocessAccepted(BaseModel):
 
 
 def operations_router(engine: Engine, auth: Sequence[Depends]) -> APIRouter:
-    router = APIRouter()
+    router = APIRouter(tags=["operations"])
 
     @router.post(
         "/v1/documents/{document_id}/reprocess",
