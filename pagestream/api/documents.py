@@ -104,7 +104,6 @@ def documents_router(
 ) -> APIRouter:
     """Upload, list, status, text and deletion of documents, behind ``auth``."""
     router = APIRouter(tags=["documents"])
-    no_document = NO_DOCUMENT
 
     upload_responses: dict[int | str, dict[str, Any]] = {
         200: {
@@ -200,7 +199,7 @@ def documents_router(
         "/v1/documents/{document_id}",
         dependencies=auth,
         response_model=DocumentView,
-        responses=problem_responses(401, 404, 422, 503, s404=no_document),
+        responses=problem_responses(401, 404, 422, 503, s404=NO_DOCUMENT),
         summary="A document's status and progress",
     )
     def document(document_id: uuid.UUID) -> DocumentView:
@@ -215,7 +214,7 @@ def documents_router(
                 "description": "the recognized text, pages separated by form feeds",
                 "content": {"text/plain": {"schema": {"type": "string"}}},
             },
-            **problem_responses(401, 404, 422, 503, s404=no_document),
+            **problem_responses(401, 404, 422, 503, s404=NO_DOCUMENT),
         },
         summary="A document's recognized text",
     )
@@ -230,7 +229,7 @@ def documents_router(
         status_code=204,
         responses={
             204: {"description": "deleted, with its pages and (unless shared) its stored bytes"},
-            **problem_responses(401, 404, 422, 503, s404=no_document),
+            **problem_responses(401, 404, 422, 503, s404=NO_DOCUMENT),
         },
         summary="Delete a document",
     )
