@@ -14,6 +14,8 @@ from urllib.parse import urlsplit, urlunsplit
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from pagestream.engine_names import DEFAULT_ENGINE, EngineName
+
 
 def redact_url(url: str) -> str:
     """Return ``url`` with any password replaced by ``***`` (safe for logs and errors)."""
@@ -114,9 +116,7 @@ class Settings(BaseSettings):
     cdc_debezium_slot: str = Field("pagestream_outbox_dbz", alias="PAGESTREAM_CDC_DEBEZIUM_SLOT")
 
     # --- ocr ---
-    ocr_engine: Literal["tesseract", "google-vision", "textract"] = Field(
-        "tesseract", alias="PAGESTREAM_OCR_ENGINE"
-    )
+    ocr_engine: EngineName = Field(DEFAULT_ENGINE, alias="PAGESTREAM_OCR_ENGINE")
     ocr_workers: int = Field(0, alias="PAGESTREAM_OCR_WORKERS")  # 0 = number of cores
     ocr_languages: str = Field("eng", alias="PAGESTREAM_OCR_LANGUAGES")
     ocr_dpi: int = Field(300, alias="PAGESTREAM_OCR_DPI")

@@ -103,7 +103,7 @@ def _dlq_topic(topic: str) -> str:
 
 
 def dlq_router(settings: Settings, auth: Sequence[Depends]) -> APIRouter:
-    router = APIRouter()
+    router = APIRouter(tags=["dead letters"])
     redriving = threading.Lock()  # one redrive at a time from this process
 
     @router.get(

@@ -7,11 +7,10 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from pagestream.engine_names import EngineName as EngineName  # the upload form validates against it
 from pagestream.events.models import DocumentStatus
 from pagestream.layout import PageLayout, TitleBlock
 
-#: OCR engines a document may ask for (``pagestream.ocr.factory.ENGINE_NAMES``).
-EngineName = Literal["tesseract", "google-vision", "textract"]
 #: Tesseract language codes joined by '+', as the upload and reprocess routes accept them.
 LANGUAGES_PATTERN = r"^[a-z][a-z_]{2,19}(\+[a-z][a-z_]{2,19})*$"  # eng, deu+eng, chi_sim_vert
 LANGUAGES_MAX_LENGTH = 100

@@ -10,11 +10,12 @@ from fastapi import APIRouter, Request
 from fastapi.params import Depends
 from pydantic import BaseModel, ConfigDict, Field
 
-from pagestream.api.models import LANGUAGES_MAX_LENGTH, LANGUAGES_PATTERN, EngineName
+from pagestream.api.models import LANGUAGES_MAX_LENGTH, LANGUAGES_PATTERN
 from pagestream.api.problems import ApiProblem, problem_responses
 from pagestream.db import Engine
 from pagestream.db.errors import DocumentNotFoundError, DocumentNotReprocessableError
 from pagestream.db.reconcile import reprocess_document
+from pagestream.engine_names import EngineName
 from pagestream.events.envelope import new_traceparent
 
 
@@ -41,7 +42,7 @@ class ReprocessAccepted(BaseModel):
 
 
 def operations_router(engine: Engine, auth: Sequence[Depends]) -> APIRouter:
-    router = APIRouter()
+    router = APIRouter(tags=["operations"])
 
     @router.post(
         "/v1/documents/{document_id}/reprocess",

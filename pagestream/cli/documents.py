@@ -12,6 +12,7 @@ import click
 
 from pagestream.cli._common import api_client, fail
 from pagestream.client import ApiClient, ApiClientError
+from pagestream.engine_names import ENGINE_NAMES
 from pagestream.exitcodes import ExitCode
 
 
@@ -248,7 +249,7 @@ def delete(document_ids: tuple[str, ...], yes: bool) -> None:
 @click.argument("document_ids", nargs=-1, required=True)
 @click.option(
     "--engine",
-    type=click.Choice(["tesseract", "google-vision", "textract"]),
+    type=click.Choice(ENGINE_NAMES),
     default=None,
     help="Use this engine for the new run.",
 )

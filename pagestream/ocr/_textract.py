@@ -1,12 +1,14 @@
 """Raw AWS Textract calls: build a bounded boto3 client, call an operation, translate errors.
 
-Knows the vendor (boto3/botocore) and nothing about layouts; ``pagestream.ocr.textract``
-adapts what this returns.
+Knows the vendor (boto3/botocore) and nothing about layouts; ``pagestream.ocr.textract`` (one
+page) and ``pagestream.ocr.textract_async`` (whole documents in S3) adapt what this returns.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from importlib.metadata import PackageNotFoundError
+from importlib.metadata import version as package_version
 from typing import Any
 
 import boto3
@@ -68,6 +70,14 @@ CONFIGURATION_CODES = frozenset(
         "SubscriptionRequiredException",
     }
 )
+
+
+def library_version() -> str:
+    """The installed boto3 version (an engine version when a response names no model version)."""
+    try:
+        return package_version("boto3")
+    except PackageNotFoundError:  # pragma: no cover
+        return "unknown"
 
 
 def bounded_config(

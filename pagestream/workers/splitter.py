@@ -35,7 +35,7 @@ from pagestream.events.topics import (
 from pagestream.kafka.consumer import ConsumedRecord, EventConsumer
 from pagestream.kafka.producer import EventProducer
 from pagestream.ocr.errors import OcrError
-from pagestream.ocr.textract import TextractAsyncJobs
+from pagestream.ocr.textract_async import TextractAsyncJobs
 from pagestream.settings import Settings
 from pagestream.workers.loop import ConsumerLoop
 from pagestream.workers.textract_jobs import default_textract_jobs, textract_s3_location

@@ -51,7 +51,7 @@ from pagestream.kafka.producer import EventProducer
 from pagestream.layout import PageLayout
 from pagestream.ocr import _textract
 from pagestream.ocr.errors import OcrError
-from pagestream.ocr.textract import TextractAsyncJobs
+from pagestream.ocr.textract_async import TextractAsyncJobs
 from pagestream.settings import Settings
 from pagestream.storage import ObjectStore, open_store
 from pagestream.storage.s3 import parse_s3_uri

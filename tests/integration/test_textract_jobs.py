@@ -39,7 +39,7 @@ from pagestream.events.topics import (
 )
 from pagestream.kafka.consumer import ConsumedRecord, EventConsumer
 from pagestream.kafka.producer import EventProducer
-from pagestream.ocr.textract import AsyncPollPolicy, TextractAsyncJobs
+from pagestream.ocr.textract_async import AsyncPollPolicy, TextractAsyncJobs
 from pagestream.settings import Settings
 from pagestream.workers.splitter import DocumentSplitter
 from pagestream.workers.textract_jobs import TextractJobPoller

@@ -21,13 +21,12 @@ from pagestream.ocr.errors import (
     OcrError,
     UnreadablePageError,
 )
-from pagestream.ocr.textract import (
+from pagestream.ocr.textract import SYNC_MAX_BYTES, TextractEngine
+from pagestream.ocr.textract_async import (
     ASYNC_MAX_BYTES,
     ASYNC_MAX_PAGES,
-    SYNC_MAX_BYTES,
     AsyncPollPolicy,
     TextractAsyncJobs,
-    TextractEngine,
     next_poll_delay,
 )
 from tests.contracts.ocr_engine_contract import OcrEngineContract
