@@ -6,6 +6,8 @@ carry it), so neither depends on the other.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from pydantic import BaseModel, ConfigDict, Field
 
 
@@ -41,6 +43,19 @@ class Box(BaseModel):
             ny0=clamp(y0 / h),
             nx1=clamp(x1 / w),
             ny1=clamp(y1 / h),
+        )
+
+    @classmethod
+    def around(cls, boxes: Sequence[Box], width: float, height: float) -> Box:
+        """The smallest box containing every one of ``boxes`` (a line around its words, a block around
+        its lines) on a ``width`` × ``height`` image."""
+        return cls.from_pixels(
+            min(b.x0 for b in boxes),
+            min(b.y0 for b in boxes),
+            max(b.x1 for b in boxes),
+            max(b.y1 for b in boxes),
+            width,
+            height,
         )
 
 

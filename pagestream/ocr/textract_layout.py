@@ -47,18 +47,6 @@ def _box(geometry: Mapping[str, Any] | None, *, width: int, height: int) -> Box 
     return Box.from_pixels(left * width, top * height, right * width, bottom * height, width, height)
 
 
-def _union(boxes: list[Box], *, width: int, height: int) -> Box:
-    """The smallest box containing ``boxes``."""
-    return Box.from_pixels(
-        min(b.x0 for b in boxes),
-        min(b.y0 for b in boxes),
-        max(b.x1 for b in boxes),
-        max(b.y1 for b in boxes),
-        width,
-        height,
-    )
-
-
 def _child_ids(block: Mapping[str, Any]) -> list[str]:
     """Ids of a block's CHILD relationships, in order."""
     return [
@@ -99,7 +87,7 @@ def layout_from_blocks(
             words.append(Word(text=text, box=box, confidence=round(confidence, 2)))
         line_box = _box(tblock.get("Geometry"), width=width, height=height)
         if line_box is None and words:
-            line_box = _union([w.box for w in words], width=width, height=height)
+            line_box = Box.around([w.box for w in words], width, height)
         text = tblock.get("Text") or " ".join(w.text for w in words)
         if line_box is not None and text.strip():
             lines.append(Line(text=text, box=line_box, words=words))
@@ -113,7 +101,7 @@ def layout_from_blocks(
     out_blocks = [
         Block(
             text="\n".join(ln.text for ln in group),
-            box=_union([ln.box for ln in group], width=width, height=height),
+            box=Box.around([ln.box for ln in group], width, height),
             lines=group,
         )
         for group in grouped

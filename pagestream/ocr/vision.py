@@ -181,18 +181,6 @@ def _box(poly: dict[str, Any] | None, *, width: int, height: int, upload_size: t
     return Box.from_pixels(x0, y0, max(x0, x1), max(y0, y1), width, height)
 
 
-def _union(boxes: list[Box], *, width: int, height: int) -> Box:
-    """The smallest box containing ``boxes``."""
-    return Box.from_pixels(
-        min(b.x0 for b in boxes),
-        min(b.y0 for b in boxes),
-        max(b.x1 for b in boxes),
-        max(b.y1 for b in boxes),
-        width,
-        height,
-    )
-
-
 def _break_type(symbol: dict[str, Any]) -> str:
     """The detected break after a symbol (``SPACE``, ``LINE_BREAK``…) or ``""``."""
     detected = ((symbol.get("property") or {}).get("detectedBreak") or {}).get("type")
@@ -246,7 +234,7 @@ def layout_from_annotation(
                 blocks.append(
                     Block(
                         text="\n".join(ln.text for ln in lines),
-                        box=_union([ln.box for ln in lines], width=width, height=height),
+                        box=Box.around([ln.box for ln in lines], width, height),
                         lines=lines,
                     )
                 )
@@ -268,6 +256,6 @@ def _line(words: list[Word], *, width: int, height: int) -> Line:
     """A printed line from its words, in reading order."""
     return Line(
         text=" ".join(w.text for w in words),
-        box=_union([w.box for w in words], width=width, height=height),
+        box=Box.around([w.box for w in words], width, height),
         words=list(words),
     )
