@@ -30,7 +30,7 @@ from pagestream.kafka.errors import RecordTooLargeError
 from pagestream.kafka.producer import EventProducer
 from pagestream.settings import Settings
 from pagestream.storage import open_store
-from pagestream.workers.loop import ConsumerLoop
+from pagestream.workers.loop import ConsumerLoop, Delivery, Emit, Handler
 from tests.integration.fabricate import completed, new_document
 from tests.integration.pipeline_fixtures import drain
 from tests.waiting import wait_until
@@ -68,25 +68,26 @@ def test_consumer_loop_dead_letters_what_its_handler_cannot_handle_and_moves_on(
         for n in (1, 2, 3)
     ]
     producer.publish_all([(e, topic, 0) for e in events])
+    handled: list[int] = []
+
+    class Pages(Handler[PageOcrRequestedV1]):
+        def handle(self, d: Delivery[PageOcrRequestedV1]) -> list[Emit]:
+            if d.task.page_number == 2:
+                raise ValueError("a bug in the handler")
+            handled.append(d.task.page_number)
+            return []
+
     loop = ConsumerLoop(
         EventConsumer(migrated, f"test-{uuid.uuid4()}", [topic]),
         EventProducer(migrated),
         service="test",
         dlq_topic=dlq,
         expected=PageOcrRequestedV1,
+        handler=Pages(),
     )
-    handled: list[int] = []
-
-    def handle(rec: Any) -> None:
-        env = loop.decode(rec)
-        assert env is not None
-        if env.data.page_number == 2:
-            raise ValueError("a bug in the handler")
-        handled.append(env.data.page_number)
-        loop.consumer.commit([rec])
 
     stop = threading.Event()
-    t = threading.Thread(target=loop.run, args=(stop, handle), daemon=True)
+    t = threading.Thread(target=loop.run, args=(stop,), daemon=True)
     t.start()
     try:
         wait_until(lambda: handled == [1, 3], 30, "pages 1 and 3 handled past the poison record")
@@ -174,7 +175,7 @@ def test_a_retry_waiting_out_its_backoff_loses_nothing_when_the_group_rebalances
     threads[0].start()
     try:
         wait_until(
-            lambda: bool(first._deferred), 60, "the first worker to put the retry back for its backoff"
+            lambda: bool(first._loop.deferred), 60, "the first worker to put the retry back for its backoff"
         )
         second = PageWorker(migrated, worker_id=92)  # joins the group: partitions move while the retry waits
         threads.append(threading.Thread(target=second.run, args=(stop,), daemon=True))
