@@ -186,14 +186,16 @@ class TextractJobPoller(Handler[DocumentOcrJobSubmittedV1]):
         job = d.task
         if not events:
             return
-        if isinstance(events[0].event, DocumentOcrJobSubmittedV1):
+        nxt = events[0].event
+        if isinstance(nxt, DocumentOcrJobSubmittedV1):
             self._remember(job.job_id, job.poll_attempt)
             log.info(
                 "Textract job still running; polling again later",
                 extra={
                     "document_id": str(job.document_id),
                     "job_id": job.job_id,
-                    "attempt": job.poll_attempt + 1,
+                    "attempt": nxt.poll_attempt,
+                    "not_before": nxt.not_before.isoformat() if nxt.not_before else None,
                     "traceparent": d.envelope.traceparent,
                 },
             )
