@@ -4,15 +4,19 @@ A page result whose record would exceed ``event_max_bytes`` keeps only the layou
 (no text, no blocks) in the event; the full layout JSON goes to the object store under a
 content-addressed key, and the event carries its URI and sha256. Persist checks it out,
 verifying the digest, before it writes the page.
+
+Producers do not call ``check_in`` themselves: ``ClaimCheck`` is plugged into ``ConsumerLoop``,
+which passes every result event it publishes through it (page worker and Textract poller alike).
 """
 
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 
 from pagestream.errors import InputError
 from pagestream.events.envelope import encode_data
-from pagestream.events.models import PageOcrCompletedV1
+from pagestream.events.models import Event, PageOcrCompletedV1
 from pagestream.layout import PageLayout
 from pagestream.storage import ObjectStore
 
@@ -38,6 +42,21 @@ def check_in(event: PageOcrCompletedV1, store: ObjectStore, max_bytes: int) -> P
     uri = store.put(layout_key(event, digest), body, CONTENT_TYPE)
     summary = event.layout.model_copy(update={"text": "", "blocks": []})
     return event.model_copy(update={"layout": summary, "layout_uri": uri, "layout_sha256": digest})
+
+
+class ClaimCheck:
+    """The loop's claim check: a page result too big for the broker is checked in; other events pass."""
+
+    def __init__(self, store: Callable[[], ObjectStore], max_bytes: int):
+        """``store()`` is called on the first result that needs it (a consumer that never claim-checks
+        never opens the object store)."""
+        self._store = store
+        self.max_bytes = max_bytes
+
+    def __call__(self, event: Event) -> Event:
+        if not isinstance(event, PageOcrCompletedV1) or len(encode_data(event)) <= self.max_bytes:
+            return event  # encode_data remembers this event: publishing it does not serialize it again
+        return check_in(event, self._store(), self.max_bytes)
 
 
 def check_out(event: PageOcrCompletedV1, store: ObjectStore) -> PageLayout:

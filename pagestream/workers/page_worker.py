@@ -1,22 +1,23 @@
 """PageWorker: ``page.ocr-requested.v1`` (and its retry topic) → ``page.ocr-completed.v1`` /
 ``page.ocr-failed.v1``.
 
-Before the engine runs, the attempt is counted in PostgreSQL (``pagestream.db.attempts``): a
-worker killed mid-page (OOM, segfault) still used up an attempt, and a page that keeps killing
-its worker is failed with that reason once the attempts are spent. A page already stored as
-completed (a reconciler re-drive or a redelivery) is skipped. A retry whose backoff has not
-passed is put back and its partition paused until then, while other partitions keep flowing.
-A result too big for the broker is claim-checked (``pagestream.workers.claimcheck``).
+The worker is a ``Handler``: a page task in, its completed event out (or a classified error).
+``ConsumerLoop`` does the rest, the same way for every consumer: before the engine runs it counts
+the attempt in PostgreSQL (``pagestream.db.attempts``: a worker killed mid-page still used up an
+attempt, and a page that keeps killing its worker fails with ``worker_died`` once they are spent)
+and skips a page already stored as completed (a reconciler re-drive or a redelivery); a retry
+whose backoff has not passed is put back and only its partition paused until then; a result too
+big for the broker is claim-checked (``pagestream.workers.claimcheck``); the task's offset is
+committed only after its result was acknowledged by the broker. Retryable failures go to the
+retry topic with backoff (bounded attempts); the rest — and exhausted retries — become
+``page.ocr-failed.v1`` plus a DLQ record, so no page blocks its partition.
 
 One worker = one process with one long-lived engine. A page is recognized in a helper
 thread with a timeout shorter than ``max.poll.interval.ms`` (set from it), so a long page
 never costs the worker its group membership, and librdkafka prefetches the next tasks
-meanwhile (pausing partitions instead cost ~0.8 s of refetching per page on Tansu). The
-task's offset is committed only after its result was acknowledged by the broker. Failures are classified by error class: retryable
-ones go to the retry topic with backoff (bounded attempts), the rest — and exhausted
-retries — become ``page.ocr-failed.v1`` plus a DLQ record, so no page blocks its partition.
-A page that overruns its timeout ends the worker process (its engine may be wedged); the
-ocr service starts a fresh one.
+meanwhile (pausing partitions instead cost ~0.8 s of refetching per page on Tansu). A page
+that overruns its timeout ends the worker process (its engine may be wedged); the ocr service
+starts a fresh one.
 """
 
 from __future__ import annotations
@@ -25,18 +26,15 @@ import logging
 import os
 import threading
 import time
+from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
-from datetime import timedelta
 from typing import Any
 
 from pagestream import metrics
 from pagestream.db import Engine, make_engine
-from pagestream.db.attempts import start_attempt
-from pagestream.db.errors import DatabaseError
-from pagestream.errors import ConfigurationError, PagestreamError
-from pagestream.events.envelope import Envelope, child_traceparent
-from pagestream.events.errors import EventEncodeError
+from pagestream.db.attempts import AttemptStart
+from pagestream.errors import PagestreamError
 from pagestream.events.models import PageOcrCompletedV1, PageOcrFailedV1, PageOcrRequestedV1, utcnow
 from pagestream.events.topics import (
     PAGE_OCR_COMPLETED,
@@ -46,9 +44,7 @@ from pagestream.events.topics import (
     PAGE_OCR_REQUESTED_RETRY,
 )
 from pagestream.exitcodes import ExitCode
-from pagestream.kafka.consumer import ConsumedRecord, EventConsumer
-from pagestream.kafka.dlq import dead_letter
-from pagestream.kafka.errors import RecordRejectedError
+from pagestream.kafka.consumer import EventConsumer
 from pagestream.kafka.producer import EventProducer
 from pagestream.layout import PageLayout
 from pagestream.ocr.errors import OcrError, PageTimeoutError
@@ -57,8 +53,8 @@ from pagestream.ocr.pipeline import PageProcessor
 from pagestream.retry import capped_exponential
 from pagestream.settings import Settings
 from pagestream.storage import ObjectStore, open_store
-from pagestream.workers.claimcheck import check_in
-from pagestream.workers.loop import ConsumerLoop
+from pagestream.workers.claimcheck import ClaimCheck
+from pagestream.workers.loop import AttemptLedger, ConsumerLoop, Delivery, Emit, Handler, RetryTopic
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +67,8 @@ class UnexpectedPageError(OcrError):
 
 
 GROUP = "pagestream-ocr-worker"
+#: longest a retry waits for its ``not_before`` (clock skew between hosts cannot hold it longer)
+MAX_DEFER_SECONDS = 60.0
 
 
 def retry_delay(attempt: int) -> float:
@@ -78,8 +76,15 @@ def retry_delay(attempt: int) -> float:
     return capped_exponential(attempt, initial=2.0, factor=4.0, maximum=30.0)
 
 
-class PageWorker:
-    """Recognizes page tasks one at a time with one engine per configured engine name."""
+class PageWorker(Handler[PageOcrRequestedV1]):
+    """Recognizes page tasks one at a time with one engine per configured engine name.
+
+    A ``Handler``: it turns a page task into its ``page.ocr-completed.v1`` (or says how the page
+    failed); ``ConsumerLoop`` decodes, waits out retry backoffs, counts the attempt, claim-checks
+    and publishes the result, routes failures to the retry topic or to ``page.ocr-failed.v1`` plus
+    the DLQ, and commits."""
+
+    dead_letter_failures = True  # a failed page's task is kept in the DLQ, redrivable as it was
 
     def __init__(
         self,
@@ -115,13 +120,23 @@ class PageWorker:
             service="ocr-worker",
             dlq_topic=PAGE_OCR_REQUESTED_DLQ,
             expected=PageOcrRequestedV1,
+            handler=self,
+            retry=RetryTopic(PAGE_OCR_REQUESTED_RETRY, settings.ocr_max_attempts, retry_delay),
+            ledger=AttemptLedger(
+                lambda: self.db,
+                worker=self._name,
+                max_attempts=settings.ocr_max_attempts,
+                exhausted=self._worker_died,
+            ),
+            claim_check=ClaimCheck(lambda: self._store, settings.event_max_bytes),
+            max_defer_seconds=MAX_DEFER_SECONDS,
         )
         self._processors: dict[str, PageProcessor] = {}
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="ocr")
         self._cache: tuple[str, bytes] | None = None  # (uri, bytes) of the last document read
-        self._deferred: dict[tuple[str, int], float] = {}  # paused partition -> monotonic resume time
         self.wedged = False
-        self._last_done = 0.0  # when the previous record's effect was committed (idle-time logging)
+        self._last_done = 0.0  # when the previous page's result was acknowledged (idle-time logging)
+        self._t_start = self._t_done = 0.0  # the current page: recognition started, result built
 
     @property
     def db(self) -> Engine:
@@ -142,131 +157,81 @@ class PageWorker:
     def run(self, stop: threading.Event) -> None:
         self._processor(self._s.ocr_engine)  # fail fast on a misconfigured default engine
         try:
-            self._loop.run(
-                stop,
-                lambda rec: self._handle(rec, stop),
-                keep_going=lambda: not self.wedged,
-                tick=self._resume_due,
-            )
+            self._loop.run(stop, keep_going=lambda: not self.wedged)
         finally:
-            if not self.wedged:
+            if self.wedged:
+                log.error("a page overran its timeout; ending this worker process so a fresh one takes over")
+            else:
                 for p in self._processors.values():
                     p.close()
                 self._pool.shutdown(wait=False)
 
-    # -- retry backoff without blocking other partitions -------------------------------------
+    # -- one page task (Handler) ------------------------------------------------------------
 
-    def _defer(self, rec: ConsumedRecord, seconds: float) -> None:
-        """Put ``rec`` back and pause its partition for ``seconds``; nothing else is held up."""
-        self._consumer.seek(rec)
-        self._consumer.pause(rec)
-        self._deferred[(rec.topic, rec.partition)] = time.monotonic() + seconds
-        log.info(
-            "retry waits out its backoff; its partition is paused",
-            extra={
-                "topic": rec.topic,
-                "partition": rec.partition,
-                "offset": rec.offset,
-                "seconds": round(seconds, 2),
-            },
-        )
-
-    def _resume_due(self) -> None:
-        if not self._deferred:
-            return
-        now = time.monotonic()
-        for (topic, partition), at in list(self._deferred.items()):
-            if at <= now:
-                del self._deferred[(topic, partition)]
-                self._consumer.resume_partition(topic, partition)
-                log.info("backoff over; partition resumed", extra={"topic": topic, "partition": partition})
-
-    # -- one record ------------------------------------------------------------------------
-
-    def _handle(self, rec: ConsumedRecord, stop: threading.Event) -> None:
-        env = self._loop.decode(rec)
-        if env is None:
-            return
-        task = env.data
-        assert isinstance(task, PageOcrRequestedV1)
-        if task.not_before is not None:
-            wait = (task.not_before - utcnow()).total_seconds()
-            if wait > 0:
-                self._defer(rec, min(wait, 60.0))
-                return
-        try:
-            ledger = start_attempt(
-                self.db,
-                page_id=task.page_id,
-                document_id=task.document_id,
-                page_number=task.page_number,
-                worker=self._name,
-            )
-        except DatabaseError as e:
-            if e.retryable:
-                raise
-            # not this page's fault: end the process rather than fail every page
-            raise ConfigurationError(
-                f"the page attempt ledger is unusable ({e}); run `pagestream migrate`"
-            ) from e
-        if ledger.already_completed:
-            log.info(
-                "page already completed; skipping the task",
-                extra={
-                    "document_id": str(task.document_id),
-                    "page": task.page_number,
-                    "attempts": ledger.attempts,
-                },
-            )
-            metrics.DUPLICATES_ABSORBED.labels("ocr-worker").inc()
-            self._consumer.commit([rec])
-            return
-        attempt = max(task.attempt, ledger.attempts)
-        if ledger.attempts > max(task.attempt, self._s.ocr_max_attempts):
-            self._publish_failed(
-                rec,
-                env,
-                attempt,
-                WorkerDiedError(
-                    f"an OCR worker died (killed, out of memory or crashed) while reading page {task.page_number}: "
-                    f"{ledger.attempts - 1} attempts started, none finished (limits: {self._s.ocr_max_attempts} attempts, "
-                    f"{self._s.ocr_page_timeout_seconds:.0f} s per page, {self._s.ocr_max_page_pixels:,} pixels per page); "
-                    "the page was given up. Split or downscale it and resubmit, or raise the limits"
-                ),
-            )
-            self._consumer.commit([rec])
-            return
+    def handle(self, d: Delivery[PageOcrRequestedV1]) -> list[Emit]:
+        """Recognize the page: its completed event. Any error not classified yet is retryable."""
+        task = d.task
         started = utcnow()
-        t_start = time.perf_counter()
+        self._t_start = time.perf_counter()
         try:
             layout = self._recognize(task)
-        except PagestreamError as e:
-            self._fail_or_retry(rec, env, e, attempt)
+        except PagestreamError:
+            raise
         except Exception as e:  # an engine/library bug must not crash-loop the partition
             log.exception("unexpected error recognizing a page")
-            self._fail_or_retry(rec, env, UnexpectedPageError(f"unexpected {type(e).__name__}: {e}"), attempt)
-        else:
-            done = PageOcrCompletedV1(
-                page_id=task.page_id,
-                document_id=task.document_id,
-                page_number=task.page_number,
-                page_count=task.page_count,
-                attempt=attempt,
-                layout=layout,
-                started_at=started,
-                completed_at=utcnow(),
-            )
-            t_done = time.perf_counter()
-            try:
-                done = check_in(done, self._store, self._s.event_max_bytes)
-                self._producer.publish_sync(
-                    done, traceparent=child_traceparent(env.traceparent), topic=PAGE_OCR_COMPLETED
+            raise UnexpectedPageError(f"unexpected {type(e).__name__}: {e}") from e
+        self._t_done = time.perf_counter()
+        done = PageOcrCompletedV1(
+            page_id=task.page_id,
+            document_id=task.document_id,
+            page_number=task.page_number,
+            page_count=task.page_count,
+            attempt=d.attempt,
+            layout=layout,
+            started_at=started,
+            completed_at=utcnow(),
+        )
+        return [Emit(done, PAGE_OCR_COMPLETED)]
+
+    def failed(self, d: Delivery[PageOcrRequestedV1], error: PagestreamError) -> list[Emit]:
+        """``page.ocr-failed.v1`` with the reason: the page counts toward its document."""
+        task = d.task
+        failed = PageOcrFailedV1(
+            page_id=task.page_id,
+            document_id=task.document_id,
+            page_number=task.page_number,
+            page_count=task.page_count,
+            attempts=d.attempt,
+            reason=error.reason,
+            detail=_printable(str(error))[:2000],
+            failed_at=utcnow(),
+        )
+        return [Emit(failed, PAGE_OCR_FAILED)]
+
+    def retrying(self, d: Delivery[PageOcrRequestedV1], error: PagestreamError, delay: float) -> None:
+        metrics.OCR_RETRIES.labels(error.reason).inc()
+        metrics.OCR_PAGES.labels(d.task.options.engine or self._s.ocr_engine, "ocr", "retried").inc()
+
+    def published(self, d: Delivery[PageOcrRequestedV1], events: Sequence[Emit]) -> None:
+        """Metrics and the page's log line, once its outcome is durable."""
+        task = d.task
+        t_acked = time.perf_counter()
+        for emit in events:
+            event = emit.event
+            if isinstance(event, PageOcrFailedV1):
+                metrics.OCR_PAGES.labels(task.options.engine or self._s.ocr_engine, "ocr", "failed").inc()
+                log.error(
+                    "page failed",
+                    extra={
+                        "document_id": str(task.document_id),
+                        "page": task.page_number,
+                        "attempts": event.attempts,
+                        "reason": event.reason,
+                        "error": event.detail,
+                    },
                 )
-            except (EventEncodeError, RecordRejectedError) as e:
-                # the result itself cannot travel (unserializable text, refused by the broker): say so
-                self._fail_or_retry(rec, env, e, attempt)
-            else:
-                t_acked = time.perf_counter()
+            elif isinstance(event, PageOcrCompletedV1):
+                layout = event.layout
                 metrics.OCR_PAGES.labels(layout.engine, layout.source, "completed").inc()
                 metrics.RENDER_SECONDS.observe(layout.render_seconds)
                 if layout.source == "ocr":
@@ -278,17 +243,24 @@ class PageWorker:
                         "page": task.page_number,
                         "source": layout.source,
                         "seconds": round(layout.render_seconds + layout.ocr_seconds, 3),
-                        "worker_seconds": round(t_done - t_start, 3),
-                        "publish_seconds": round(t_acked - t_done, 3),
-                        "idle_seconds": round(t_start - self._last_done, 3) if self._last_done else None,
-                        "claim_checked": done.layout_uri is not None,
-                        "traceparent": env.traceparent,
+                        "worker_seconds": round(self._t_done - self._t_start, 3),
+                        "publish_seconds": round(t_acked - self._t_done, 3),
+                        "idle_seconds": round(self._t_start - self._last_done, 3)
+                        if self._last_done
+                        else None,
+                        "claim_checked": event.layout_uri is not None,
+                        "traceparent": d.envelope.traceparent,
                     },
                 )
-        self._consumer.commit([rec])
-        self._last_done = time.perf_counter()
-        if self.wedged:
-            log.error("a page overran its timeout; ending this worker process so a fresh one takes over")
+        self._last_done = t_acked
+
+    def _worker_died(self, task: PageOcrRequestedV1, start: AttemptStart) -> PagestreamError:
+        return WorkerDiedError(
+            f"an OCR worker died (killed, out of memory or crashed) while reading page {task.page_number}: "
+            f"{start.attempts - 1} attempts started, none finished (limits: {self._s.ocr_max_attempts} attempts, "
+            f"{self._s.ocr_page_timeout_seconds:.0f} s per page, {self._s.ocr_max_page_pixels:,} pixels per page); "
+            "the page was given up. Split or downscale it and resubmit, or raise the limits"
+        )
 
     def _read(self, uri: str) -> bytes:
         if self._cache and self._cache[0] == uri:
@@ -320,65 +292,6 @@ class PageWorker:
             ) from None
         finally:
             metrics.OCR_IN_FLIGHT.dec()
-
-    def _fail_or_retry(self, rec: ConsumedRecord, env: Envelope, e: PagestreamError, attempt: int) -> None:
-        task = env.data
-        assert isinstance(task, PageOcrRequestedV1)
-        engine = task.options.engine or self._s.ocr_engine
-        if e.retryable and attempt < self._s.ocr_max_attempts:
-            delay = retry_delay(attempt)
-            retry = task.model_copy(
-                update={
-                    "attempt": attempt + 1,
-                    "not_before": utcnow() + timedelta(seconds=delay),
-                    "last_error": f"{e.reason}: {e}"[:500],
-                }
-            )
-            self._producer.publish_sync(retry, traceparent=env.traceparent, topic=PAGE_OCR_REQUESTED_RETRY)
-            metrics.OCR_RETRIES.labels(e.reason).inc()
-            metrics.OCR_PAGES.labels(engine, "ocr", "retried").inc()
-            log.warning(
-                "page will be retried",
-                extra={
-                    "document_id": str(task.document_id),
-                    "page": task.page_number,
-                    "attempt": attempt,
-                    "reason": e.reason,
-                    "error": str(e),
-                },
-            )
-            return
-        self._publish_failed(rec, env, attempt, e)
-
-    def _publish_failed(self, rec: ConsumedRecord, env: Envelope, attempt: int, e: PagestreamError) -> None:
-        task = env.data
-        assert isinstance(task, PageOcrRequestedV1)
-        engine = task.options.engine or self._s.ocr_engine
-        failed = PageOcrFailedV1(
-            page_id=task.page_id,
-            document_id=task.document_id,
-            page_number=task.page_number,
-            page_count=task.page_count,
-            attempts=attempt,
-            reason=e.reason,
-            detail=_printable(str(e))[:2000],
-            failed_at=utcnow(),
-        )
-        self._producer.publish_sync(
-            failed, traceparent=child_traceparent(env.traceparent), topic=PAGE_OCR_FAILED
-        )
-        dead_letter(self._producer, rec, PAGE_OCR_REQUESTED_DLQ, e.reason, str(e), error=e, attempts=attempt)
-        metrics.OCR_PAGES.labels(engine, "ocr", "failed").inc()
-        log.error(
-            "page failed",
-            extra={
-                "document_id": str(task.document_id),
-                "page": task.page_number,
-                "attempts": attempt,
-                "reason": e.reason,
-                "error": str(e),
-            },
-        )
 
 
 class WorkerDiedError(OcrError):

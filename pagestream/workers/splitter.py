@@ -1,8 +1,9 @@
 """DocumentSplitter: ``document.committed.v1`` → one ``page.ocr-requested.v1`` per page.
 
 Page tasks are keyed by page id, so one big PDF spreads over partitions and workers.
-The committed event's offset is committed only after the broker acknowledged every page
-task; a redelivered document re-emits the same page ids, which persist absorbs.
+The splitter is a ``Handler``: it returns the page tasks and ``ConsumerLoop`` publishes them and
+commits the committed event's offset only after the broker acknowledged every one; a
+redelivered document re-emits the same page ids, which persist absorbs.
 
 A multi-page PDF in S3 whose engine is ``textract`` is not split: one asynchronous Textract job
 is started for the whole document (its ``ClientRequestToken`` is the document id, so a
@@ -15,10 +16,11 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Sequence
 from datetime import timedelta
 
 from pagestream import metrics
-from pagestream.events.envelope import Envelope, child_traceparent
+from pagestream.events.envelope import Envelope
 from pagestream.events.models import (
     DocumentCommittedV1,
     DocumentOcrJobSubmittedV1,
@@ -32,19 +34,19 @@ from pagestream.events.topics import (
     DOCUMENT_OCR_JOB_SUBMITTED,
     PAGE_OCR_REQUESTED,
 )
-from pagestream.kafka.consumer import ConsumedRecord, EventConsumer
+from pagestream.kafka.consumer import EventConsumer
 from pagestream.kafka.producer import EventProducer
 from pagestream.ocr.errors import OcrError
 from pagestream.ocr.textract_async import TextractAsyncJobs
 from pagestream.settings import Settings
-from pagestream.workers.loop import ConsumerLoop
+from pagestream.workers.loop import ConsumerLoop, Delivery, Emit, Handler
 from pagestream.workers.textract_jobs import default_textract_jobs, textract_s3_location
 
 log = logging.getLogger(__name__)
 GROUP = "pagestream-ocr-splitter"
 
 
-class DocumentSplitter:
+class DocumentSplitter(Handler[DocumentCommittedV1]):
     """Splits committed documents into page tasks."""
 
     def __init__(self, settings: Settings, *, textract_jobs: TextractAsyncJobs | None = None):
@@ -60,6 +62,7 @@ class DocumentSplitter:
             service="ocr-splitter",
             dlq_topic=DOCUMENT_COMMITTED_DLQ,
             expected=DocumentCommittedV1,
+            handler=self,
         )
 
     @property
@@ -67,7 +70,7 @@ class DocumentSplitter:
         return self._loop.healthy
 
     def run(self, stop: threading.Event) -> None:
-        self._loop.run(stop, self._handle)
+        self._loop.run(stop)
 
     def _next_partition(self) -> int:
         """Deal page tasks round-robin over the partitions: hashing random page ids leaves some
@@ -77,22 +80,41 @@ class DocumentSplitter:
         self._dealt += 1
         return self._dealt % self._partitions
 
-    def _handle(self, rec: ConsumedRecord) -> None:
-        env = self._loop.decode(rec)
-        if env is None:
-            return
-        if not self.submit_async_job(env):
-            self.split(env)
-        self._loop.consumer.commit([rec])
-        metrics.DOCUMENTS_SPLIT.inc()
+    def handle(self, d: Delivery[DocumentCommittedV1]) -> list[Emit]:
+        """The document's Textract job event, or its page tasks."""
+        submitted = self.submit_async_job(d.envelope)
+        return [submitted] if submitted is not None else self.split(d.envelope)
 
-    def submit_async_job(self, env: Envelope) -> bool:
-        """Start a Textract job for a multi-page S3 PDF and publish it; False when the document gets page tasks."""
+    def published(self, d: Delivery[DocumentCommittedV1], events: Sequence[Emit]) -> None:
+        metrics.DOCUMENTS_SPLIT.inc()
+        doc = d.task
+        if events and isinstance(events[0].event, DocumentOcrJobSubmittedV1):
+            log.info(
+                "Textract job submitted",
+                extra={
+                    "document_id": str(doc.document_id),
+                    "job_id": events[0].event.job_id,
+                    "pages": doc.page_count,
+                    "traceparent": d.envelope.traceparent,
+                },
+            )
+        else:
+            log.info(
+                "document split",
+                extra={
+                    "document_id": str(doc.document_id),
+                    "pages": doc.page_count,
+                    "traceparent": d.envelope.traceparent,
+                },
+            )
+
+    def submit_async_job(self, env: Envelope) -> Emit | None:
+        """Start a Textract job for a multi-page S3 PDF: its submitted event; None when the document gets page tasks."""
         doc = env.data
         assert isinstance(doc, DocumentCommittedV1)
         location = textract_s3_location(doc, self._settings.ocr_engine)
         if location is None:
-            return False
+            return None
         try:
             if self._textract_jobs is None:
                 self._textract_jobs = default_textract_jobs()  # no region/credentials: page tasks say so
@@ -111,7 +133,7 @@ class DocumentSplitter:
                 "Textract refused the async job; splitting into page tasks instead",
                 extra={"document_id": str(doc.document_id), "reason": e.reason, "error": str(e)},
             )
-            return False
+            return None
         now = utcnow()
         submitted = DocumentOcrJobSubmittedV1(
             document_id=doc.document_id,
@@ -123,26 +145,14 @@ class DocumentSplitter:
             poll_attempt=0,
             not_before=now + timedelta(seconds=jobs.policy.next_poll_delay(0)),
         )
-        self._producer.publish_sync(
-            submitted, traceparent=child_traceparent(env.traceparent), topic=DOCUMENT_OCR_JOB_SUBMITTED
-        )
-        log.info(
-            "Textract job submitted",
-            extra={
-                "document_id": str(doc.document_id),
-                "job_id": job_id,
-                "pages": doc.page_count,
-                "traceparent": env.traceparent,
-            },
-        )
-        return True
+        return Emit(submitted, DOCUMENT_OCR_JOB_SUBMITTED)
 
-    def split(self, env: Envelope) -> None:
-        """Publish every page task of the document and wait for all acknowledgements."""
+    def split(self, env: Envelope) -> list[Emit]:
+        """Every page task of the document, dealt over the partitions."""
         doc = env.data
         assert isinstance(doc, DocumentCommittedV1)
-        tasks = [
-            (
+        return [
+            Emit(
                 PageOcrRequestedV1(
                     page_id=page_id_for(doc.document_id, n),
                     document_id=doc.document_id,
@@ -158,12 +168,3 @@ class DocumentSplitter:
             )
             for n in range(1, doc.page_count + 1)
         ]
-        self._producer.publish_all(tasks, traceparent=child_traceparent(env.traceparent), timeout=120.0)
-        log.info(
-            "document split",
-            extra={
-                "document_id": str(doc.document_id),
-                "pages": doc.page_count,
-                "traceparent": env.traceparent,
-            },
-        )

@@ -4,9 +4,11 @@ A command names the document by URI (``s3://bucket/key``, or ``file:///abs/path`
 allowed root on the embedded stack). The bytes are read through the object store and go
 through the same ``DocumentIntake.submit`` as HTTP uploads (row + outbox event in one
 transaction). A command that cannot be accepted yields ``document.rejected.v1`` with the
-client's reference; a record that is not a command at all goes to the submit DLQ. The offset
-is committed only after one of those effects is durable; a redelivered command is absorbed by
-its idempotency key (the command's own, else one derived from its ``ce_id``) or its sha256.
+client's reference; a record that is not a command at all goes to the submit DLQ. The consumer
+is a ``Handler``: ``ConsumerLoop`` decodes, publishes the rejection, dead-letters, retries
+transient failures and commits the offset only after one of those effects is durable; a
+redelivered command is absorbed by its idempotency key (the command's own, else one derived
+from its ``ce_id``) or its sha256.
 """
 
 from __future__ import annotations
@@ -22,8 +24,7 @@ from pagestream.events.envelope import Envelope
 from pagestream.events.models import DocumentRejectedV1, DocumentSubmitV1, utcnow
 from pagestream.events.topics import DOCUMENT_REJECTED, DOCUMENT_SUBMIT, DOCUMENT_SUBMIT_DLQ
 from pagestream.intake import RejectedDocument
-from pagestream.kafka.consumer import ConsumedRecord, EventConsumer
-from pagestream.kafka.dlq import dead_letter
+from pagestream.kafka.consumer import EventConsumer
 from pagestream.kafka.producer import EventProducer
 from pagestream.settings import Settings
 from pagestream.storage import LocalObjectStore, ObjectStore, S3ObjectStore
@@ -35,7 +36,7 @@ from pagestream.storage.errors import (
 )
 from pagestream.storage.s3 import bucket_name_problem, parse_s3_uri
 from pagestream.submission import DocumentIntake
-from pagestream.workers.loop import ConsumerLoop
+from pagestream.workers.loop import ConsumerLoop, Delivery, Emit, Handler
 
 log = logging.getLogger(__name__)
 GROUP = "pagestream-ingest-submit"
@@ -52,7 +53,7 @@ class CommandRejected(PagestreamError):  # noqa: N818 — names the outcome, lik
         self.status_code, self.command_reason, self.detail = status_code, reason, detail
 
 
-class SubmitCommandConsumer:
+class SubmitCommandConsumer(Handler[DocumentSubmitV1]):
     """Consumes ``pagestream.document.submit.v1`` in group ``pagestream-ingest-submit``."""
 
     def __init__(
@@ -78,6 +79,7 @@ class SubmitCommandConsumer:
             service="ingest-submit",
             dlq_topic=DOCUMENT_SUBMIT_DLQ,
             expected=DocumentSubmitV1,
+            handler=self,
         )
 
     @property
@@ -90,28 +92,18 @@ class SubmitCommandConsumer:
 
     def run(self, stop: threading.Event) -> None:
         """Consume until ``stop`` is set; transient failures redeliver the same command."""
-        self._loop.run(stop, self.handle)
+        self._loop.run(stop)
 
-    def handle(self, rec: ConsumedRecord) -> None:
-        """Carry out one record's effect (document, rejection or dead letter), then commit it."""
-        env = self._loop.decode(rec)
-        if env is None:
-            return
-        try:
-            self.submit(env)
-        except CommandRejected as e:
-            self._reject(env, e.status_code, e.command_reason, e.detail)
-        except PagestreamError as e:
-            if e.retryable:
-                raise
-            # neither the command nor a retry can fix this: tell the producer, never block the partition
-            self._reject(env, 422, e.reason, str(e))
-        except Exception as e:  # a bug must not stop the consumer or block the partition: keep the record
-            log.exception("submit command failed unexpectedly; dead-lettering it")
-            dead_letter(
-                self._producer, rec, DOCUMENT_SUBMIT_DLQ, "unexpected_error", f"{type(e).__name__}: {e}"
-            )
-        self._consumer.commit([rec])
+    def handle(self, d: Delivery[DocumentSubmitV1]) -> list[Emit]:
+        """Submit the command's document (its row and outbox event are the effect: no events here)."""
+        self.submit(d.envelope)
+        return []
+
+    def failed(self, d: Delivery[DocumentSubmitV1], error: PagestreamError) -> list[Emit]:
+        """Neither the command nor a retry can fix this: tell the producer, never block the partition."""
+        if isinstance(error, CommandRejected):
+            return [self._rejected(d.task, error.status_code, error.command_reason, error.detail)]
+        return [self._rejected(d.task, 422, error.reason, str(error))]
 
     def submit(self, env: Envelope) -> None:
         """Read the command's bytes and submit them; CommandRejected if that cannot be done."""
@@ -235,27 +227,22 @@ class SubmitCommandConsumer:
                 raise
             raise CommandRejected(422, "unreadable", f"cannot read {uri}: {e}") from e
 
-    def _reject(self, env: Envelope, status_code: int, reason: str, detail: str) -> None:
-        cmd = env.data
-        assert isinstance(cmd, DocumentSubmitV1)
+    def _rejected(self, cmd: DocumentSubmitV1, status_code: int, reason: str, detail: str) -> Emit:
         metrics.DOCUMENTS_REJECTED.labels(CHANNEL, str(status_code)).inc()
         log.warning(
             "submit command rejected: %s",
             detail,
             extra={"client_reference": cmd.client_reference, "status_code": status_code, "reason": reason},
         )
-        self._producer.publish_sync(
-            DocumentRejectedV1(
-                uri=cmd.uri,
-                client_reference=cmd.client_reference,
-                status_code=status_code,
-                reason=reason,
-                detail=detail,
-                rejected_at=utcnow(),
-            ),
-            traceparent=env.traceparent,
-            topic=DOCUMENT_REJECTED,
+        rejected = DocumentRejectedV1(
+            uri=cmd.uri,
+            client_reference=cmd.client_reference,
+            status_code=status_code,
+            reason=reason,
+            detail=detail,
+            rejected_at=utcnow(),
         )
+        return Emit(rejected, DOCUMENT_REJECTED, same_span=True)
 
 
 def _file_root(settings: Settings, store: ObjectStore) -> Path | None:

@@ -2,12 +2,13 @@
 
 An asynchronous Textract job never blocks a consumer: it is modelled as events. The splitter
 starts the job and publishes ``document.ocr-job-submitted.v1`` (keyed by document id) with a
-``not_before``; this poller waits for that time with its partitions paused (the consumer keeps
-polling, so the group never times it out), then makes ONE ``GetDocumentTextDetection`` call:
+``not_before``; ``ConsumerLoop`` holds the record back until that time with only its partition
+paused (the consumer keeps polling, so the group never times it out), then this poller (a
+``Handler``) makes ONE ``GetDocumentTextDetection`` call and returns the events it leads to:
 
-- IN_PROGRESS: the same event is re-published with ``poll_attempt + 1`` and a later
-  ``not_before`` (capped exponential backoff from ``AsyncPollPolicy``); the current record is
-  committed only after the broker acknowledged the new one.
+- IN_PROGRESS: the same event again with ``poll_attempt + 1`` and a later ``not_before``
+  (capped exponential backoff from ``AsyncPollPolicy``); the loop commits the current record
+  only after the broker acknowledged the new one.
 - SUCCEEDED / PARTIAL_SUCCESS: every result page is fetched (``NextToken`` pagination) and one
   ``page.ocr-completed.v1`` per page is published; pages missing from a partial result get
   ``page.ocr-failed.v1``.
@@ -15,7 +16,8 @@ polling, so the group never times it out), then makes ONE ``GetDocumentTextDetec
   permissions): ``page.ocr-failed.v1`` for every page, with the reason.
 
 Throttling and other retryable errors propagate to ``ConsumerLoop``, which rewinds the record
-and retries it after a pause. Duplicate poll chains (a redelivered committed event yields the same
+and retries it after a pause; a non-retryable ``OcrError`` is the job's failure (``failed``).
+Page results go through the loop's claim check. Duplicate poll chains (a redelivered committed event yields the same
 job id through the same ``ClientRequestToken``) are dropped by job id in memory; after a restart
 they may both finish, and persist absorbs the duplicate page results.
 """
@@ -26,15 +28,16 @@ import logging
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Sequence
 from datetime import timedelta
 
 from pagestream import metrics
-from pagestream.events.envelope import Envelope, child_traceparent
+from pagestream.errors import PagestreamError
+from pagestream.events.envelope import Envelope, encode_data
 from pagestream.events.errors import EventEncodeError
 from pagestream.events.models import (
     DocumentCommittedV1,
     DocumentOcrJobSubmittedV1,
-    Event,
     PageOcrCompletedV1,
     PageOcrFailedV1,
     page_id_for,
@@ -46,7 +49,7 @@ from pagestream.events.topics import (
     PAGE_OCR_COMPLETED,
     PAGE_OCR_FAILED,
 )
-from pagestream.kafka.consumer import ConsumedRecord, EventConsumer
+from pagestream.kafka.consumer import EventConsumer
 from pagestream.kafka.producer import EventProducer
 from pagestream.layout import PageLayout
 from pagestream.ocr import _textract
@@ -55,8 +58,8 @@ from pagestream.ocr.textract_async import TextractAsyncJobs
 from pagestream.settings import Settings
 from pagestream.storage import ObjectStore, open_store
 from pagestream.storage.s3 import parse_s3_uri
-from pagestream.workers.claimcheck import check_in
-from pagestream.workers.loop import ConsumerLoop
+from pagestream.workers.claimcheck import ClaimCheck
+from pagestream.workers.loop import ConsumerLoop, Delivery, Emit, Handler
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +67,7 @@ GROUP = "pagestream-ocr-textract-jobs"
 ENGINE = "textract"
 #: how many job ids the poller remembers to drop duplicate poll chains
 SEEN_JOBS_LIMIT = 10_000
-#: upper bound of one backoff wait, whatever ``not_before`` says (clock skew between hosts)
+#: upper bound of a poll's backoff wait, whatever ``not_before`` says (clock skew between hosts)
 MAX_WAIT_SECONDS = 300.0
 _FINISHED = 1 << 62
 
@@ -85,7 +88,7 @@ def default_textract_jobs() -> TextractAsyncJobs:
     return TextractAsyncJobs(_textract.create_client(config=_textract.bounded_config()))
 
 
-class TextractJobPoller:
+class TextractJobPoller(Handler[DocumentOcrJobSubmittedV1]):
     """Polls submitted Textract jobs one non-blocking call at a time and publishes their page results."""
 
     def __init__(
@@ -105,6 +108,9 @@ class TextractJobPoller:
             service="ocr-textract-jobs",
             dlq_topic=DOCUMENT_OCR_JOB_SUBMITTED_DLQ,
             expected=DocumentOcrJobSubmittedV1,
+            handler=self,
+            claim_check=ClaimCheck(self._open_store, settings.event_max_bytes),
+            max_defer_seconds=MAX_WAIT_SECONDS,
         )
         # job id -> highest poll_attempt already acted on (_FINISHED once its pages were published)
         self._seen: OrderedDict[str, int] = OrderedDict()
@@ -123,16 +129,18 @@ class TextractJobPoller:
 
     def run(self, stop: threading.Event) -> None:
         """Consume until ``stop`` is set."""
-        self._loop.run(stop, lambda rec: self._handle(rec, stop))
+        self._loop.run(stop)
+
+    def _open_store(self) -> ObjectStore:
+        if self._store is None:
+            self._store = open_store(self._settings)
+        return self._store
 
     # -- one record ------------------------------------------------------------------------
 
-    def _handle(self, rec: ConsumedRecord, stop: threading.Event) -> None:
-        env = self._loop.decode(rec)
-        if env is None:
-            return
-        job = env.data
-        assert isinstance(job, DocumentOcrJobSubmittedV1)
+    def handle(self, d: Delivery[DocumentOcrJobSubmittedV1]) -> list[Emit]:
+        """The events one poll of the job leads to; none for a duplicate poll chain."""
+        job = d.task
         if self._seen.get(job.job_id, -1) >= job.poll_attempt:
             log.info(
                 "duplicate poll of a Textract job dropped",
@@ -142,131 +150,62 @@ class TextractJobPoller:
                     "attempt": job.poll_attempt,
                 },
             )
-            self._consumer.commit([rec])
-            return
-        self._wait_not_before(job, stop)
-        if stop.is_set():
-            self._consumer.seek(rec)
-            return
-        self.advance(env)
-        self._consumer.commit([rec])
+            return []
+        return self.advance(d.envelope)
 
-    def advance(self, env: Envelope) -> None:
-        """One poll of the job: re-enqueue it, or publish its page results; retryable errors propagate."""
+    def advance(self, env: Envelope) -> list[Emit]:
+        """One poll of the job: its next poll, or its page results; errors propagate (classified)."""
         job = env.data
         assert isinstance(job, DocumentOcrJobSubmittedV1)
-        try:
-            jobs = self.jobs
-            status = jobs.poll(job.job_id, started_at=job.submitted_at.timestamp(), now=time.time())
-            if not status.finished:
-                self._reenqueue(env, job, jobs)
-                self._remember(job.job_id, job.poll_attempt)
-                return
-            if status.state == "FAILED":
-                reason = "ocr_job_timeout" if status.timed_out else "ocr_job_failed"
-                detail = f"Textract job {job.job_id} failed: {status.status_message or 'no reason given'}"
-                self._publish_pages(env, job, {}, reason=reason, detail=detail)
-            else:
-                layouts = jobs.results(job.job_id)
-                missing = sorted(set(range(1, job.page_count + 1)) - set(layouts))
-                detail = (
-                    f"Textract job {job.job_id} ({status.state}) returned no result for pages "
-                    f"{missing}: {status.status_message or status.warnings or 'no reason given'}"
-                )
-                self._publish_pages(env, job, layouts, reason="ocr_job_page_failed", detail=detail)
-        except OcrError as e:
-            if e.retryable:
-                raise
-            # an unknown/expired job id or a permission problem: end the document visibly, never crash-loop
-            self._publish_pages(
-                env, job, {}, reason=e.reason, detail=f"Textract job {job.job_id}: {e}"[:2000]
+        jobs = self.jobs
+        status = jobs.poll(job.job_id, started_at=job.submitted_at.timestamp(), now=time.time())
+        if not status.finished:
+            return [self._next_poll(env, job, jobs)]
+        if status.state == "FAILED":
+            reason = "ocr_job_timeout" if status.timed_out else "ocr_job_failed"
+            detail = f"Textract job {job.job_id} failed: {status.status_message or 'no reason given'}"
+            return self._pages(job, {}, reason=reason, detail=detail)
+        layouts = jobs.results(job.job_id)
+        missing = sorted(set(range(1, job.page_count + 1)) - set(layouts))
+        detail = (
+            f"Textract job {job.job_id} ({status.state}) returned no result for pages "
+            f"{missing}: {status.status_message or status.warnings or 'no reason given'}"
+        )
+        return self._pages(job, layouts, reason="ocr_job_page_failed", detail=detail)
+
+    def failed(self, d: Delivery[DocumentOcrJobSubmittedV1], error: PagestreamError) -> list[Emit] | None:
+        """An unknown/expired job id or a permission problem ends the document visibly (every page
+        failed with the reason); any other permanent error dead-letters the record."""
+        if not isinstance(error, OcrError):
+            return None
+        job = d.task
+        return self._pages(job, {}, reason=error.reason, detail=f"Textract job {job.job_id}: {error}"[:2000])
+
+    def published(self, d: Delivery[DocumentOcrJobSubmittedV1], events: Sequence[Emit]) -> None:
+        """Remember how far the job's poll chain got once its events are durable; log the outcome."""
+        job = d.task
+        if not events:
+            return
+        nxt = events[0].event
+        if isinstance(nxt, DocumentOcrJobSubmittedV1):
+            self._remember(job.job_id, job.poll_attempt)
+            log.info(
+                "Textract job still running; polling again later",
+                extra={
+                    "document_id": str(job.document_id),
+                    "job_id": job.job_id,
+                    "attempt": nxt.poll_attempt,
+                    "not_before": nxt.not_before.isoformat() if nxt.not_before else None,
+                    "traceparent": d.envelope.traceparent,
+                },
             )
+            return
         self._remember(job.job_id, _FINISHED)
-
-    def _reenqueue(self, env: Envelope, job: DocumentOcrJobSubmittedV1, jobs: TextractAsyncJobs) -> None:
-        """Publish the next poll of a running job, acknowledged, with its backoff."""
-        attempt = job.poll_attempt + 1
-        delay = jobs.policy.next_poll_delay(attempt)
-        nxt = job.model_copy(
-            update={"poll_attempt": attempt, "not_before": utcnow() + timedelta(seconds=delay)}
-        )
-        self._producer.publish_sync(nxt, traceparent=env.traceparent, topic=DOCUMENT_OCR_JOB_SUBMITTED)
-        log.info(
-            "Textract job still running; polling again later",
-            extra={
-                "document_id": str(job.document_id),
-                "job_id": job.job_id,
-                "attempt": attempt,
-                "delay_seconds": round(delay, 3),
-                "traceparent": env.traceparent,
-            },
-        )
-
-    def _publish_pages(
-        self,
-        env: Envelope,
-        job: DocumentOcrJobSubmittedV1,
-        layouts: dict[int, PageLayout],
-        *,
-        reason: str,
-        detail: str,
-    ) -> None:
-        """One completed or failed event per page of the document; waits for every acknowledgement."""
-        now = utcnow()
-        if self._store is None:
-            self._store = open_store(self._settings)
-        items: list[tuple[Event, str | None, int | None]] = []
-        done = 0
-        for n in range(1, job.page_count + 1):
-            page_id = page_id_for(job.document_id, n)
-            layout = layouts.get(n)
-            event: Event | None = None
-            if layout is not None:
-                try:
-                    event = check_in(
-                        PageOcrCompletedV1(
-                            page_id=page_id,
-                            document_id=job.document_id,
-                            page_number=n,
-                            page_count=job.page_count,
-                            attempt=1,
-                            layout=layout,
-                            started_at=job.submitted_at,
-                            completed_at=now,
-                        ),
-                        self._store,
-                        self._settings.event_max_bytes,
-                    )
-                    items.append((event, PAGE_OCR_COMPLETED, None))
-                    done += 1
-                    continue
-                except (
-                    EventEncodeError
-                ) as e:  # the page's text cannot be serialized: the page fails, saying so
-                    page_reason, page_detail = e.reason, str(e)
-            else:
-                page_reason, page_detail = reason, detail
-            items.append(
-                (
-                    PageOcrFailedV1(
-                        page_id=page_id,
-                        document_id=job.document_id,
-                        page_number=n,
-                        page_count=job.page_count,
-                        attempts=job.poll_attempt + 1,
-                        reason=page_reason,
-                        detail=page_detail[:2000],
-                        failed_at=now,
-                    ),
-                    PAGE_OCR_FAILED,
-                    None,
-                )
-            )
-        self._producer.publish_all(items, traceparent=child_traceparent(env.traceparent), timeout=120.0)
-        failed = job.page_count - done
+        done = sum(isinstance(e.event, PageOcrCompletedV1) for e in events)
+        failed = [e.event for e in events if isinstance(e.event, PageOcrFailedV1)]
         metrics.OCR_PAGES.labels(ENGINE, "ocr", "completed").inc(done)
         if failed:
-            metrics.OCR_PAGES.labels(ENGINE, "ocr", "failed").inc(failed)
+            metrics.OCR_PAGES.labels(ENGINE, "ocr", "failed").inc(len(failed))
         log_fn = log.info if not failed else log.error
         log_fn(
             "Textract job finished",
@@ -274,11 +213,66 @@ class TextractJobPoller:
                 "document_id": str(job.document_id),
                 "job_id": job.job_id,
                 "pages_done": done,
-                "pages_failed": failed,
-                "reason": reason if failed else None,
-                "traceparent": env.traceparent,
+                "pages_failed": len(failed),
+                "reason": failed[0].reason if failed else None,
+                "traceparent": d.envelope.traceparent,
             },
         )
+
+    def _next_poll(self, env: Envelope, job: DocumentOcrJobSubmittedV1, jobs: TextractAsyncJobs) -> Emit:
+        """The next poll of a running job, with its backoff (the same task travelling on)."""
+        attempt = job.poll_attempt + 1
+        delay = jobs.policy.next_poll_delay(attempt)
+        nxt = job.model_copy(
+            update={"poll_attempt": attempt, "not_before": utcnow() + timedelta(seconds=delay)}
+        )
+        return Emit(nxt, DOCUMENT_OCR_JOB_SUBMITTED, same_span=True)
+
+    def _pages(
+        self,
+        job: DocumentOcrJobSubmittedV1,
+        layouts: dict[int, PageLayout],
+        *,
+        reason: str,
+        detail: str,
+    ) -> list[Emit]:
+        """One completed or failed event per page of the document."""
+        now = utcnow()
+        out: list[Emit] = []
+        for n in range(1, job.page_count + 1):
+            page_id = page_id_for(job.document_id, n)
+            layout = layouts.get(n)
+            page_reason, page_detail = reason, detail
+            if layout is not None:
+                done = PageOcrCompletedV1(
+                    page_id=page_id,
+                    document_id=job.document_id,
+                    page_number=n,
+                    page_count=job.page_count,
+                    attempt=1,
+                    layout=layout,
+                    started_at=job.submitted_at,
+                    completed_at=now,
+                )
+                try:
+                    encode_data(done)  # the page's text cannot be serialized: that page fails, saying so
+                except EventEncodeError as e:
+                    page_reason, page_detail = e.reason, str(e)
+                else:
+                    out.append(Emit(done, PAGE_OCR_COMPLETED))
+                    continue
+            failed = PageOcrFailedV1(
+                page_id=page_id,
+                document_id=job.document_id,
+                page_number=n,
+                page_count=job.page_count,
+                attempts=job.poll_attempt + 1,
+                reason=page_reason,
+                detail=page_detail[:2000],
+                failed_at=now,
+            )
+            out.append(Emit(failed, PAGE_OCR_FAILED))
+        return out
 
     def _remember(self, job_id: str, attempt: int) -> None:
         """Record how far a job's poll chain got, forgetting the oldest jobs past the limit."""
@@ -286,20 +280,3 @@ class TextractJobPoller:
         self._seen.move_to_end(job_id)
         while len(self._seen) > SEEN_JOBS_LIMIT:
             self._seen.popitem(last=False)
-
-    def _wait_not_before(self, job: DocumentOcrJobSubmittedV1, stop: threading.Event) -> None:
-        """Honour the poll backoff while keeping the consumer polled (partitions paused)."""
-        if job.not_before is None:
-            return
-        wait = (job.not_before - utcnow()).total_seconds()
-        if wait <= 0:
-            return
-        self._consumer.pause_all()
-        try:
-            deadline = time.monotonic() + min(wait, MAX_WAIT_SECONDS)
-            while time.monotonic() < deadline and not stop.is_set():
-                early = self._consumer.poll(min(0.5, max(0.0, deadline - time.monotonic())))
-                if early is not None:  # paused partitions deliver nothing; if one did, do not skip it
-                    self._consumer.seek(early)
-        finally:
-            self._consumer.resume_all()

@@ -15,6 +15,7 @@ from sqlalchemy import Engine, insert, select, text, update
 from pagestream.db.attempts import start_attempt
 from pagestream.db.reconcile import LOCK_KEY, overdue_documents, reconcile_once, reprocess_document
 from pagestream.db.schema import documents, page_attempts, pages
+from pagestream.errors import InputError, PagestreamError, TransientError
 from pagestream.events.envelope import decode_record, header_map
 from pagestream.events.models import DocumentOcrCompletedV1, PageOcrRequestedV1, page_id_for, utcnow
 from pagestream.events.topics import (
@@ -30,7 +31,7 @@ from pagestream.kafka.errors import RecordTooLargeError
 from pagestream.kafka.producer import EventProducer
 from pagestream.settings import Settings
 from pagestream.storage import open_store
-from pagestream.workers.loop import ConsumerLoop
+from pagestream.workers.loop import ConsumerLoop, Delivery, Emit, Handler, RetryTopic
 from tests.integration.fabricate import completed, new_document
 from tests.integration.pipeline_fixtures import drain
 from tests.waiting import wait_until
@@ -68,25 +69,26 @@ def test_consumer_loop_dead_letters_what_its_handler_cannot_handle_and_moves_on(
         for n in (1, 2, 3)
     ]
     producer.publish_all([(e, topic, 0) for e in events])
+    handled: list[int] = []
+
+    class Pages(Handler[PageOcrRequestedV1]):
+        def handle(self, d: Delivery[PageOcrRequestedV1]) -> list[Emit]:
+            if d.task.page_number == 2:
+                raise ValueError("a bug in the handler")
+            handled.append(d.task.page_number)
+            return []
+
     loop = ConsumerLoop(
         EventConsumer(migrated, f"test-{uuid.uuid4()}", [topic]),
         EventProducer(migrated),
         service="test",
         dlq_topic=dlq,
         expected=PageOcrRequestedV1,
+        handler=Pages(),
     )
-    handled: list[int] = []
-
-    def handle(rec: Any) -> None:
-        env = loop.decode(rec)
-        assert env is not None
-        if env.data.page_number == 2:
-            raise ValueError("a bug in the handler")
-        handled.append(env.data.page_number)
-        loop.consumer.commit([rec])
 
     stop = threading.Event()
-    t = threading.Thread(target=loop.run, args=(stop, handle), daemon=True)
+    t = threading.Thread(target=loop.run, args=(stop,), daemon=True)
     t.start()
     try:
         wait_until(lambda: handled == [1, 3], 30, "pages 1 and 3 handled past the poison record")
@@ -106,6 +108,84 @@ def test_consumer_loop_dead_letters_what_its_handler_cannot_handle_and_moves_on(
     assert h["pagestream_dlq_source"].startswith(f"{topic}[0]@")
     assert decode_record(recs[0].value, recs[0].headers).data == events[1]  # the record itself, intact
     producer.close(5)
+
+
+def test_consumer_loop_routes_a_handlers_errors_by_class(migrated: Settings) -> None:
+    """One loop, three outcomes: a result is published before the commit; a retryable error sends
+    the task to its retry topic with the next attempt and a ``not_before`` the loop then waits out;
+    a permanent error publishes the handler's failure event and dead-letters the task."""
+    topic = f"pagestream.test-route-{uuid.uuid4().hex[:8]}.v1"
+    retry_topic, dlq, out, failed_topic = topic + ".retry", topic + ".dlq", topic + ".out", topic + ".failed"
+    ensure_topics(migrated, [topic, retry_topic, dlq, out, failed_topic])
+    producer = EventProducer(migrated)
+    doc = uuid.uuid4()
+    events = [
+        PageOcrRequestedV1(
+            page_id=page_id_for(doc, n),
+            document_id=doc,
+            page_number=n,
+            page_count=3,
+            storage_uri="file:///x",
+            media_type="image/png",
+            sha256="0" * 64,
+        )
+        for n in (1, 2, 3)
+    ]
+    producer.publish_all([(e, topic, 0) for e in events])
+    handled: dict[int, Any] = {}
+
+    class Pages(Handler[PageOcrRequestedV1]):
+        dead_letter_failures = True
+
+        def handle(self, d: Delivery[PageOcrRequestedV1]) -> list[Emit]:
+            if d.task.page_number == 2 and d.attempt == 1:
+                raise TransientError("the engine is away for a moment")
+            if d.task.page_number == 3:
+                raise InputError("this page can never be read")
+            handled[d.task.page_number] = utcnow()
+            return [Emit(d.task, out)]
+
+        def failed(self, d: Delivery[PageOcrRequestedV1], error: PagestreamError) -> list[Emit]:
+            return [Emit(d.task.model_copy(update={"last_error": error.reason}), failed_topic)]
+
+    loop = ConsumerLoop(
+        EventConsumer(migrated, f"test-{uuid.uuid4()}", [topic, retry_topic]),
+        EventProducer(migrated),
+        service="test",
+        dlq_topic=dlq,
+        expected=PageOcrRequestedV1,
+        handler=Pages(),
+        retry=RetryTopic(retry_topic, max_attempts=3, delay=lambda attempt: 2.0),
+        max_defer_seconds=30.0,
+    )
+    stop = threading.Event()
+    t = threading.Thread(target=loop.run, args=(stop,), daemon=True)
+    t.start()
+    try:
+        wait_until(lambda: set(handled) == {1, 2}, 60, "page 1, and page 2 on its second attempt, handled")
+    finally:
+        stop.set()
+        t.join(10)
+        producer.close(5)
+
+    def read(name: str, count: int) -> list[Any]:
+        c = EventConsumer(migrated, f"test-{uuid.uuid4()}", [name])
+        try:
+            return drain(c, lambda rs: len(rs) >= count, 20)
+        finally:
+            c.close()
+
+    results = [decode_record(r.value, r.headers).data for r in read(out, 2)]
+    assert sorted((e.page_number, e.attempt) for e in results) == [(1, 1), (2, 2)]
+    (again,) = [decode_record(r.value, r.headers).data for r in read(retry_topic, 1)]
+    assert again.page_number == 2 and again.attempt == 2 and again.last_error.startswith("transient: ")
+    assert handled[2] >= again.not_before  # the loop held the retry back until its not_before
+    (failure,) = [decode_record(r.value, r.headers).data for r in read(failed_topic, 1)]
+    assert failure.page_number == 3 and failure.last_error == "invalid_input"
+    (dead,) = read(dlq, 1)
+    h = header_map(dead.headers)
+    assert h["pagestream_dlq_reason"] == "invalid_input" and h["pagestream_dlq_error_class"] == "InputError"
+    assert decode_record(dead.value, dead.headers).data == events[2]  # the task itself, intact
 
 
 def _insert_document(
@@ -174,7 +254,7 @@ def test_a_retry_waiting_out_its_backoff_loses_nothing_when_the_group_rebalances
     threads[0].start()
     try:
         wait_until(
-            lambda: bool(first._deferred), 60, "the first worker to put the retry back for its backoff"
+            lambda: bool(first._loop.deferred), 60, "the first worker to put the retry back for its backoff"
         )
         second = PageWorker(migrated, worker_id=92)  # joins the group: partitions move while the retry waits
         threads.append(threading.Thread(target=second.run, args=(stop,), daemon=True))
