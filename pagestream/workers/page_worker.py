@@ -34,7 +34,7 @@ from typing import Any
 from pagestream import metrics
 from pagestream.db import Engine, make_engine
 from pagestream.db.attempts import AttemptStart
-from pagestream.errors import PagestreamError
+from pagestream.errors import ConfigurationError, PagestreamError
 from pagestream.events.models import PageOcrCompletedV1, PageOcrFailedV1, PageOcrRequestedV1, utcnow
 from pagestream.events.topics import (
     PAGE_OCR_COMPLETED,
@@ -47,7 +47,7 @@ from pagestream.exitcodes import ExitCode
 from pagestream.kafka.consumer import EventConsumer
 from pagestream.kafka.producer import EventProducer
 from pagestream.layout import PageLayout
-from pagestream.ocr.errors import OcrError, PageTimeoutError
+from pagestream.ocr.errors import EngineConfigurationError, OcrError, PageTimeoutError
 from pagestream.ocr.factory import make_engine as make_ocr_engine
 from pagestream.ocr.pipeline import PageProcessor
 from pagestream.retry import capped_exponential
@@ -153,6 +153,17 @@ class PageWorker(Handler[PageOcrRequestedV1]):
             p.start()
             self._processors[engine_name] = p
         return p
+
+    def _task_processor(self, engine_name: str) -> PageProcessor:
+        """The processor a task asks for. The default engine was built at start (a bad setting ends
+        the process there); an engine only a task names and this deployment cannot build fails that
+        page with the reason, never the process: a restart would read the same task again."""
+        if engine_name == self._s.ocr_engine:
+            return self._processor(engine_name)
+        try:
+            return self._processor(engine_name)
+        except ConfigurationError as e:
+            raise EngineConfigurationError(f"engine {engine_name!r} cannot run here: {e}") from e
 
     def run(self, stop: threading.Event) -> None:
         self._processor(self._s.ocr_engine)  # fail fast on a misconfigured default engine
@@ -271,7 +282,7 @@ class PageWorker(Handler[PageOcrRequestedV1]):
 
     def _recognize(self, task: PageOcrRequestedV1) -> PageLayout:
         data = self._read(task.storage_uri)
-        processor = self._processor(task.options.engine or self._s.ocr_engine)
+        processor = self._task_processor(task.options.engine or self._s.ocr_engine)
         options: dict[str, Any] = {"force_ocr": task.options.force_ocr}
         if task.options.languages:
             options["languages"] = task.options.languages
