@@ -142,7 +142,7 @@ def exports_router(engine: Any, store: Any, require_key: Callable[..., None]) ->
     )
     def document_export(
         document_id: uuid.UUID, format: Annotated[LayoutFormat, Query(description="hocr or alto")]
-    ) -> Response:  # noqa: A002
+    ) -> Response:
         doc = finished_document(document_id)
         src = source(document_id)
         body = build(lambda: export.hocr(src) if format is LayoutFormat.hocr else export.alto(src))
@@ -170,7 +170,7 @@ def exports_router(engine: Any, store: Any, require_key: Callable[..., None]) ->
     )
     def page_export(
         page_id: uuid.UUID, format: Annotated[LayoutFormat, Query(description="hocr or alto")]
-    ) -> Response:  # noqa: A002
+    ) -> Response:
         row = recognized_page(page_id)
         layout = export.layout_from_row(row)
         if layout is None:

@@ -6,13 +6,20 @@ configured in ``deploy/debezium/`` (event id also as header ``id``, the router's
 
 from __future__ import annotations
 
+import builtins
 import json
 import os
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import TypeVar
 
-from pagestream.events.errors import EventDecodeError, EventEncodeError, UnknownEventTypeError
+from pagestream.events.errors import (
+    EventDecodeError,
+    EventEncodeError,
+    UnexpectedEventTypeError,
+    UnknownEventTypeError,
+)
 from pagestream.events.models import Event, utcnow
 from pagestream.events.registry import decode_payload
 
@@ -37,6 +44,9 @@ def child_traceparent(parent: str | None) -> str:
     return new_traceparent()
 
 
+E = TypeVar("E", bound=Event)
+
+
 @dataclass(frozen=True)
 class Envelope:
     """An event with its CloudEvents attributes, as carried on Kafka."""
@@ -49,6 +59,18 @@ class Envelope:
     source: str = DEFAULT_SOURCE
     traceparent: str | None = None
     extra_headers: dict[str, str] = field(default_factory=dict)
+
+    def expect(self, kind: builtins.type[E]) -> E:
+        """The event, which a consumer of this topic must find to be a ``kind``.
+
+        Another event type on the topic (a foreign producer, a misrouted record) is poison for this
+        consumer: permanent, so it is dead-lettered with the reason instead of retried.
+        """
+        if not isinstance(self.data, kind):
+            raise UnexpectedEventTypeError(
+                f"event {self.id} is a {self.type}, not the {kind.__name__} this consumer reads"
+            )
+        return self.data
 
 
 def encode_headers(

@@ -17,6 +17,12 @@ class UnknownEventTypeError(EventDecodeError):
     reason = "unknown_event_type"
 
 
+class UnexpectedEventTypeError(EventDecodeError):
+    """A known event, but not of the type this topic's consumer reads."""
+
+    reason = "unexpected_event_type"
+
+
 class EventEncodeError(InputError):
     """An event cannot be serialized (e.g. text with lone surrogates): permanent, never retried."""
 

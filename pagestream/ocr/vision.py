@@ -114,10 +114,15 @@ class GoogleVisionEngine(OcrEngine):
 
     def start(self) -> None:
         """Create the client from the default credential chain (no network until the first page)."""
+        self._started()
+
+    def _started(self) -> Any:
+        """The client, created on first use."""
         if self._closed:
             raise EngineConfigurationError("GoogleVisionEngine was closed; create a new one")
         if self._client is None:
             self._client = _google_vision.create_client(self._client_options)
+        return self._client
 
     def close(self) -> None:
         """Close the gRPC channel if we created the client; the engine is unusable afterwards."""
@@ -135,13 +140,11 @@ class GoogleVisionEngine(OcrEngine):
         self, image: Image.Image, *, languages: str = "eng", dpi: float | None = None
     ) -> PageLayout:
         """Send ``image`` as PNG and map the ``fullTextAnnotation`` to a ``PageLayout`` in its pixels."""
-        if self._client is None:
-            self.start()
-        assert self._client is not None
+        client = self._client or self._started()
         encoded = encode_within(image, max_bytes=self._max_image_bytes, max_pixels=self._max_pixels)
         started = time.monotonic()
         response = _google_vision.detect_document_text(
-            self._client,
+            client,
             encoded.data,
             language_hints=language_hints(languages),
             timeout_seconds=self._timeout,

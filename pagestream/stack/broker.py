@@ -210,18 +210,17 @@ class TansuBroker:
             start_new_session=True,
         )
         try:
-            self._wait_ready()
+            self._wait_ready(self._proc)
         except BaseException:
             self.stop()
             raise
 
-    def _wait_ready(self) -> None:
+    def _wait_ready(self, proc: subprocess.Popen[bytes]) -> None:
         deadline = time.monotonic() + self._start_timeout
-        assert self._proc is not None
         while not port_accepts(self._port, HOST):
-            if self._proc.poll() is not None:
+            if proc.poll() is not None:
                 raise _ExitedEarlyError(
-                    f"Tansu broker exited with code {self._proc.returncode} during start "
+                    f"Tansu broker exited with code {proc.returncode} during start "
                     f"(port {self._port}); log {self.log_path}:\n{log_tail(self.log_path)}"
                 )
             if time.monotonic() > deadline:

@@ -37,7 +37,7 @@ HOST = "127.0.0.1"
 USER = "pagestream"
 DATABASE = "pagestream"
 SYSTEM_USER = "postgres"
-PASSWORD_FILE = "password"
+PASSWORD_FILE = "password"  # noqa: S105 - the file's name, not a password
 #: sun_path is 108 bytes; longer socket paths make the server fail to start.
 _MAX_SOCKET_PATH = 100
 
@@ -307,12 +307,16 @@ class PrivatePostgres:
             )
         return result
 
+    def _bin(self, name: str) -> str:
+        """Path of PostgreSQL's ``name`` program, from the server version chosen at start."""
+        if self._bindir is None:
+            raise StackError(f"no PostgreSQL server binaries chosen yet (start() first) for {name}")
+        return str(self._bindir / name)
+
     def _pg_ctl(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-        assert self._bindir is not None
-        return self._run([str(self._bindir / "pg_ctl"), "-D", str(self.data_dir), *args], check=check)
+        return self._run([self._bin("pg_ctl"), "-D", str(self.data_dir), *args], check=check)
 
     def _initdb(self) -> None:
-        assert self._bindir is not None
         pwfile = self.cluster_dir / ".initdb-pw"
         fd = os.open(pwfile, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as f:
@@ -323,7 +327,7 @@ class PrivatePostgres:
                 os.chown(pwfile, owner.pw_uid, owner.pw_gid)
             self._run(
                 [
-                    str(self._bindir / "initdb"),
+                    self._bin("initdb"),
                     "-D",
                     str(self.data_dir),
                     "-U",

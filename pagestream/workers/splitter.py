@@ -110,8 +110,7 @@ class DocumentSplitter(Handler[DocumentCommittedV1]):
 
     def submit_async_job(self, env: Envelope) -> Emit | None:
         """Start a Textract job for a multi-page S3 PDF: its submitted event; None when the document gets page tasks."""
-        doc = env.data
-        assert isinstance(doc, DocumentCommittedV1)
+        doc = env.expect(DocumentCommittedV1)
         location = textract_s3_location(doc, self._settings.ocr_engine)
         if location is None:
             return None
@@ -149,8 +148,7 @@ class DocumentSplitter(Handler[DocumentCommittedV1]):
 
     def split(self, env: Envelope) -> list[Emit]:
         """Every page task of the document, dealt over the partitions."""
-        doc = env.data
-        assert isinstance(doc, DocumentCommittedV1)
+        doc = env.expect(DocumentCommittedV1)
         return [
             Emit(
                 PageOcrRequestedV1(

@@ -107,8 +107,7 @@ class SubmitCommandConsumer(Handler[DocumentSubmitV1]):
 
     def submit(self, env: Envelope) -> None:
         """Read the command's bytes and submit them; CommandRejected if that cannot be done."""
-        cmd = env.data
-        assert isinstance(cmd, DocumentSubmitV1)
+        cmd = env.expect(DocumentSubmitV1)
         data = self._read(cmd.uri)
         name = cmd.filename or unquote(urlsplit(cmd.uri).path).rsplit("/", 1)[-1] or None
         try:

@@ -155,8 +155,7 @@ class TextractJobPoller(Handler[DocumentOcrJobSubmittedV1]):
 
     def advance(self, env: Envelope) -> list[Emit]:
         """One poll of the job: its next poll, or its page results; errors propagate (classified)."""
-        job = env.data
-        assert isinstance(job, DocumentOcrJobSubmittedV1)
+        job = env.expect(DocumentOcrJobSubmittedV1)
         jobs = self.jobs
         status = jobs.poll(job.job_id, started_at=job.submitted_at.timestamp(), now=time.time())
         if not status.finished:

@@ -9,7 +9,8 @@ What a pod gets here, and what is approximated (docs/deploy.md, "What the smoke 
   checked on a real cluster); S3 is moto's server (S3_ENDPOINT_URL), the bucket of STORAGE_URL kept.
 - Filesystem (tests/deploy/sandbox.py): everything read-only, a fresh directory per emptyDir mount, and
   as root the pod's runAsUser/runAsGroup/fsGroup (as another user, a user namespace keeps its uid).
-  Secret volumes are not mounted (only the Kafka CA, which PLAINTEXT does not use); memory limits and seccomp are not applied.
+  Secret volumes are not mounted (only the Kafka CA, which PLAINTEXT does not use); memory limits and
+  seccomp are not applied.
 - Ports: each container's PAGESTREAM_HTTP_PORT must equal the containerPort its probes name; both are
   moved to a free local port. Probes are called like the kubelet: startup, then readiness, then liveness.
 """

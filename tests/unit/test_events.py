@@ -9,9 +9,16 @@ from datetime import datetime
 import jsonschema
 import pytest
 
+from pagestream.errors import InputError
 from pagestream.events.envelope import decode_record, encode_data, make_record
-from pagestream.events.errors import EventDecodeError, UnknownEventTypeError
-from pagestream.events.models import ALL_EVENTS, DocumentDeletedV1, page_id_for, utcnow
+from pagestream.events.errors import EventDecodeError, UnexpectedEventTypeError, UnknownEventTypeError
+from pagestream.events.models import (
+    ALL_EVENTS,
+    DocumentCommittedV1,
+    DocumentDeletedV1,
+    page_id_for,
+    utcnow,
+)
 from pagestream.events.schemas import SCHEMA_DIR, render_all
 from tests.event_samples import sample_events
 
@@ -70,6 +77,16 @@ def test_record_round_trip_keeps_attributes() -> None:
     env = decode_record(value, headers)
     assert env.id == eid and env.data == ev and key == str(ev.document_id)
     assert env.traceparent and env.traceparent.startswith("00-111")
+
+
+def test_a_consumer_expecting_another_event_type_gets_a_permanent_error() -> None:
+    ev = DocumentDeletedV1(document_id=uuid.uuid4(), deleted_at=utcnow())
+    _, value, headers, _ = make_record(ev)
+    env = decode_record(value, headers)
+    assert env.expect(DocumentDeletedV1) is env.data
+    with pytest.raises(UnexpectedEventTypeError, match="not the DocumentCommittedV1") as caught:
+        env.expect(DocumentCommittedV1)
+    assert isinstance(caught.value, InputError)  # dead-lettered, never retried
 
 
 def test_unknown_fields_are_ignored_within_a_version() -> None:
