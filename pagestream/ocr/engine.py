@@ -24,9 +24,10 @@ class OcrEngine(ABC):
       says whether the same page may succeed later (throttling, timeouts) or not.
     - ``close()`` releases resources; the engine may not be used afterwards.
     - ``detect_orientation()`` and ``estimate_skew()`` are optional: the page processor calls
-      them (only for a page whose first reading went badly) on every engine, and the defaults
-      say "upright" and measure skew engine-agnostically. An engine with better knowledge
-      (Tesseract's OSD) overrides them; nothing is discovered by type checks.
+      them on every engine (orientation only for a page whose first reading went badly; skew
+      for every page of an engine without ``corrects_skew``, else only for such a page). The
+      defaults say "upright" and measure skew engine-agnostically; an engine with better
+      knowledge (Tesseract's OSD) overrides them. Nothing is discovered by type checks.
     """
 
     name: ClassVar[str]
