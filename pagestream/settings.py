@@ -195,7 +195,7 @@ class Settings(BaseSettings):
     # Image repair before Tesseract (docs/engines.md): each step runs only on pages that need it.
     # PAGESTREAM_OCR_PREPROCESS=false turns the whole stage off; PAGESTREAM_OCR_PREPROCESS_DISABLE
     # turns single steps off: a comma-separated list of page-detection, illumination,
-    # binarization, upscale, denoise.
+    # binarization, upscale, denoise, downscale.
     ocr_preprocess: bool = Field(True, alias="PAGESTREAM_OCR_PREPROCESS")
     ocr_preprocess_disable: str = Field("", alias="PAGESTREAM_OCR_PREPROCESS_DISABLE")
 

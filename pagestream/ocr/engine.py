@@ -8,6 +8,7 @@ from typing import ClassVar
 from PIL import Image
 
 from pagestream.layout import PageLayout
+from pagestream.ocr import deskew
 
 
 class OcrEngine(ABC):
@@ -22,6 +23,11 @@ class OcrEngine(ABC):
     - Errors are ``pagestream.ocr.errors.OcrError`` subclasses; ``retryable`` on the class
       says whether the same page may succeed later (throttling, timeouts) or not.
     - ``close()`` releases resources; the engine may not be used afterwards.
+    - ``detect_orientation()`` and ``estimate_skew()`` are optional: the page processor calls
+      them on every engine (orientation only for a page whose first reading went badly; skew
+      for every page of an engine without ``corrects_skew``, else only for such a page). The
+      defaults say "upright" and measure skew engine-agnostically; an engine with better
+      knowledge (Tesseract's OSD) overrides them. Nothing is discovered by type checks.
     """
 
     name: ClassVar[str]
@@ -37,6 +43,24 @@ class OcrEngine(ABC):
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release resources. Default: nothing to do."""
+
+    def detect_orientation(self, image: Image.Image) -> tuple[int, float]:
+        """Clockwise degrees (0, 90, 180 or 270) that turn ``image`` upright, and the confidence
+        on Tesseract's OSD scale (the processor trusts a turn from 2.0 up).
+
+        Default: ``(0, 0.0)``, "cannot tell": the page is read as it is. Engines that read any
+        orientation themselves (the cloud engines) need nothing else.
+        """
+        return 0, 0.0
+
+    def estimate_skew(self, image: Image.Image) -> float:
+        """Counter-clockwise degrees that make the text lines of ``image`` horizontal.
+
+        Default: a projection-profile search within ±5° (``pagestream.ocr.deskew``), which works
+        for every engine. The processor asks only when it straightens a page itself: always for
+        engines without ``corrects_skew``, otherwise only for a page that read badly.
+        """
+        return deskew.estimate_skew(image)
 
     @abstractmethod
     def version(self) -> str:

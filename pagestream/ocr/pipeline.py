@@ -1,7 +1,7 @@
 """``PageProcessor``: one page from document bytes to a ``PageLayout``.
 
 Text layer when the PDF has a trustworthy one (no OCR spent on born-digital pages);
-otherwise render within the pixel budget → turn upright (OSD) → straighten small skew →
+otherwise render within the pixel budget → straighten small skew (engines that do not) →
 repair the image where it needs it (``preprocess``: photos, uneven light, low dpi, speckle) →
 recognize → map boxes back onto the page → parse the title block.
 """
@@ -9,7 +9,6 @@ recognize → map boxes back onto the page → parse the title block.
 from __future__ import annotations
 
 import time
-from typing import Protocol, runtime_checkable
 
 from PIL import Image
 
@@ -22,9 +21,6 @@ from pagestream.settings import Settings
 
 #: OSD confidence below which a detected 90/180/270° turn is not trusted (Tesseract's scale).
 MIN_ORIENTATION_CONFIDENCE = 2.0
-#: Skew search: ±range in degrees, on a copy this wide.
-SKEW_RANGE_DEGREES = 5.0
-_SKEW_WIDTH = 600
 #: Skews smaller than this are left alone: Tesseract reads a page tilted by half a degree as
 #: well as a straight one, and turning a 300 dpi page costs a fifth of a second and some sharpness.
 MIN_SKEW_DEGREES = 0.5
@@ -36,52 +32,10 @@ _TRANSPOSE_CW = {
 }
 
 
-@runtime_checkable
-class OrientationDetector(Protocol):
-    """Something that tells how far to turn a page clockwise to make it upright."""
-
-    def detect_orientation(self, image: Image.Image) -> tuple[int, float]:
-        """``(clockwise degrees 0/90/180/270, confidence)``."""
-        ...
-
-
 def rotate_clockwise(image: Image.Image, degrees: int) -> Image.Image:
     """Turn ``image`` clockwise by a multiple of 90°."""
     op = _TRANSPOSE_CW.get(degrees % 360)
     return image.transpose(op) if op is not None else image
-
-
-def _profile_score(ink: Image.Image, angle: float) -> float:
-    rotated = ink.rotate(angle, resample=Image.Resampling.BILINEAR, expand=False, fillcolor=0)
-    rows = rotated.resize((1, rotated.height), Image.Resampling.BOX).tobytes()
-    return float(sum((b - a) ** 2 for a, b in zip(rows, rows[1:], strict=False)))
-
-
-def estimate_skew(image: Image.Image, max_degrees: float = SKEW_RANGE_DEGREES) -> float:
-    """Counter-clockwise angle (degrees) that makes text lines horizontal, by projection profiles.
-
-    Works on a ~600 px wide inverted copy: coarse 0.5° steps, then 0.1° around the best.
-    """
-    factor = min(1.0, _SKEW_WIDTH / max(1, image.width))
-    small = (
-        image
-        if factor >= 1.0
-        else image.resize(
-            (max(1, int(image.width * factor)), max(1, int(image.height * factor))), Image.Resampling.BOX
-        )
-    )
-    # Ink bright, paper black: rotation fills with paper and the profile counts ink per row.
-    ink = small.point(lambda v: 255 if v < 160 else 0)
-    if ink.getbbox() is None:
-        return 0.0
-
-    def search(center: float, step: float, span: float) -> float:
-        n = int(round(span / step))
-        candidates = [center + i * step for i in range(-n, n + 1)]
-        return max(candidates, key=lambda a: (_profile_score(ink, a), -abs(a)))
-
-    coarse = search(0.0, 0.5, max_degrees)
-    return round(search(coarse, 0.1, 0.5), 2)
 
 
 class PageProcessor:
@@ -95,18 +49,19 @@ class PageProcessor:
         max_pixels: int = 60_000_000,
         languages: str = "eng",
         deskew: bool = True,
-        orientation: OrientationDetector | None = None,
+        orientation: bool = True,
         preprocessing: PreprocessOptions | None = None,
     ) -> None:
         self.engine = engine
         self.dpi = dpi
         self.max_pixels = max_pixels
         self.languages = languages
+        #: straighten pages (``engine.estimate_skew``) where the engine does not
         self.deskew = deskew
+        #: ask ``engine.detect_orientation`` about pages that read badly
+        self.orientation = orientation
         #: image repair before OCR; on by default for engines that want it (Tesseract)
         self.preprocessing = preprocessing or PreprocessOptions()
-        # Tesseract brings OSD; other engines may be given a detector (or rotate pages themselves).
-        self.orientation = orientation or (engine if isinstance(engine, OrientationDetector) else None)
 
     @classmethod
     def from_settings(cls, engine: OcrEngine, settings: Settings) -> PageProcessor:
@@ -185,8 +140,8 @@ class PageProcessor:
         if _reads_badly(layout):
             fix_started = time.perf_counter()
             degrees = 0
-            if self.orientation is not None:
-                found, confidence = self.orientation.detect_orientation(rendered.image)
+            if self.orientation:
+                found, confidence = self.engine.detect_orientation(rendered.image)
                 if found % 360 and confidence >= MIN_ORIENTATION_CONFIDENCE:
                     degrees = found % 360
             turned = rotate_clockwise(rendered.image, degrees)
@@ -237,7 +192,7 @@ class PageProcessor:
         """
         if not self.deskew or (self.engine.corrects_skew and not even_if_engine_corrects):
             return image, 0.0
-        correction = estimate_skew(image)
+        correction = self.engine.estimate_skew(image)
         if abs(correction) < MIN_SKEW_DEGREES:
             return image, 0.0
         return image.rotate(

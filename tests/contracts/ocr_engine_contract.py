@@ -12,6 +12,7 @@ from pagestream._testing import pages
 from pagestream.layout import PageLayout
 from pagestream.ocr.engine import OcrEngine
 from pagestream.ocr.errors import EngineConfigurationError
+from pagestream.ocr.pipeline import MIN_ORIENTATION_CONFIDENCE, MIN_SKEW_DEGREES, rotate_clockwise
 from tests.contracts import ContractSuite
 
 CONTRACT_LINES = (
@@ -96,6 +97,27 @@ class OcrEngineContract(ContractSuite):
         # that ask for it, and skips its own deskew for engines that straighten pages themselves.
         assert isinstance(engine.wants_preprocessing, bool)
         assert isinstance(engine.corrects_skew, bool)
+
+    def test_orientation_is_a_quarter_turn_and_right_when_confident(
+        self, engine: OcrEngine, contract_image_and_text: tuple[Image.Image, str]
+    ) -> None:
+        # Every engine answers (the default is "upright, no confidence"); one confident enough
+        # for the processor to act on must be right, or it would turn good pages over.
+        image, _ = contract_image_and_text
+        for turned_by, upright_by in ((0, 0), (90, 270), (180, 180)):
+            degrees, confidence = engine.detect_orientation(rotate_clockwise(image, turned_by))
+            assert degrees in (0, 90, 180, 270)
+            assert isinstance(confidence, float) and confidence >= 0.0
+            assert confidence < MIN_ORIENTATION_CONFIDENCE or degrees == upright_by
+
+    def test_skew_is_measured_counter_clockwise_in_degrees(
+        self, engine: OcrEngine, contract_image_and_text: tuple[Image.Image, str]
+    ) -> None:
+        image, _ = contract_image_and_text
+        assert abs(engine.estimate_skew(image)) < MIN_SKEW_DEGREES
+        # PIL turns counter-clockwise; straightening that is a clockwise (negative) turn
+        tilted = image.rotate(2.0, resample=Image.Resampling.BICUBIC, expand=True, fillcolor=255)
+        assert engine.estimate_skew(tilted) == pytest.approx(-2.0, abs=0.5)
 
     def test_close_releases_the_engine_for_good(
         self, engine: OcrEngine, contract_image_and_text: tuple[Image.Image, str]

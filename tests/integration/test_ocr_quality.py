@@ -6,6 +6,7 @@ import io
 from collections.abc import Iterator
 
 import pytest
+from PIL import Image
 from reportlab.pdfgen import canvas
 
 from pagestream._testing import degraded, drawings, pages
@@ -13,6 +14,7 @@ from pagestream.layout import PageLayout
 from pagestream.ocr.engine import OcrEngine
 from pagestream.ocr.errors import LanguageNotInstalledError, OcrError
 from pagestream.ocr.pipeline import PageProcessor, rotate_clockwise
+from pagestream.ocr.preprocess import PreprocessOptions
 from pagestream.ocr.tesseract import TesseractEngine
 
 pytestmark = pytest.mark.integration
@@ -47,8 +49,6 @@ def test_rotated_scan_is_turned_upright(
     processor: PageProcessor, letter: tuple[bytes, str], turned: int
 ) -> None:
     data, truth = letter
-    from PIL import Image
-
     image = Image.open(io.BytesIO(data))
     rotated = pages.png_bytes(rotate_clockwise(image, turned), 300)
     layout = processor.process(rotated, "image/png", 1)
@@ -58,6 +58,36 @@ def test_rotated_scan_is_turned_upright(
     # page turned 90° well by itself, and then no turn is needed. Any turn applied must be right.
     assert layout.rotation in (0, (360 - turned) % 360)
     assert error < 0.02
+
+
+class _CountingTesseract(TesseractEngine):
+    """Real Tesseract that counts how often the processor asks it about orientation."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.asked = 0
+
+    def detect_orientation(self, image: Image.Image) -> tuple[int, float]:
+        self.asked += 1
+        return super().detect_orientation(image)
+
+
+def test_orientation_is_asked_of_the_engine_only_for_a_page_that_reads_badly(
+    letter: tuple[bytes, str],
+) -> None:
+    data, truth = letter
+    upside_down = pages.png_bytes(rotate_clockwise(Image.open(io.BytesIO(data)), 180), 300)
+    engine = _CountingTesseract()
+    with PageProcessor(engine) as processor:
+        assert processor.process(data, "image/png", 1).rotation == 0
+        assert engine.asked == 0, "an upright page that reads well costs no orientation check"
+        layout = processor.process(upside_down, "image/png", 1)
+        assert engine.asked == 1 and layout.rotation == 180
+        assert pages.cer(truth, layout.text) < 0.02
+    engine = _CountingTesseract()
+    with PageProcessor(engine, orientation=False) as processor:
+        assert processor.process(upside_down, "image/png", 1).rotation == 0
+        assert engine.asked == 0
 
 
 class _NoOcr(OcrEngine):
@@ -172,12 +202,21 @@ def test_photo_word_boxes_are_in_the_submitted_photo(processor: PageProcessor) -
     assert abs(first.box.x0 - x / w) < 40 and abs(first.box.y0 - y / w) < 40, (first.box, x / w, y / w)
 
 
-def test_clean_scan_gets_no_preprocessing_and_reads_as_before(processor: PageProcessor) -> None:
+def test_clean_scan_is_only_downscaled_and_reads_as_before(processor: PageProcessor) -> None:
     page = degraded.clean_scan(0)
     layout = processor.process(page.data, page.media_type, 1)
-    assert layout.preprocessing is not None and layout.preprocessing.steps == []
+    assert layout.preprocessing is not None and [s.name for s in layout.preprocessing.steps] == ["downscale"]
     assert layout.preprocessing.analysis_seconds < 0.5
-    assert pages.cer(page.truth, layout.text) < 0.02
+    # Boxes are on the page as submitted (300 dpi), not on the smaller image Tesseract read.
+    submitted = Image.open(io.BytesIO(page.data)).size
+    assert (layout.width, layout.height) == submitted
+    assert max(w.box.x1 for w in layout.words()) > 0.6 * submitted[0]
+    with PageProcessor(TesseractEngine(), preprocessing=PreprocessOptions(downscale=False)) as full_size:
+        before = full_size.process(page.data, page.media_type, 1)
+    assert before.preprocessing is not None and before.preprocessing.steps == []
+    error, error_before = pages.cer(page.truth, layout.text), pages.cer(page.truth, before.text)
+    print(f"CER downscaled {error:.4f}, full size {error_before:.4f}")
+    assert error < 0.02 and error <= error_before + 0.002
 
 
 # --- per-document languages ------------------------------------------------------------------------
@@ -199,16 +238,11 @@ class _RecordingEngine(OcrEngine):
 
 def test_languages_option_reaches_the_engine() -> None:
     engine = _RecordingEngine()
-    processor = PageProcessor(engine, languages="eng", orientation=_NeverTurn())
+    processor = PageProcessor(engine, languages="eng", orientation=False)
     data = pages.png_bytes(pages.text_page_image(["Hello"], dpi=100, size_in=(3, 2)), 100)
     processor.process(data, "image/png", 1, languages="deu+eng")
     processor.process(data, "image/png", 1)
     assert engine.languages[0] == "deu+eng" and engine.languages[-1] == "eng"
-
-
-class _NeverTurn:
-    def detect_orientation(self, image: object) -> tuple[int, float]:
-        return 0, 0.0
 
 
 def test_missing_language_is_a_permanent_error_naming_what_is_installed(processor: PageProcessor) -> None:

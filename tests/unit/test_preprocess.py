@@ -23,9 +23,10 @@ def _rendered(page: degraded.DegradedPage) -> render.RenderedPage:
 
 def test_clean_300_dpi_scan_is_left_alone_and_the_look_is_cheap() -> None:
     page = _rendered(degraded.clean_scan(0))
-    preprocess(page.image, page.dpi_used)  # warm up (first OpenCV calls)
+    options = PreprocessOptions(downscale=False)
+    preprocess(page.image, page.dpi_used, options)  # warm up (first OpenCV calls)
     started = time.perf_counter()
-    result = preprocess(page.image, page.dpi_used)
+    result = preprocess(page.image, page.dpi_used, options)
     elapsed = time.perf_counter() - started
     assert result.image is page.image and not result.changed
     assert result.record.steps == []
@@ -37,8 +38,38 @@ def test_clean_300_dpi_scan_is_left_alone_and_the_look_is_cheap() -> None:
 
 def test_clean_scan_without_a_recorded_dpi_is_measured_and_left_alone() -> None:
     image = _rendered(degraded.clean_scan(1)).image
-    result = preprocess(image, None)
+    result = preprocess(image, None, PreprocessOptions(downscale=False))
     assert result.record.steps == [] and result.image is image
+
+
+def test_body_text_at_300_dpi_is_only_downscaled_to_the_height_tesseract_needs() -> None:
+    page = _rendered(degraded.clean_scan(0))
+    for dpi in (page.dpi_used, None):
+        result = preprocess(page.image, dpi)
+        assert [s.name for s in result.record.steps] == ["downscale"]
+        step = result.record.steps[0]
+        factor = float(step.params["factor"])
+        # 11 pt letters (~26 px) shrunk to ~17 px: a third fewer pixels for Tesseract to segment
+        assert 0.55 < factor < 0.8
+        assert float(step.params["text_height"]) * factor == pytest.approx(17.0, abs=1.5)
+        # (the recorded factor is rounded to 3 digits)
+        assert result.image.size == pytest.approx(
+            (page.image.width * factor, page.image.height * factor), abs=2
+        )
+        assert result.dpi == (pytest.approx(page.dpi_used * factor, rel=0.01) if dpi else None)
+        x0, y0, x1, y1 = result.map_box(100, 200, 300, 400)
+        assert (x0, y0, x1, y1) == pytest.approx(
+            (100 / factor, 200 / factor, 300 / factor, 400 / factor), rel=0.01
+        )
+
+
+def test_small_print_and_pages_with_few_letters_are_not_downscaled() -> None:
+    from pagestream._testing.pages import LETTER_LINES, text_page_image
+
+    seven_pt = text_page_image(LETTER_LINES * 3, dpi=300, font_pt=7.0)
+    assert preprocess(seven_pt, 300.0).record.steps == []
+    few = text_page_image(LETTER_LINES[:2], dpi=300, font_pt=12.0)
+    assert preprocess(few, 300.0).record.steps == []
 
 
 def test_fax_is_despeckled_and_upscaled_to_300_dpi() -> None:
@@ -98,6 +129,7 @@ def test_each_step_can_be_turned_off() -> None:
 def test_options_from_settings_flags() -> None:
     options = PreprocessOptions.from_flags(True, "binarization, Upscale")
     assert options.enabled and not options.binarization and not options.upscale and options.denoise
+    assert options.downscale and not PreprocessOptions.from_flags(True, "downscale").downscale
     assert not PreprocessOptions.from_flags(False, "").enabled
     with pytest.raises(ConfigurationError, match="unknown preprocessing step.*sharpen"):
         PreprocessOptions.from_flags(True, "sharpen")
