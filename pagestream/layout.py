@@ -87,7 +87,7 @@ class TitleBlock(BaseModel):
 
 class PreprocessingStep(BaseModel):
     """One image repair applied before OCR (``perspective``, ``illumination``, ``binarization``,
-    ``upscale``, ``denoise``), its wall time and what it measured or chose."""
+    ``upscale``, ``denoise``, ``downscale``), its wall time and what it measured or chose."""
 
     name: str
     seconds: float
