@@ -70,11 +70,12 @@ class EventConsumer:
         *,
         client_id: str = "pagestream",
         extra: dict[str, Any] | None = None,
-        create_topics: bool = True,
+        create_topics: bool | None = None,
     ):
         self._settings = settings
         self._topics = list(topics)
-        self._create_topics = create_topics
+        # where the app may not create topics (``PAGESTREAM_CDC_CREATE_TOPICS=false``) the deployment does
+        self._create_topics = settings.cdc_create_topics if create_topics is None else create_topics
         self._conf: dict[str, Any] = {
             **settings.kafka_client_config(),
             "group.id": group_id,
@@ -87,8 +88,12 @@ class EventConsumer:
             "max.poll.interval.ms": 300_000,
             "topic.metadata.refresh.interval.ms": 5_000,
             # A paused/resumed partition is refetched only when the outstanding fetch returns;
-            # librdkafka's default long-poll of 500 ms cost every OCR page half a second.
-            "fetch.wait.max.ms": 50,
+            # librdkafka's default long-poll of 500 ms cost every OCR page half a second. Tansu answers
+            # a waiting fetch on its own schedule, not when a record lands: produce → consume measured
+            # p50 7 ms / max 67 ms at 50 ms, 4 ms / 8 ms at 10 ms, for 4.5 ms/s of broker CPU and
+            # 1.2 ms/s of client CPU per idle consumer (2.0 and 0.7 at 50 ms). Every consumer here is
+            # a hop on some document's path, so all take the short poll.
+            "fetch.wait.max.ms": 10,
             **(extra or {}),
         }
         self._consumer: Consumer | None = None
