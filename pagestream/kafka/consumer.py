@@ -6,7 +6,7 @@ so services never see confluent_kafka types.
 
 A consumer makes sure its topics exist before it subscribes (``start``): a subscription to a
 topic that does not exist yet learns of it only at a metadata refresh and then rejoins its group,
-so the first record of a topic the relay creates on first use waited seconds for nobody.
+so the first record of a topic the relay creates on first use waited seconds for it.
 """
 
 from __future__ import annotations
