@@ -22,7 +22,7 @@ from typing import Any
 from bench.machine import CpuMeter
 
 REPO = Path(__file__).resolve().parent.parent
-NAMES = ("ocr", "cdc", "latency", "ingest", "born-digital", "scaling", "liveness", "preprocessing")
+NAMES = ("ocr", "cdc", "latency", "topics", "ingest", "born-digital", "scaling", "liveness", "preprocessing")
 
 
 @dataclass(frozen=True)
@@ -36,6 +36,7 @@ class Plan:
     ingest_seconds: float
     repeats: int  # pipeline throughput runs per worker count
     quick: bool
+    topic_trials: int = 5  # fresh event types in the first-record section
     degraded_pages: int = 4  # per kind (clean, photo, fax) in the preprocessing section
 
 
@@ -57,6 +58,7 @@ QUICK = Plan(
     repeats=1,
     quick=True,
     degraded_pages=2,
+    topic_trials=2,
 )
 
 
@@ -253,6 +255,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             runner.measure(
                 "preprocessing", lambda: preprocessing.run(plan.degraded_pages, 2 * plan.degraded_pages)
             )
+
+        if "topics" in selected:
+            from bench.topics import first_record_latency
+
+            def topics() -> dict[str, Any]:
+                with running_stack("topics", {}, services=("cdc",)) as stack:
+                    return first_record_latency(stack, plan.topic_trials)
+
+            runner.measure("topics", topics)
 
         if "ingest" in selected:
 

@@ -67,6 +67,8 @@ def ensure_topics(settings: Settings, topics: Iterable[str] = ALL_TOPICS, timeou
         try:
             fut.result(timeout)
             created.append(topic)
+        except TimeoutError as e:  # concurrent.futures' (an alias of the builtin since 3.11)
+            raise BrokerUnavailableError(f"cannot create topic {topic}: no answer in {timeout:.0f} s") from e
         except KafkaException as e:
             err = e.args[0] if e.args else None
             if getattr(err, "name", lambda: "")() == "TOPIC_ALREADY_EXISTS":
