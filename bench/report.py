@@ -11,6 +11,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from bench import targets
+
 RESULTS_DIR = Path(__file__).parent / "results"
 ORDER = ("ocr", "cdc", "latency", "topics", "ingest", "born-digital", "scaling", "liveness", "preprocessing")
 TITLES = {
@@ -542,6 +544,13 @@ def render(records: dict[str, dict[str, Any]]) -> str:
         "and are not part of `make test`. Every figure states the machine, date and command it came from.",
         "",
         *_headline(records),
+        "### Overheads against their targets",
+        "",
+        "Each figure beside its target and its value on the code of 2026-11-23; the section named "
+        "measured it and states its machine, date, command and the CPU load from outside the benchmark.",
+        "",
+        *targets.table(records),
+        "",
     ]
     for name in sorted(records, key=lambda n: ORDER.index(n) if n in ORDER else len(ORDER)):
         record = records[name]
