@@ -16,11 +16,20 @@ from pagestream.storage import open_store
 from pagestream.submission import DocumentIntake
 from pagestream.workers.submit_consumer import SubmitCommandConsumer
 
+#: PostgreSQL connections ingest keeps open (see ``main``).
+INGEST_POOL_SIZE = 20
+
 
 def main() -> None:
     settings = load_settings()
     setup_logging("ingest", settings.log_level)
-    engine = make_engine(settings.database_dsn(), application_name="pagestream-ingest")
+    # Uploads run on the API's worker threads (anyio's default: 40), each holding a connection
+    # for its statements. A pool smaller than the requests in flight opens and closes an overflow
+    # connection per request (SCRAM authentication and a backend fork each time: most of an
+    # upload's CPU at 8 concurrent uploads); this one holds 20 open.
+    engine = make_engine(
+        settings.database_dsn(), pool_size=INGEST_POOL_SIZE, application_name="pagestream-ingest"
+    )
     store = open_store(settings)
     submit_consumer = SubmitCommandConsumer(settings, DocumentIntake(settings, engine, store), store)
     stop = threading.Event()
