@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -145,6 +145,36 @@ class ApiClient:
             if v is not None
         }
         return self._request("POST", f"/v1/documents/{document_id}/reprocess", json=body).json()
+
+    def wait_all(
+        self,
+        document_ids: Sequence[str],
+        timeout: float = 600.0,
+        on_final: Callable[[dict[str, Any]], None] | None = None,
+        poll: float = 0.1,
+    ) -> dict[str, dict[str, Any]]:
+        """Wait until every document is final or ``timeout`` passed: id -> final view of those that are.
+
+        One request at a time, whatever the number of documents: the first one not yet final is
+        polled every ``poll`` seconds; once it is final the next is asked for at once. Documents
+        submitted together finish in about the order they were submitted, so this sees each one
+        final within ``poll`` seconds of the last, at ~1/``poll`` requests per second plus one per
+        document (not one per document per round).
+        """
+        deadline = time.monotonic() + timeout
+        final: dict[str, dict[str, Any]] = {}
+        pending = list(dict.fromkeys(document_ids))
+        while pending:
+            doc = self.document(pending[0])
+            if doc["status"] in FINAL_STATUSES:
+                final[pending.pop(0)] = doc
+                if on_final:
+                    on_final(doc)
+                continue
+            if time.monotonic() > deadline:
+                break
+            time.sleep(poll)
+        return final
 
     def wait(
         self,

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import re
 import sys
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -16,17 +18,9 @@ from pagestream.engine_names import ENGINE_NAMES
 from pagestream.exitcodes import ExitCode
 
 
-def _progress_bar(total: int, desc: str) -> Any:
-    from tqdm import tqdm
-
-    return tqdm(
-        total=total, desc=desc, unit="page", file=sys.stderr, leave=False, disable=not sys.stderr.isatty()
-    )
-
-
 def wait_with_progress(client: ApiClient, doc: dict[str, Any], timeout: float) -> dict[str, Any]:
     """Wait for a document, showing a page progress bar on a terminal."""
-    bar = _progress_bar(doc.get("page_count") or 1, (doc.get("filename") or doc["id"])[:30])
+    bar = _bar(doc.get("page_count") or 1, (doc.get("filename") or doc["id"])[:30], "page")
 
     def update(d: dict[str, Any]) -> None:
         bar.total = d.get("page_count") or bar.total
@@ -39,6 +33,48 @@ def wait_with_progress(client: ApiClient, doc: dict[str, Any], timeout: float) -
         bar.close()
 
 
+#: an upload's outcome: the document's view, or why it was not accepted
+_Submitted = tuple[dict[str, Any] | None, ApiClientError | None]
+
+
+def _submit_all(
+    client: ApiClient, files: Sequence[Path], concurrency: int, **options: Any
+) -> list[_Submitted]:
+    """Upload ``files`` with up to ``concurrency`` requests in flight; results in the order of ``files``.
+
+    The pipeline works on documents in parallel, so a batch is uploaded in parallel too: one
+    upload at a time leaves ingest waiting on each round trip (and on this client's own work).
+    """
+    bar = _bar(len(files), "uploading", "file")
+
+    def one(path: Path) -> _Submitted:
+        try:
+            return client.submit(path, **options), None
+        except ApiClientError as e:
+            return None, e
+        finally:
+            bar.update(1)
+
+    try:
+        if concurrency == 1 or len(files) == 1:
+            return [one(p) for p in files]
+        with ThreadPoolExecutor(
+            max_workers=min(concurrency, len(files)), thread_name_prefix="submit"
+        ) as pool:
+            return list(pool.map(one, files))
+    finally:
+        bar.close()
+
+
+def _bar(total: int, desc: str, unit: str) -> Any:
+    """A progress bar on stderr when it is a terminal (nothing otherwise: stdout stays the results)."""
+    from tqdm import tqdm
+
+    return tqdm(
+        total=total, desc=desc, unit=unit, file=sys.stderr, leave=False, disable=not sys.stderr.isatty()
+    )
+
+
 @click.command()
 @click.argument(
     "files", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path)
@@ -49,6 +85,14 @@ def wait_with_progress(client: ApiClient, doc: dict[str, Any], timeout: float) -
 @click.option("--force-ocr", is_flag=True, help="OCR even pages that have a text layer.")
 @click.option("--force", is_flag=True, help="Process identical bytes again as a new document.")
 @click.option(
+    "--concurrency",
+    "-j",
+    default=4,
+    show_default=True,
+    type=click.IntRange(1, 64),
+    help="Uploads in flight at once.",
+)
+@click.option(
     "--timeout", default=1800.0, show_default=True, help="Seconds to wait per document with --wait."
 )
 def submit(
@@ -58,26 +102,17 @@ def submit(
     password: str | None,
     force_ocr: bool,
     force: bool,
+    concurrency: int,
     timeout: float,
 ) -> None:
-    """Upload FILES (PDFs or images) for OCR."""
+    """Upload FILES (PDFs or images) for OCR, several at once; progress on stderr."""
     failed = 0
     with api_client() as client:
         # submit everything first, so the pipeline works on all files at once; then wait
-        submitted: list[tuple[Path, dict[str, Any] | None, ApiClientError | None]] = []
-        for path in files:
-            try:
-                submitted.append(
-                    (path, client.submit(path, password=password, force_ocr=force_ocr, force=force), None)
-                )
-            except ApiClientError as e:
-                submitted.append((path, None, e))
-        for path, doc, error in submitted:
-            if doc is not None and wait:
-                try:
-                    doc = wait_with_progress(client, doc, timeout)
-                except ApiClientError as e:
-                    doc, error = None, e
+        results = _submit_all(client, files, concurrency, password=password, force_ocr=force_ocr, force=force)
+        if wait:
+            results = _wait_for(client, results, timeout)
+        for path, (doc, error) in zip(files, results, strict=True):
             if doc is None:
                 assert error is not None
                 failed += 1
@@ -115,6 +150,31 @@ def submit(
                 click.echo(f"{doc['id']}  {doc['status']:<10} {path}{extra}")
     if failed:
         sys.exit(ExitCode.FAILED)
+
+
+def _wait_for(client: ApiClient, results: list[_Submitted], timeout: float) -> list[_Submitted]:
+    """Each accepted document's final view: one document with a page bar, several with a document bar."""
+    accepted = [doc for doc, _ in results if doc is not None]
+    if len(accepted) == 1:
+        try:
+            final = {accepted[0]["id"]: wait_with_progress(client, accepted[0], timeout)}
+        except ApiClientError as e:
+            return [(None, e) if doc is not None else (doc, error) for doc, error in results]
+    else:
+        bar = _bar(len(accepted), "processing", "doc")
+        try:
+            final = client.wait_all([d["id"] for d in accepted], timeout, on_final=lambda _: bar.update(1))
+        finally:
+            bar.close()
+    out: list[_Submitted] = []
+    for doc, error in results:
+        if doc is None:
+            out.append((None, error))
+        elif doc["id"] in final:
+            out.append((final[doc["id"]], None))
+        else:
+            out.append((None, ApiClientError(f"document {doc['id']} not final after {timeout:.0f} s")))
+    return out
 
 
 @click.command()

@@ -8,11 +8,22 @@ publication publishes inserts only, so the delete is invisible to consumers.
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
 from sqlalchemy import Connection, delete, insert
 
 from pagestream.db.schema import outbox
 from pagestream.events.models import Event, utcnow
+
+#: ``write_event`` as driver SQL (psycopg2 pyformat), for a caller that sends it in the same round
+#: trip as its effect (``create_document``): insert the row, then delete it in the same transaction.
+#: Parameters: ``event_sql_params``.
+INSERT_AND_DELETE_EVENT_SQL = (
+    "INSERT INTO outbox (id, aggregatetype, aggregateid, type, payload, traceparent, occurredat) "
+    "VALUES (%(outbox_id)s, %(outbox_aggregatetype)s, %(outbox_aggregateid)s, %(outbox_type)s, "
+    "%(outbox_payload)s, %(outbox_traceparent)s, %(outbox_occurredat)s); "
+    "DELETE FROM outbox WHERE id = %(outbox_id)s"
+)
 
 
 def write_event(conn: Connection, event: Event, *, traceparent: str | None, keep: bool = False) -> uuid.UUID:
@@ -32,3 +43,16 @@ def write_event(conn: Connection, event: Event, *, traceparent: str | None, keep
     if not keep:
         conn.execute(delete(outbox).where(outbox.c.id == event_id))
     return event_id
+
+
+def event_sql_params(event: Event, *, traceparent: str | None) -> dict[str, Any]:
+    """The parameters of ``INSERT_AND_DELETE_EVENT_SQL`` for ``event`` (a fresh event id)."""
+    return {
+        "outbox_id": str(uuid.uuid4()),
+        "outbox_aggregatetype": event.aggregate_type,
+        "outbox_aggregateid": event.aggregate_id(),
+        "outbox_type": event.event_type,
+        "outbox_payload": event.model_dump_json(),
+        "outbox_traceparent": traceparent,
+        "outbox_occurredat": utcnow().isoformat(),
+    }

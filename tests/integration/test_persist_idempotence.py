@@ -99,3 +99,32 @@ def test_page_of_a_deleted_document_is_ignored(engine: Engine) -> None:
             conn.execute(text("SELECT count(*) FROM pages WHERE document_id = :id"), {"id": doc}).scalar()
             == 0
         )
+
+
+def test_one_batch_dedupes_its_own_repeats_and_applies_its_outcomes_in_order(engine: Engine) -> None:
+    """A batch holding an event twice, and a page's failure followed by its late success: the repeat
+    counts as a duplicate, the success replaces the failure, the document completes once."""
+    doc = new_document(engine, 2)
+    first = completed(doc, 1, 2, "page one")
+    batch = [first, first, failed(doc, 2, 2), completed(doc, 2, 2, "page two, retried")]
+    result = apply_page_outcomes(engine, batch)
+    assert (result.applied, result.duplicates) == (3, 1)
+    assert [(d, s) for d, s, _ in result.finished] == [(doc, "completed")]
+    (status, done, failed_pages, *_), pages = _state(engine, doc)
+    assert (status, done, failed_pages) == ("completed", 2, 0)
+    assert [(n, s, t) for n, s, t, _, _ in pages] == [
+        (1, "completed", "page one"),
+        (2, "completed", "page two, retried"),
+    ]
+
+
+def test_layout_with_nul_and_lone_surrogates_is_stored_cleaned(engine: Engine) -> None:
+    """jsonb refuses NUL and a lone surrogate cannot be encoded: the layout's words are cleaned too."""
+    doc = new_document(engine, 1)
+    result = apply_page_outcomes(engine, [completed(doc, 1, 1, "Status \ud83d report\x00 ok")])
+    assert result.applied == 1
+    with engine.connect() as conn:
+        row = conn.execute(text("SELECT text, layout FROM pages WHERE document_id = :id"), {"id": doc}).one()
+    words = [w["text"] for b in row.layout["blocks"] for ln in b["lines"] for w in ln["words"]]
+    assert row.text == "Status \ufffd report ok"
+    assert words == ["Status", "\ufffd", "report", "ok"]
