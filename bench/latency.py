@@ -1,7 +1,7 @@
 """End-to-end latency of one-page documents at light load, and where the time goes.
 
 Scanned pages measure the pipeline's overhead next to real OCR; one-page born-digital PDFs (text
-layer, no OCR) measure nothing but overhead. Each figure is reported next to its target (issue 15).
+layer, no OCR) measure nothing but overhead. Each figure is reported next to its target.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from bench.machine import CpuMeter
 from bench.progress import say
 from bench.stack import BenchStack
 
-#: issue 15 targets (seconds, p50)
+#: the overhead targets (seconds, p50; see BENCHMARKS.md)
 TARGETS = {
     "overhead": 0.150,
     "persist_to_completed": 0.050,

@@ -1,4 +1,4 @@
-"""Degraded pages (issue 13): CER and seconds per page by kind, pagestream's ``PageProcessor`` vs. the
+"""Degraded pages: CER and seconds per page by kind, pagestream's ``PageProcessor`` vs. the
 bare tesseract CLI on the same files in the same run, and clean scans with preprocessing on vs. off.
 
 Pages are generated (``pagestream/_testing/degraded.py``), so the ground truth is known. Each page is

@@ -342,7 +342,7 @@ def _born_digital(d: dict[str, Any]) -> list[str]:
 
 
 def _small_documents(s: dict[str, Any] | None) -> list[str]:
-    """Many one-page born-digital documents submitted at once with the CLI (issue 15)."""
+    """Many one-page born-digital documents submitted at once with the CLI."""
     if not s:
         return []
     n = s["documents"]

@@ -80,6 +80,17 @@ def _scaling(r: Records) -> tuple[str, bool | None]:
     return f"{speedup:.2f}×", speedup >= 1.8
 
 
+def _small_documents(r: Records) -> tuple[str, bool | None]:
+    d = _data(r, "born-digital")["small_documents"]
+    rate = d["documents_per_second"]
+    return f"{rate:.1f} docs/s", rate >= 30.0
+
+
+def _uploads(r: Records) -> tuple[str, bool | None]:
+    rate = _data(r, "ingest")["uploads_per_second"]
+    return f"{rate:.0f}/s", rate >= 300.0
+
+
 TARGETS: list[Target] = [
     Target(
         "one-page scanned document, pipeline overhead p50 (submit → completed minus render + OCR)",

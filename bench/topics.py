@@ -24,7 +24,7 @@ from bench.stack import BenchStack
 from pagestream.events.topics import topic_for
 from pagestream.kafka.consumer import EventConsumer
 
-#: issue 15 target for the first record, commit → consumer (seconds)
+#: the target for the first record, commit → consumer (seconds)
 TARGET_FIRST_SECONDS = 1.0
 #: records after the first, per trial
 FOLLOWERS = 5
