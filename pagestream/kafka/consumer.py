@@ -92,7 +92,8 @@ class EventConsumer:
             # a waiting fetch on its own schedule, not when a record lands: produce → consume measured
             # p50 7 ms / max 67 ms at 50 ms, 4 ms / 8 ms at 10 ms, for 11 ms/s of broker CPU and
             # 1.5 ms/s of client CPU per idle consumer of two 12-partition topics (5.0 and 1.6 at
-            # 50 ms). Every consumer here is a hop on some document's path: all take the short poll.
+            # 50 ms). The default is for hops on a document's path (splitter, page workers); roles
+            # off that path pass a longer wait in ``extra`` (submit commands, Textract job polls).
             "fetch.wait.max.ms": 10,
             **(extra or {}),
         }

@@ -69,8 +69,14 @@ class SubmitCommandConsumer(Handler[DocumentSubmitV1]):
         self._intake = intake
         self._store = store
         self._file_root = _file_root(settings, store)
+        # Commands from Kafka producers: the submit → accepted hop may take a 50 ms poll (its producer
+        # does not wait on it); the 10 ms poll is for hops inside a document's processing.
         self._consumer = consumer or EventConsumer(
-            settings, GROUP, [DOCUMENT_SUBMIT], client_id="pagestream-ingest-submit"
+            settings,
+            GROUP,
+            [DOCUMENT_SUBMIT],
+            client_id="pagestream-ingest-submit",
+            extra={"fetch.wait.max.ms": 50},
         )
         self._producer = producer or EventProducer(settings, client_id="pagestream-ingest-submit")
         self._loop = ConsumerLoop(

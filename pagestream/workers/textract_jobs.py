@@ -98,8 +98,15 @@ class TextractJobPoller(Handler[DocumentOcrJobSubmittedV1]):
         self._settings = settings
         self._jobs = jobs
         self._store = store  # for claim-checked page results; opened on first use
+        # A job is polled seconds apart (its record waits out ``not_before``): librdkafka's default
+        # long poll adds nothing a user sees, and an idle poller then costs the broker a tenth of the
+        # CPU the short poll of the consumers on a document's path does.
         self._consumer = EventConsumer(
-            settings, GROUP, [DOCUMENT_OCR_JOB_SUBMITTED], client_id="pagestream-ocr-textract-jobs"
+            settings,
+            GROUP,
+            [DOCUMENT_OCR_JOB_SUBMITTED],
+            client_id="pagestream-ocr-textract-jobs",
+            extra={"fetch.wait.max.ms": 500},
         )
         self._producer = EventProducer(settings, client_id="pagestream-ocr-textract-jobs")
         self._loop = ConsumerLoop(
