@@ -12,20 +12,17 @@ The routes are sync functions on the sync (psycopg2) engine, run in FastAPI's th
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable, Mapping
-from typing import Any
 
-from fastapi import Depends, FastAPI, Request
-from fastapi.responses import Response
+from fastapi import Depends, FastAPI
 
-from pagestream import metrics
 from pagestream.api.auth import key_check
 from pagestream.api.dlq import dlq_router
 from pagestream.api.documents import documents_router
 from pagestream.api.exports import exports_router
 from pagestream.api.health import health_router
 from pagestream.api.limits import RequestBodyLimit
+from pagestream.api.observe import RequestMetrics
 from pagestream.api.openapi import openapi_document
 from pagestream.api.operations import operations_router
 from pagestream.api.pages import pages_router
@@ -72,15 +69,7 @@ def create_app(
     # Bodies are capped before anything parses them (inside _metrics, so 413s are counted there too).
     app.add_middleware(RequestBodyLimit, max_upload_bytes=settings.max_upload_bytes)
 
-    @app.middleware("http")
-    async def _metrics(request: Request, call_next: Any) -> Response:
-        start = time.perf_counter()
-        response = await call_next(request)
-        route = request.scope.get("route")
-        path = getattr(route, "path", "unmatched")
-        metrics.HTTP_REQUESTS.labels(request.method, path, str(response.status_code)).inc()
-        metrics.HTTP_SECONDS.labels(request.method, path).observe(time.perf_counter() - start)
-        return response
+    app.add_middleware(RequestMetrics)  # outermost: counts what the body limit refuses too
 
     require_key = key_check(settings, engine)
     auth = [Depends(require_key)]

@@ -75,3 +75,19 @@ def test_probes_are_typed_and_outside_the_document(client: TestClient) -> None:
     assert body["error"].startswith("database: ")
     paths = client.get("/openapi.json").json()["paths"]
     assert not {"/healthz", "/readyz", "/metrics", "/ui"} & set(paths)
+
+
+def test_requests_are_counted_by_route_template_and_status(client: TestClient) -> None:
+    """The metrics middleware labels a request with its route's template (not the raw path, which
+    would grow the metric per id) and the status actually sent; unknown paths share one label."""
+    from pagestream import metrics
+
+    def count(method: str, route: str, status: str) -> float:
+        return metrics.HTTP_REQUESTS.labels(method, route, status)._value.get()
+
+    before_405 = count("PUT", "/v1/documents/{document_id}", "405")
+    before_404 = count("GET", "unmatched", "404")
+    client.put(f"/v1/documents/{NIL}")
+    client.get("/no/such/path")
+    assert count("PUT", "/v1/documents/{document_id}", "405") == before_405 + 1
+    assert count("GET", "unmatched", "404") == before_404 + 1
