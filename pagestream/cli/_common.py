@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import click
@@ -34,3 +36,13 @@ def api_client() -> ApiClient:
 
 def fail(e: ApiClientError) -> click.ClickException:
     return click.ClickException(str(e))
+
+
+@contextlib.contextmanager
+def api_session() -> Iterator[ApiClient]:
+    """An API client for one command; an API error ends the command with its message (exit 1)."""
+    try:
+        with api_client() as client:
+            yield client
+    except ApiClientError as e:
+        raise fail(e) from e

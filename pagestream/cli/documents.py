@@ -12,7 +12,7 @@ from typing import Any
 
 import click
 
-from pagestream.cli._common import api_client, fail
+from pagestream.cli._common import api_client, api_session, fail
 from pagestream.client import ApiClient, ApiClientError
 from pagestream.engine_names import ENGINE_NAMES
 from pagestream.exitcodes import ExitCode
@@ -181,11 +181,8 @@ def _wait_for(client: ApiClient, results: list[_Submitted], timeout: float) -> l
 @click.argument("document_id")
 def text(document_id: str) -> None:
     """Print a document's text (pages separated by form feeds)."""
-    with api_client() as client:
-        try:
-            click.echo(client.text(document_id))
-        except ApiClientError as e:
-            raise fail(e) from e
+    with api_session() as client:
+        click.echo(client.text(document_id))
 
 
 @click.command()
@@ -193,11 +190,8 @@ def text(document_id: str) -> None:
 @click.option("--json", "as_json", is_flag=True)
 def show(document_id: str, as_json: bool) -> None:
     """Show a document's status, progress, errors and title-block fields."""
-    with api_client() as client:
-        try:
-            doc = client.document(document_id)
-        except ApiClientError as e:
-            raise fail(e) from e
+    with api_session() as client:
+        doc = client.document(document_id)
     if as_json:
         click.echo(json.dumps(doc, indent=2))
         return
@@ -218,11 +212,8 @@ def show(document_id: str, as_json: bool) -> None:
 @click.option("--limit", default=20, show_default=True)
 def ls_command(status: str | None, limit: int) -> None:
     """List documents, newest first."""
-    with api_client() as client:
-        try:
-            page = client.documents(status=status, limit=limit)
-        except ApiClientError as e:
-            raise fail(e) from e
+    with api_session() as client:
+        page = client.documents(status=status, limit=limit)
     for d in page["items"]:
         click.echo(
             f"{d['id']}  {d['status']:<10} {d['pages_done']}/{d['page_count'] or '?'}  {d.get('filename') or ''}"
@@ -234,11 +225,8 @@ def ls_command(status: str | None, limit: int) -> None:
 @click.option("--json", "as_json", is_flag=True)
 def pages(document_id: str, as_json: bool) -> None:
     """List a document's pages: status, source, engine, confidence, title block, errors."""
-    with api_client() as client:
-        try:
-            body = client.pages(document_id)
-        except ApiClientError as e:
-            raise fail(e) from e
+    with api_session() as client:
+        body = client.pages(document_id)
     if as_json:
         click.echo(json.dumps(body, indent=2))
         return
@@ -270,11 +258,8 @@ def _terminal_snippet(snippet: str) -> str:
 @click.option("--json", "as_json", is_flag=True)
 def search(query: str, limit: int, as_json: bool) -> None:
     """Full-text search over recognized pages (words, "a phrase", or, -word)."""
-    with api_client() as client:
-        try:
-            body = client.search(query, limit=limit)
-        except ApiClientError as e:
-            raise fail(e) from e
+    with api_session() as client:
+        body = client.search(query, limit=limit)
     if as_json:
         click.echo(json.dumps(body, indent=2))
         return

@@ -360,9 +360,13 @@ def test_cli_search_pages_delete(
     doc = new_document(engine, 1, filename="cli.pdf")
     apply_page_outcomes(engine, [completed(doc, 1, 1, f"the {w} survey")])
     app = create_app(migrated, engine=engine)
-    monkeypatch.setattr(
-        cli_documents, "api_client", lambda: ApiClient("http://testserver", api_key, http=TestClient(app))
-    )
+    from pagestream.cli import _common as cli_common
+
+    def client() -> ApiClient:
+        return ApiClient("http://testserver", api_key, http=TestClient(app))
+
+    monkeypatch.setattr(cli_documents, "api_client", client)
+    monkeypatch.setattr(cli_common, "api_client", client)  # behind api_session
     runner = CliRunner()
     r = runner.invoke(main, ["search", w])
     assert r.exit_code == 0, r.output
