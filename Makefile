@@ -30,7 +30,7 @@ demo: install ## start the embedded stack, OCR the examples, print results, stop
 
 test: install ## run the whole test suite against real components
 	$(VENV)/bin/ruff check pagestream services tests bench examples
-	$(VENV)/bin/mypy pagestream services
+	$(VENV)/bin/mypy pagestream services bench
 	$(PY) -m pytest -m "not chaos" -q -p no:cacheprovider
 
 test-unit: install ## unit tests only (seconds)
@@ -47,7 +47,7 @@ bench: install ## run the benchmarks and write BENCHMARKS.md
 
 lint: install ## ruff and mypy, pinned as in CI
 	$(VENV)/bin/ruff check pagestream services tests bench
-	$(VENV)/bin/mypy pagestream services
+	$(VENV)/bin/mypy pagestream services bench
 
 schemas: install ## regenerate schemas/ from the event models
 	$(PY) -m pagestream.events.schemas --write

@@ -118,7 +118,7 @@ def liveness_costs(pages: list[Path], dense_words: int = 15_000) -> dict[str, An
         finally:
             pg.destroy()
     mean_ocr = statistics.mean(ocr_seconds)
-    result = {
+    result: dict[str, Any] = {
         "pages": len(layouts),
         "mean_ocr_seconds": mean_ocr,
         "normal_event_bytes": sizes,

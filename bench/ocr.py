@@ -213,7 +213,7 @@ def pipeline_throughput(
         stack.query("SELECT document_id::text, text FROM pages WHERE document_id::text = ANY(%s)", (ids,))
     )
     errors = [cer(text_of(p), texts[i]) for p, i in zip(pages, ids, strict=True) if i in texts]
-    result = {
+    result: dict[str, Any] = {
         "pages": n,
         "workers": workers,
         "wall_seconds": wall,

@@ -200,10 +200,11 @@ def stack_cpu_seconds(stack: BenchStack) -> dict[str, float]:
             name = "broker"
         if name is not None:
             out[name] = out.get(name, 0.0) + _ticks(int(entry.name), set()) / hz
-    from pagestream.stack.supervisor import read_state
+    from pagestream.stack.state import StackState
 
-    state = read_state(stack.supervisor.state_dir) or {}
-    data_dir = (state.get("parts", {}).get("postgres") or {}).get("data_dir")
+    state = StackState.read(stack.supervisor.state_dir)
+    postgres = state.parts.get("postgres") if state else None
+    data_dir = postgres.data_dir if postgres else None
     if data_dir:
         out["postgres"] = _ticks(None, {data_dir}) / hz
     return out
