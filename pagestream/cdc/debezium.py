@@ -117,6 +117,18 @@ def to_record(change: Any) -> Record | None:
     return destination, key_text, str(value).encode(), headers
 
 
+def start_jvm() -> None:
+    """Start the JVM in the calling thread unless it runs already.
+
+    The thread that starts the JVM becomes its main thread. Started from a worker thread that
+    later ends (``DebeziumRelay.run`` in a thread), the JVM waits for that thread forever when
+    Python exits; so the relay starts it where it is constructed, normally the main thread.
+    """
+    from pydbzengine.engine.jvm import ensure_jvm_started
+
+    ensure_jvm_started()
+
+
 def make_engine(props: dict[str, str], on_batch: Any) -> Any:
     """A pydbzengine engine with JSON key, value *and* headers, calling ``on_batch(records)``."""
     import jpype
@@ -148,6 +160,8 @@ class DebeziumRelay:
         """``on_ack()`` is called for each record the broker acknowledged (benchmarks)."""
         self._settings = settings
         self._on_ack = on_ack
+        if available() is None:
+            start_jvm()
         self.status = RelayStatus()
         self._engine: Any = None
 
@@ -209,6 +223,10 @@ class DebeziumRelay:
             try:
                 self._engine.run()
             except Exception as e:  # noqa: BLE001 - the engine raises whatever the batch raised
+                if stop.is_set():
+                    # closing interrupts a batch being confirmed (InterruptedException): a stop, not a failure
+                    log.info("debezium engine stopped: %s", e)
+                    return
                 self.status.last_error = str(e)
                 self.status.reconnects += 1
                 metrics.CDC_RECONNECTS.labels("debezium").inc()
