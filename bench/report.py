@@ -302,7 +302,9 @@ def _cdc_vs_debezium(d: dict[str, Any]) -> list[str]:
         f"Debezium spends **{tp.get('cpu_ratio', 'n/a')}×** the relay's CPU per event",
         "",
         "**Latency.** A writer commits outbox rows at a fixed rate (`synchronous_commit` on, as ingest's "
-        "commits) while an `OutboxRelay` streams them on a slot of its own. Two figures per record: "
+        "commits) while an `OutboxRelay` streams them on a slot of its own, in a process of its own as "
+        "`pagestream cdc` runs it (in the benchmark's process it would share the GIL with the writer and the "
+        "consumer). Two figures per record: "
         "*commit → broker ack* (PostgreSQL's commit timestamp → the relay's delivery callback: the record "
         "is durable on the broker and may count toward the slot's flush LSN) and *commit → consumer* (the "
         "writer's commit returning → first arrival at a Kafka consumer, adding the consumer's fetch).",
