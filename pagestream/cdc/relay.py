@@ -25,7 +25,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import psycopg2
@@ -36,7 +36,7 @@ from pagestream.cdc import pgoutput
 from pagestream.cdc.errors import BrokerDisconnectedError, CdcError, ReplicationDisconnectedError
 from pagestream.cdc.slot import OUTBOX_TABLE, STATE_TABLE, connect, prepare, remember_slot, slot_stats
 from pagestream.errors import PagestreamError
-from pagestream.events.envelope import encode_headers
+from pagestream.events.envelope import CONTENT_TYPE, DEFAULT_SOURCE, SPECVERSION, Headers
 from pagestream.events.topics import topic_for
 from pagestream.kafka.admin import ensure_topics
 from pagestream.kafka.errors import KafkaError
@@ -55,16 +55,69 @@ BROKER_PROBE_INTERVAL = 1.0
 MAX_UNACKED = 50_000  # stop reading the WAL while this many records await acknowledgement
 MAX_MESSAGE_BYTES = 16 * 1024 * 1024
 
+#: while records await acknowledgement, wait at most this long for one before reading the WAL again
+ACK_POLL_SECONDS = 0.001
+#: serve delivery callbacks at least every this many decoded messages while reading a backlog
+POLL_EVERY = 256
+#: confirm the flush LSN at most this often while it advances (each is a message the walsender handles)
+FEEDBACK_MIN_INTERVAL = 0.01
+
 _RD_ALL_BROKERS_DOWN = -187
 _RD_TRANSPORT = -195
+
+#: outbox columns the relay reads, in the order of ``_Txn``'s column index tuple
+_COLUMNS = ("id", "aggregateid", "type", "payload", "traceparent", "occurredat")
+_SOURCE = DEFAULT_SOURCE.encode()
+_SPECVERSION = SPECVERSION.encode()
+_CONTENT_TYPE = CONTENT_TYPE.encode()
+_json_decode = json.JSONDecoder().decode
+_json_encode = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+
+
+def record_headers(
+    event_id: bytes, event_type: bytes, subject: bytes, time: bytes, traceparent: bytes | None
+) -> Headers:
+    """``encode_headers`` for values that are already bytes (the relay's hot path; a test holds them equal)."""
+    headers: Headers = [
+        ("id", event_id),
+        ("ce_id", event_id),
+        ("ce_source", _SOURCE),
+        ("ce_specversion", _SPECVERSION),
+        ("ce_type", event_type),
+        ("ce_subject", subject),
+        ("ce_time", time),
+        ("content-type", _CONTENT_TYPE),
+    ]
+    if traceparent:
+        headers.append(("traceparent", traceparent))
+    return headers
+
+
+def compact_json(payload: bytes | None) -> bytes:
+    """The record value: jsonb's text (``{"a": 1}``) re-encoded compact, byte for byte what Debezium's
+    outbox router with ``expand.json.payload`` writes; NULL is ``null``."""
+    if payload is None:
+        return b"null"
+    return _json_encode(_json_decode(payload.decode())).encode()
 
 
 @dataclass
 class _Txn:
-    commit_time: datetime
+    commit_micros: int  # µs since PG_EPOCH, as pgoutput carries it
     pending: int = 0
     records: int = 0
     end_lsn: int | None = None
+    #: the commit timestamp as Unix seconds, for commit → ack latencies against ``time.time()``
+    commit_ts: float = 0.0
+    #: the delivery callback of this transaction's records (one closure per transaction, not per record)
+    on_delivery: Callable[[Any, Any], None] | None = None
+
+    def __post_init__(self) -> None:
+        self.commit_ts = pgoutput.PG_EPOCH_UNIX + self.commit_micros / 1e6
+
+    @property
+    def commit_time(self) -> datetime:
+        return pgoutput.pg_time(self.commit_micros)
 
     @property
     def done(self) -> bool:
@@ -96,9 +149,14 @@ class OutboxRelay:
         self._txns: deque[_Txn] = deque()
         self._unacked = 0
         self._unacked_bytes = 0
+        self._done_lsn = 0  # end LSN of the newest transaction completed, with all before it, this session
         self._failure: PagestreamError | None = None
         self._relations: dict[int, pgoutput.Relation] = {}
+        #: outbox relations: relid → index of each of ``_COLUMNS`` in its tuples (None if absent)
+        self._outbox: dict[int, tuple[int | None, ...]] = {}
         self._known_topics: set[str] = set()
+        self._topics: dict[bytes, str] = {}  # event type → topic, for topics ensured this session
+        self._published: dict[str, Any] = {}  # topic → its records-published counter
 
     @property
     def ready(self) -> bool:
@@ -182,9 +240,10 @@ class OutboxRelay:
         s = self._settings
         prepare(self._dsn, s.cdc_slot, s.cdc_publication, allow_recreate=s.cdc_allow_slot_recreate)
         self._txns.clear()
-        self._unacked = self._unacked_bytes = 0
+        self._unacked = self._unacked_bytes = self._done_lsn = 0
         self._failure = None
         self._known_topics.clear()  # a broker that lost its topics gets them back
+        self._topics.clear()
         self.status.broker_ok = True
         producer = self._new_producer()
         repl = aux = cur = None
@@ -210,31 +269,44 @@ class OutboxRelay:
             self._close(producer, repl, cur, aux)
 
     def _loop(self, stop: threading.Event, cur: Any, repl: Any, aux: Any, producer: EventProducer) -> None:
+        """Read, produce, serve acknowledgements, confirm; wait on whichever side has work.
+
+        While records await acknowledgement the loop waits in ``producer.poll`` (it returns on
+        the first acknowledgement, so a record's callback runs within microseconds of its ack)
+        for at most ``ACK_POLL_SECONDS`` before reading the WAL again; with nothing in flight it
+        sleeps in ``select`` on the replication socket, which wakes on the next WAL message.
+        """
         s = self._settings
         now = time.monotonic()
         last_heartbeat = last_stats = last_feedback = last_probe = now
         flushed = 0
+        read = cur.read_message
+        handle = self._handle
         while not stop.is_set():
             handled = 0
             while handled < 2000 and not self._backpressured():
-                msg = cur.read_message()
+                msg = read()
                 if msg is None:
                     break
-                self._handle(msg, producer)
+                handle(msg.payload, producer)
                 handled += 1
+                if handled % POLL_EVERY == 0:
+                    producer.poll(0)
             producer.poll(0)
             if self._failure is not None:
                 raise self._failure
-            lsn = self._completed_lsn()
             now = time.monotonic()
-            if lsn > flushed or now - last_feedback >= FEEDBACK_INTERVAL:
+            done = self._completed_lsn()
+            if done > flushed and now - last_feedback >= FEEDBACK_MIN_INTERVAL:
                 # force=True: psycopg2 would otherwise only record the LSN until its status interval
-                cur.send_feedback(flush_lsn=lsn, force=True)
+                cur.send_feedback(flush_lsn=done, force=True)
                 last_feedback = now
-                if lsn > flushed:
-                    flushed = lsn
-                    self.status.flushed_lsn = lsn
-                    metrics.CDC_FLUSHED_LSN.set(lsn)
+                flushed = done
+                self.status.flushed_lsn = done
+                metrics.CDC_FLUSHED_LSN.set(done)
+            elif now - last_feedback >= FEEDBACK_INTERVAL:
+                cur.send_feedback(flush_lsn=flushed, force=True)
+                last_feedback = now
             if now - last_heartbeat >= s.cdc_heartbeat_seconds:
                 with aux.cursor() as c:
                     c.execute(
@@ -249,10 +321,11 @@ class OutboxRelay:
                 last_probe = now
                 self._probe_broker(producer)
             if handled == 0:
-                # nothing to read (or paused): serve delivery callbacks, then wait for the stream
-                producer.poll(0.002 if self._unacked else 0.005)
-                if not self._backpressured():
-                    select.select([repl], [], [], 0.005 if self._unacked else 0.02)
+                if self._unacked:
+                    producer.poll(ACK_POLL_SECONDS)  # acknowledgements to come: returns on the first
+                else:
+                    # an LSN still to confirm is sent after FEEDBACK_MIN_INTERVAL, or sooner with new WAL
+                    select.select([repl], [], [], FEEDBACK_MIN_INTERVAL if done > flushed else 0.02)
 
     def _backpressured(self) -> bool:
         return self._unacked >= MAX_UNACKED or self._unacked_bytes >= self._settings.cdc_max_unacked_bytes
@@ -288,22 +361,35 @@ class OutboxRelay:
                 except psycopg2.Error:
                     pass
 
-    def _handle(self, msg: Any, producer: EventProducer) -> None:
-        m = pgoutput.decode(msg.payload)
-        if isinstance(m, pgoutput.Begin):
-            self._txns.append(_Txn(commit_time=m.commit_time))
-        elif isinstance(m, pgoutput.Commit):
-            if self._txns:
-                self._txns[-1].end_lsn = m.end_lsn
-        elif isinstance(m, pgoutput.Relation):
-            self._relations[m.relid] = m
-        elif isinstance(m, pgoutput.Insert):
-            rel = self._relations.get(m.relid)
-            if rel is None:
-                raise CdcError(f"insert for unknown relation {m.relid}")
-            if rel.name != OUTBOX_TABLE or not self._txns:
+    def _handle(self, payload: bytes, producer: EventProducer) -> None:
+        kind = payload[0]
+        if kind == 73:  # 'I': the hot path, decoded straight to bytes
+            relid, values = pgoutput.insert_raw(payload)
+            columns = self._outbox.get(relid)
+            if columns is None:
+                if relid not in self._relations:
+                    raise CdcError(f"insert for unknown relation {relid}")
                 return
-            self._publish(dict(zip(rel.columns, m.values, strict=False)), self._txns[-1], producer)
+            if self._txns:
+                self._publish(values, columns, self._txns[-1], producer)
+            return
+        if kind == 66:  # 'B'
+            txn = _Txn(commit_micros=pgoutput.begin_commit_micros(payload))
+            txn.on_delivery = self._delivery_callback(txn)
+            self._txns.append(txn)
+            return
+        if kind == 67:  # 'C'
+            if self._txns:
+                self._txns[-1].end_lsn = pgoutput.commit_end_lsn(payload)
+            return
+        m = pgoutput.decode(payload)
+        if isinstance(m, pgoutput.Relation):
+            self._relations[m.relid] = m
+            if m.name == OUTBOX_TABLE:
+                index = {c: i for i, c in enumerate(m.columns)}
+                self._outbox[m.relid] = tuple(index.get(c) for c in _COLUMNS)
+            else:
+                self._outbox.pop(m.relid, None)
 
     def _ensure_topic(self, topic: str) -> None:
         if topic in self._known_topics:
@@ -315,19 +401,27 @@ class OutboxRelay:
                 raise BrokerDisconnectedError(f"cannot ensure topic {topic}: {e}") from e
         self._known_topics.add(topic)
 
-    def _publish(self, row: dict[str, str | None], txn: _Txn, producer: EventProducer) -> None:
-        event_type = row.get("type") or ""
-        payload = row.get("payload") or "null"
-        value = json.dumps(json.loads(payload), separators=(",", ":"), ensure_ascii=False).encode()
-        headers = encode_headers(
-            event_id=row.get("id") or "",
-            event_type=event_type,
-            subject=row.get("aggregateid") or "",
-            time=row.get("occurredat") or txn.commit_time.isoformat(),
-            traceparent=row.get("traceparent"),
+    def _topic(self, event_type: bytes) -> str:
+        topic = self._topics.get(event_type)
+        if topic is None:
+            topic = topic_for(event_type.decode())
+            self._ensure_topic(topic)
+            self._topics[event_type] = topic
+        return topic
+
+    def _publish(
+        self, values: list[bytes | None], columns: tuple[int | None, ...], txn: _Txn, producer: EventProducer
+    ) -> None:
+        i_id, i_agg, i_type, i_payload, i_tp, i_time = columns
+        event_id = (values[i_id] if i_id is not None else None) or b""
+        subject = (values[i_agg] if i_agg is not None else None) or b""
+        event_type = (values[i_type] if i_type is not None else None) or b""
+        occurred = (values[i_time] if i_time is not None else None) or txn.commit_time.isoformat().encode()
+        value = compact_json(values[i_payload] if i_payload is not None else None)
+        headers = record_headers(
+            event_id, event_type, subject, occurred, values[i_tp] if i_tp is not None else None
         )
-        topic = topic_for(event_type)
-        self._ensure_topic(topic)
+        topic = self._topic(event_type)
         size = len(value)
         txn.pending += 1
         txn.records += 1
@@ -335,37 +429,55 @@ class OutboxRelay:
         self._unacked_bytes += size
         if self._unacked_bytes > self.status.peak_unacked_bytes:
             self.status.peak_unacked_bytes = self._unacked_bytes
+        assert txn.on_delivery is not None
+        try:
+            producer.produce_raw(topic, subject, value, headers, txn.on_delivery)
+        except KafkaError as e:
+            raise BrokerDisconnectedError(f"cannot produce to {topic}: {e}") from e
 
-        def on_delivery(err: KafkaError | None, _opaque: Any) -> None:
+    def _delivery_callback(self, txn: _Txn) -> Callable[[Any, Any], None]:
+        """librdkafka's ``on_delivery(err, msg)`` for every record of ``txn``: counts it acknowledged.
+
+        It runs once per record, so it does only what must happen per record; the slot's
+        flush LSN advances in ``_completed_lsn`` once every record of a transaction, and of
+        every earlier one, was counted here.
+        """
+        on_ack = self._on_ack
+        observe = metrics.CDC_COMMIT_TO_ACK.observe
+        status = self.status
+        published = self._published
+
+        def on_delivery(err: Any, msg: Any) -> None:
             self._unacked -= 1
-            self._unacked_bytes -= size
+            self._unacked_bytes -= len(msg)
             if err is not None:
                 # the transaction stays pending: its LSN is never confirmed, the session restarts
                 self._fail(BrokerDisconnectedError(f"broker did not accept a record: {err}"))
                 return
             txn.pending -= 1
-            self.status.broker_ok = True
-            self.status.published += 1
-            metrics.CDC_RECORDS_PUBLISHED.labels(topic).inc()
-            latency = max(0.0, (datetime.now(UTC) - txn.commit_time).total_seconds())
-            metrics.CDC_COMMIT_TO_ACK.observe(latency)
-            if self._on_ack is not None:
-                self._on_ack(latency)
+            status.broker_ok = True
+            status.published += 1
+            topic = msg.topic()
+            counter = published.get(topic)
+            if counter is None:
+                counter = published[topic] = metrics.CDC_RECORDS_PUBLISHED.labels(topic)
+            counter.inc()
+            latency = time.time() - txn.commit_ts
+            if latency < 0.0:
+                latency = 0.0
+            observe(latency)
+            if on_ack is not None:
+                on_ack(latency)
 
-        try:
-            producer.produce(topic, (row.get("aggregateid") or "").encode(), value, headers, on_delivery)
-        except KafkaError as e:
-            raise BrokerDisconnectedError(f"cannot produce to {topic}: {e}") from e
+        return on_delivery
 
     def _completed_lsn(self) -> int:
         """End LSN of the newest transaction such that it and all before it are fully acked."""
-        lsn = 0
         while self._txns and self._txns[0].done:
             t = self._txns.popleft()
-            lsn = t.end_lsn or lsn
-        oldest = self._txns[0].commit_time if self._txns else None
-        metrics.CDC_LAG_SECONDS.set((datetime.now(UTC) - oldest).total_seconds() if oldest else 0.0)
-        return lsn
+            self._done_lsn = t.end_lsn or self._done_lsn
+        metrics.CDC_LAG_SECONDS.set(time.time() - self._txns[0].commit_ts if self._txns else 0.0)
+        return self._done_lsn
 
     def _refresh_stats(self, aux: Any) -> None:
         stats = slot_stats(aux, self._settings.cdc_slot)

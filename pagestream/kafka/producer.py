@@ -155,6 +155,42 @@ class EventProducer:
                 raise delivery_error(topic, name, str(e), retriable=retriable) from e
         self.producer.poll(0)
 
+    def produce_raw(
+        self,
+        topic: str,
+        key: bytes,
+        value: bytes,
+        headers: Headers,
+        on_delivery: Callable[[_RdKafkaError | None, Message], None],
+    ) -> None:
+        """Queue one record with librdkafka's own ``on_delivery(err, msg)`` and no poll afterwards.
+
+        For a caller that serves delivery callbacks itself and treats any delivery error as
+        the end of its session (the cdc relay, which replaces its producer then): no wrapper
+        closure per record, no fencing bookkeeping, no ``poll(0)`` per record. A full local
+        queue is served as in ``produce``; other refusals raise the ``KafkaError`` class.
+        """
+        rd_headers = cast("list[tuple[str, str | bytes | None]]", headers)
+        producer = self.producer
+        deadline = 0.0
+        while True:
+            try:
+                producer.produce(topic, value, key, headers=rd_headers, on_delivery=on_delivery)
+                return
+            except BufferError:
+                now = time.monotonic()
+                deadline = deadline or now + BUFFER_FULL_TIMEOUT_SECONDS
+                if now > deadline:
+                    raise BrokerUnavailableError(
+                        f"produce to {topic}: local queue still full after {BUFFER_FULL_TIMEOUT_SECONDS:.0f} s"
+                    ) from None
+                producer.poll(0.1)
+            except KafkaException as e:
+                err = e.args[0] if e.args else None
+                name = err.name() if err is not None and hasattr(err, "name") else ""
+                retriable = bool(err.retriable()) if err is not None and hasattr(err, "retriable") else True
+                raise delivery_error(topic, name, str(e), retriable=retriable) from e
+
     def publish(
         self,
         event: Event,

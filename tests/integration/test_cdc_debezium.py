@@ -11,6 +11,7 @@ import psycopg2
 import pytest
 
 from pagestream.cdc import debezium
+from pagestream.cdc.slot import drop_slot
 from pagestream.events.envelope import header_map
 from tests.integration.test_cdc_support import (
     Collector,
@@ -118,3 +119,36 @@ def test_debezium_and_relay_produce_the_same_records(stack: PrivateStack) -> Non
         assert theirs_h == mine_h, eid
         assert len(headers) == len(mine.headers)
     assert dict(theirs[ids[-1]][3])["traceparent"] == tp.encode()
+
+
+def test_debezium_relay_skips_heartbeats_and_logical_messages(stack: PrivateStack, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """Debezium hands its heartbeats and captured logical messages (the relay's and its own heartbeat
+    action's ``pagestream.heartbeat``) to the batch handler with object keys; they used to crash
+    every batch that held one, restarting the engine over the same batch forever."""
+    slot = "pagestream_outbox_dbz_hb"
+    settings = stack.settings.model_copy(
+        update={"cdc_debezium_slot": slot, "cdc_heartbeat_seconds": 0.5, "state_dir": tmp_path}
+    )
+    relay = debezium.make_relay(settings.model_copy(update={"cdc_engine": "debezium"}))
+    stop = threading.Event()
+    t = threading.Thread(target=relay.run, args=(stop,), daemon=True, name="debezium-relay")
+    t.start()
+    collector = Collector(settings)
+    try:
+        poll_until(lambda: _slot_active(stack, slot), 120, "Debezium streaming")
+        conn = psycopg2.connect(settings.database_dsn())
+        ids: list[str] = []
+        for i in range(3):
+            with conn, conn.cursor() as cur:
+                cur.execute("SELECT pg_logical_emit_message(true, 'pagestream.heartbeat', %s)", (str(i),))
+                ids += write_txn(cur, [(f"hb-{i}", payload(f"hb-{i}", i))])
+        conn.close()
+        assert not collector.wait_for(set(ids), 60)
+        poll_until(lambda: relay.status.published >= len(ids), 30, "every record counted")
+        assert relay.status.reconnects == 0, relay.status.last_error
+        assert relay.status.published == len(ids)
+    finally:
+        stop.set()
+        t.join(60)
+        collector.close()
+        drop_slot(settings.database_dsn(), slot)

@@ -76,3 +76,22 @@ def test_other_kinds_are_recognized_and_skipped() -> None:
 def test_insert_with_unexpected_tuple_marker_fails() -> None:
     with pytest.raises(ValueError, match="tuple marker"):
         pgoutput.decode(b"I" + struct.pack("!i", 1) + b"K" + struct.pack("!h", 0))
+
+
+def test_insert_raw_keeps_values_as_bytes() -> None:
+    ins = b"I" + struct.pack("!i", -2) + b"N" + struct.pack("!h", 3)
+    ins += _text("e1") + _text(None) + _text("ünï ✓")
+    relid, values = pgoutput.insert_raw(ins)
+    assert relid == 0xFFFFFFFE
+    assert values == [b"e1", None, "ünï ✓".encode()]
+    bad = b"I" + struct.pack("!i", 1) + b"N" + struct.pack("!h", 1) + b"x"
+    with pytest.raises(ValueError, match="column kind 'x'"):
+        pgoutput.insert_raw(bad)
+
+
+def test_begin_and_commit_fields_without_datetimes() -> None:
+    begin = b"B" + struct.pack("!qqi", 0x1_0000_0100, TS_MICROS, 7)
+    assert pgoutput.begin_commit_micros(begin) == TS_MICROS
+    assert pgoutput.PG_EPOCH_UNIX + TS_MICROS / 1e6 == pytest.approx(TS.timestamp())
+    commit = b"C" + struct.pack("!bqqq", 0, 0x100, 0x128, TS_MICROS)
+    assert pgoutput.commit_end_lsn(commit) == 0x128
