@@ -92,9 +92,12 @@ class EventConsumer:
             # a waiting fetch on its own schedule, not when a record lands: produce → consume measured
             # p50 7 ms / max 67 ms at 50 ms, 4 ms / 8 ms at 10 ms, for 11 ms/s of broker CPU and
             # 1.5 ms/s of client CPU per idle consumer of two 12-partition topics (5.0 and 1.6 at
-            # 50 ms). The default is for hops on a document's path (splitter, page workers); roles
-            # off that path pass a longer wait in ``extra`` (submit commands, Textract job polls).
-            "fetch.wait.max.ms": 10,
+            # 50 ms). Every poll costs the broker CPU the OCR engine wants: a whole idle embedded stack
+            # measured ~270 ms/s of broker CPU with 10 ms everywhere, ~120 ms/s with 50 ms. So by role:
+            # the splitter (the first hop after a commit, one per deployment) asks 10 ms, page workers
+            # take this 25 ms default (commit → worker p50 ~23 ms), and roles off a document's path ask
+            # longer (submit commands 50 ms, Textract job polls 500 ms) through ``extra``.
+            "fetch.wait.max.ms": 25,
             **(extra or {}),
         }
         self._consumer: Consumer | None = None

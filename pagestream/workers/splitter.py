@@ -57,7 +57,14 @@ class DocumentSplitter(Handler[DocumentCommittedV1]):
         self._dealt = 0
         self._producer = EventProducer(settings, client_id="pagestream-ocr-splitter")
         self._loop = ConsumerLoop(
-            EventConsumer(settings, GROUP, [DOCUMENT_COMMITTED], client_id="pagestream-ocr-splitter"),
+            EventConsumer(
+                settings,
+                GROUP,
+                [DOCUMENT_COMMITTED],
+                client_id="pagestream-ocr-splitter",
+                # The first hop after a commit, and one consumer per deployment: the shortest poll.
+                extra={"fetch.wait.max.ms": 10},
+            ),
             self._producer,
             service="ocr-splitter",
             dlq_topic=DOCUMENT_COMMITTED_DLQ,
