@@ -30,6 +30,7 @@ demo: install ## start the embedded stack, OCR the examples, print results, stop
 
 test: install ## run the whole test suite against real components
 	$(VENV)/bin/ruff check pagestream services tests bench examples
+	$(VENV)/bin/ruff format --check pagestream services tests bench examples
 	$(VENV)/bin/mypy pagestream services bench
 	$(PY) -m pytest -m "not chaos" -q -p no:cacheprovider
 
@@ -45,8 +46,9 @@ chaos: install ## the full chaos suite
 bench: install ## run the benchmarks and write BENCHMARKS.md
 	$(PY) -m bench
 
-lint: install ## ruff and mypy, pinned as in CI
-	$(VENV)/bin/ruff check pagestream services tests bench
+lint: install ## ruff (rules and format) and mypy, pinned as in CI
+	$(VENV)/bin/ruff check pagestream services tests bench examples
+	$(VENV)/bin/ruff format --check pagestream services tests bench examples
 	$(VENV)/bin/mypy pagestream services bench
 
 schemas: install ## regenerate schemas/ from the event models

@@ -4,7 +4,8 @@ commit → broker-ack / commit → consumer latency at fixed rates.
 Two parts, each on slots of its own (dropped at the end):
 
 1. **Latency** at 1,000 and 5,000 events/s offered: a writer commits outbox rows at a fixed
-   rate while an ``OutboxRelay`` streams them, in a process of its own as in production. Two figures per record, labeled apart:
+   rate while an ``OutboxRelay`` streams them, in a process of its own as in production. Two
+   figures per record, labeled apart:
    *commit → broker ack* (PostgreSQL's commit timestamp → the relay's delivery callback, the
    moment the record is durable on the broker and may count toward the slot's flush LSN)
    and *commit → consumer* (the writer's commit returning → first arrival at a Kafka
@@ -24,6 +25,7 @@ of 100) while the relay streams — bound by the writer sharing the cores, not b
 
 from __future__ import annotations
 
+import contextlib
 import json
 import multiprocessing
 import sys
@@ -231,10 +233,8 @@ class _RelayProcess:
         return list(self._ask("take"))
 
     def close(self) -> None:
-        try:
+        with contextlib.suppress(OSError):
             self._conn.send("stop")
-        except OSError:
-            pass
         self._proc.join(30)
         if self._proc.is_alive():
             self._proc.terminate()

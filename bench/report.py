@@ -563,7 +563,8 @@ def _preprocessing(d: dict[str, Any]) -> list[str]:
         "no downloads): phone photos (perspective tilt, dark table around the sheet, light gradient + vignette + "
         "soft shadow, blur, noise, JPEG), faxes (150 dpi, hard threshold, speckle and dropouts, JPEG quality 22; "
         "every other one records its dpi), and clean scans. Each page is read by the three sides one after "
-        "the other in one process (`OMP_THREAD_LIMIT=1`; taking turns at going first): the bare `tesseract page -` CLI, `PageProcessor` as "
+        "the other in one process (`OMP_THREAD_LIMIT=1`; taking turns at going first): the bare "
+        "`tesseract page -` CLI, `PageProcessor` as "
         "the workers run it (preprocessing on), and `PageProcessor` with preprocessing off (the code before it).",
         "",
         "| kind | CER pagestream | CER bare CLI | CER without preprocessing | target | s/page pagestream | "
@@ -578,7 +579,8 @@ def _preprocessing(d: dict[str, Any]) -> list[str]:
         lines.append(
             f"| {labels[kind]} | **{k['mean_cer_pipeline']:.2%}** (max {k['max_cer_pipeline']:.2%}) | "
             f"{k['mean_cer_cli']:.2%} | {k['mean_cer_no_preprocessing']:.2%} | {targets[kind]} | "
-            f"{_f(k['mean_seconds_pipeline'])} | {_f(k['mean_seconds_cli'])} | {_f(k['mean_seconds_no_preprocessing'])} | "
+            f"{_f(k['mean_seconds_pipeline'])} | {_f(k['mean_seconds_cli'])} | "
+            f"{_f(k['mean_seconds_no_preprocessing'])} | "
             f"{_f(k['mean_preprocessing_seconds'], 3)} | {steps} |"
         )
     clean = kinds.get("clean")

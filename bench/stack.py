@@ -174,5 +174,5 @@ def running_stack(
         # state dir> (the postgres user cannot reach /tmp/...); that one is this stack's alone.
         if data_dir:
             cluster = Path(data_dir).parent
-            if cluster.parent == Path("/var/tmp") and cluster.name.startswith("pagestream-"):
+            if cluster.parent == Path("/var/tmp") and cluster.name.startswith("pagestream-"):  # noqa: S108
                 shutil.rmtree(cluster, ignore_errors=True)

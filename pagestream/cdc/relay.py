@@ -17,6 +17,7 @@ the first delivery of every record keeps commit order.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import select
@@ -356,10 +357,8 @@ class OutboxRelay:
                     pass
         for c in (repl, aux):
             if c is not None:
-                try:
+                with contextlib.suppress(psycopg2.Error):
                     c.close()
-                except psycopg2.Error:
-                    pass
 
     def _handle(self, payload: bytes, producer: EventProducer) -> None:
         kind = payload[0]
@@ -429,9 +428,11 @@ class OutboxRelay:
         self._unacked_bytes += size
         if self._unacked_bytes > self.status.peak_unacked_bytes:
             self.status.peak_unacked_bytes = self._unacked_bytes
-        assert txn.on_delivery is not None
+        on_delivery = txn.on_delivery
+        if on_delivery is None:  # set when the transaction began
+            raise RuntimeError(f"transaction {txn!r} has no delivery callback")
         try:
-            producer.produce_raw(topic, subject, value, headers, txn.on_delivery)
+            producer.produce_raw(topic, subject, value, headers, on_delivery)
         except KafkaError as e:
             raise BrokerDisconnectedError(f"cannot produce to {topic}: {e}") from e
 

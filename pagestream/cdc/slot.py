@@ -39,7 +39,8 @@ def check_prerequisites(conn: psycopg2.extensions.connection) -> None:
         row = cur.fetchone()
         if not row or not row[0]:
             raise ReplicationSetupError(
-                "the database role lacks REPLICATION; run ALTER ROLE <role> WITH REPLICATION (or use a replication role)"
+                "the database role lacks REPLICATION; run ALTER ROLE <role> WITH REPLICATION "
+                "(or use a replication role)"
             )
 
 
@@ -60,7 +61,8 @@ def ensure_publication(conn: psycopg2.extensions.connection, publication: str) -
         except psycopg2.Error as e:
             raise ReplicationSetupError(
                 f"publication {publication!r} is missing and cannot be created ({e.pgcode}): "
-                f"create it as the table owner: CREATE PUBLICATION {publication} FOR TABLE outbox WITH (publish = 'insert')"
+                f"create it as the table owner: CREATE PUBLICATION {publication} FOR TABLE outbox "
+                "WITH (publish = 'insert')"
             ) from e
         return True
 
@@ -113,11 +115,10 @@ def remember_slot(conn: psycopg2.extensions.connection, slot: str) -> None:
     """Record that ``slot`` exists, with its confirmed position (for the message if it ever vanishes)."""
     with conn.cursor() as cur:
         cur.execute(
-            f"""INSERT INTO {STATE_TABLE} (slot_name, confirmed_flush_lsn)
-                SELECT %(slot)s, (SELECT confirmed_flush_lsn FROM pg_replication_slots WHERE slot_name = %(slot)s)
-                ON CONFLICT (slot_name) DO UPDATE
-                SET last_seen_at = now(),
-                    confirmed_flush_lsn = COALESCE(EXCLUDED.confirmed_flush_lsn, {STATE_TABLE}.confirmed_flush_lsn)""",
+            f"INSERT INTO {STATE_TABLE} (slot_name, confirmed_flush_lsn) "  # noqa: S608 - constant table name
+            "SELECT %(slot)s, (SELECT confirmed_flush_lsn FROM pg_replication_slots WHERE slot_name = %(slot)s) "
+            "ON CONFLICT (slot_name) DO UPDATE SET last_seen_at = now(), "
+            f"confirmed_flush_lsn = COALESCE(EXCLUDED.confirmed_flush_lsn, {STATE_TABLE}.confirmed_flush_lsn)",
             {"slot": slot},
         )
 
@@ -126,7 +127,7 @@ def _marker(conn: psycopg2.extensions.connection, slot: str) -> tuple[str | None
     """(last confirmed LSN, last seen) of a slot this database had, or None if it never had it."""
     with conn.cursor() as cur:
         cur.execute(
-            f"SELECT confirmed_flush_lsn::text, last_seen_at::text FROM {STATE_TABLE} WHERE slot_name = %s",
+            f"SELECT confirmed_flush_lsn::text, last_seen_at::text FROM {STATE_TABLE} WHERE slot_name = %s",  # noqa: S608 - identifiers are module constants; values are bound parameters
             (slot,),
         )
         row = cur.fetchone()
@@ -191,7 +192,7 @@ def ensure_slot(conn: psycopg2.extensions.connection, slot: str, *, allow_recrea
         )
         with conn.cursor() as cur:
             cur.execute(
-                f"UPDATE {STATE_TABLE} SET recreated_count = recreated_count + 1, confirmed_flush_lsn = NULL "
+                f"UPDATE {STATE_TABLE} SET recreated_count = recreated_count + 1, confirmed_flush_lsn = NULL "  # noqa: S608 - identifiers are module constants; values are bound parameters
                 "WHERE slot_name = %s",
                 (slot,),
             )
@@ -259,7 +260,7 @@ def drop_slot(dsn: str, slot: str) -> bool:
                 (slot,),
             )
             existed = cur.rowcount > 0
-            cur.execute(f"DELETE FROM {STATE_TABLE} WHERE slot_name = %s", (slot,))
+            cur.execute(f"DELETE FROM {STATE_TABLE} WHERE slot_name = %s", (slot,))  # noqa: S608 - identifiers are module constants; values are bound parameters
             return existed
     finally:
         conn.close()

@@ -113,12 +113,13 @@ def submit(
         if wait:
             results = _wait_for(client, results, timeout)
         for path, (doc, error) in zip(files, results, strict=True):
-            if doc is None:
-                assert error is not None
+            if doc is None or error is not None:
                 failed += 1
                 if as_json:
                     click.echo(
-                        json.dumps({"file": str(path), "error": str(error), "status_code": error.status})
+                        json.dumps(
+                            {"file": str(path), "error": str(error), "status_code": error and error.status}
+                        )
                     )
                 else:
                     click.echo(f"{path}: rejected: {error}", err=True)
@@ -232,7 +233,8 @@ def pages(document_id: str, as_json: bool) -> None:
         return
     for p in body["pages"]:
         conf = f"{p['confidence']:.0f}%" if p.get("confidence") is not None else "-"
-        line = f"{p['page_number']:>4}  {p['status']:<9} {p.get('source') or '-':<10} {p.get('engine') or '-':<10} {conf:>4}"
+        source, engine = p.get("source") or "-", p.get("engine") or "-"
+        line = f"{p['page_number']:>4}  {p['status']:<9} {source:<10} {engine:<10} {conf:>4}"
         tb = p.get("title_block") or {}
         if any(tb.values()):
             line += f"  sheet {tb.get('sheet_number') or '?'} — {tb.get('sheet_title') or '?'}"

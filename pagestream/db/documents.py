@@ -53,7 +53,7 @@ _CREATE_COLUMNS = (
     "completed_at",
 )
 _INSERT_DOCUMENT_SQL = (
-    f"INSERT INTO documents ({', '.join(_CREATE_COLUMNS)}) "
+    f"INSERT INTO documents ({', '.join(_CREATE_COLUMNS)}) "  # noqa: S608 - identifiers are module constants; values are bound parameters
     f"VALUES ({', '.join(f'%({c})s' for c in _CREATE_COLUMNS)}) "
     f"RETURNING {', '.join(c.name for c in documents.c)}"
 )
@@ -91,7 +91,8 @@ def create_document(engine: Engine, doc: NewDocument, *, traceparent: str | None
     }
     sql = _INSERT_DOCUMENT_SQL
     if not doc.unprocessable:
-        assert doc.page_count is not None
+        if doc.page_count is None:
+            raise ValueError("a document to be processed must know its page count")
         event = DocumentCommittedV1(
             document_id=doc_id,
             sha256=doc.sha256,

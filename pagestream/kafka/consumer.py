@@ -151,7 +151,8 @@ class EventConsumer:
     def consumer(self) -> Consumer:
         if self._consumer is None:
             self.start()
-        assert self._consumer is not None
+        if self._consumer is None:  # start() sets it or raises
+            raise RuntimeError("Consumer not started")
         return self._consumer
 
     def poll(self, timeout: float = 1.0) -> ConsumedRecord | None:

@@ -93,7 +93,8 @@ class EventProducer:
     def producer(self) -> Producer:
         if self._producer is None or self._needs_reset:
             self.start()
-        assert self._producer is not None
+        if self._producer is None:  # start() sets it or raises
+            raise RuntimeError("Producer not started")
         return self._producer
 
     def produce(

@@ -429,11 +429,10 @@ def preprocess(
     if corners is None and options.upscale and small_text:
         factor = (TARGET_DPI / dpi) if dpi else TARGET_TEXT_HEIGHT / float(text_height or TARGET_TEXT_HEIGHT)
         factor = float(min(MAX_UPSCALE, factor, (MAX_OUTPUT_PIXELS / (out.shape[0] * out.shape[1])) ** 0.5))
-        if options.denoise:
-            if speck_share >= SPECK_MIN_SHARE:
-                t = time.perf_counter()
-                out, removed = _remove_specks(out)
-                steps.add("denoise", t, removed=removed, share=round(speck_share, 3))
+        if options.denoise and speck_share >= SPECK_MIN_SHARE:
+            t = time.perf_counter()
+            out, removed = _remove_specks(out)
+            steps.add("denoise", t, removed=removed, share=round(speck_share, 3))
         if factor > 1.05:
             t = time.perf_counter()
             size = (round(out.shape[1] * factor), round(out.shape[0] * factor))

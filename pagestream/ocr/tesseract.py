@@ -96,7 +96,8 @@ class TesseractEngine(OcrEngine):
     def _api_for(self, languages: str) -> TessApi:
         if self._api is None:
             self.start()
-        assert self._api is not None and self._tessdata_resolved is not None
+        if self._api is None or self._tessdata_resolved is None:  # start() sets both or raises
+            raise RuntimeError("TesseractEngine not started")
         if not languages or languages == self.languages:
             return self._api
         api = self._extra.pop(languages, None)

@@ -25,6 +25,7 @@ import os
 import pwd
 import secrets
 import shutil
+import stat
 import subprocess
 from pathlib import Path
 
@@ -264,7 +265,8 @@ class PrivatePostgres:
         if self._can_reach(self.state_dir):
             return local
         digest = hashlib.sha256(str(self.state_dir.resolve()).encode()).hexdigest()[:16]
-        elsewhere = Path("/var/tmp") / f"pagestream-{digest}"
+        # A predictable name in a shared directory: _prepare_dirs refuses one it did not make safely.
+        elsewhere = Path("/var/tmp") / f"pagestream-{digest}"  # noqa: S108 - checked in _prepare_dirs
         record.write_text(f"{elsewhere}\n")
         log.info("postgres user cannot reach %s; cluster placed in %s", self.state_dir, elsewhere)
         return elsewhere
@@ -274,9 +276,11 @@ class PrivatePostgres:
         if self._as_root:
             owner = self._system_user()
             cluster.mkdir(mode=0o700, parents=True, exist_ok=True)
-            st = cluster.stat()
-            if st.st_uid not in (0, owner.pw_uid):
-                raise StackError(f"{cluster} belongs to uid {st.st_uid}, not to root or postgres; remove it")
+            st = cluster.lstat()  # not stat(): a planted symlink would have us chown its target
+            if not stat.S_ISDIR(st.st_mode) or st.st_uid not in (0, owner.pw_uid):
+                raise StackError(
+                    f"{cluster} is not a directory of root or postgres (a symlink, or uid {st.st_uid}); remove it"
+                )
             for sub in (cluster / "data", cluster / "run"):
                 sub.mkdir(mode=0o700, exist_ok=True)
             self.log_path.touch(mode=0o600, exist_ok=True)

@@ -92,6 +92,6 @@ def test_insert_raw_keeps_values_as_bytes() -> None:
 def test_begin_and_commit_fields_without_datetimes() -> None:
     begin = b"B" + struct.pack("!qqi", 0x1_0000_0100, TS_MICROS, 7)
     assert pgoutput.begin_commit_micros(begin) == TS_MICROS
-    assert pgoutput.PG_EPOCH_UNIX + TS_MICROS / 1e6 == pytest.approx(TS.timestamp())
+    assert pytest.approx(TS.timestamp()) == pgoutput.PG_EPOCH_UNIX + TS_MICROS / 1e6
     commit = b"C" + struct.pack("!bqqq", 0, 0x100, 0x128, TS_MICROS)
     assert pgoutput.commit_end_lsn(commit) == 0x128
