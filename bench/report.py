@@ -472,6 +472,10 @@ def _cdc_vs_debezium(d: dict[str, Any]) -> list[str]:
         )
 
     lines = [
+        "Run on a fresh stack of its own: the broker, PostgreSQL and ingest, without the cdc, ocr and "
+        "persist services (the stack's own relay would otherwise stream the synthetic rows a second time "
+        "and its consumers act on them).",
+        "",
         f"**Throughput.** A backlog of {tp.get('backlog_events'):,} outbox rows, committed in transactions "
         f"of {tp.get('transaction_size')} while no engine ran, sits in two replication slots made before it. "
         "The relay drains one, then real Debezium (`pagestream cdc --engine debezium`: the embedded engine "

@@ -126,7 +126,7 @@ def running_stack(
     supervisor = StackSupervisor(state_dir, env, services=_services(services))
     say(
         f"[{label}] starting stack ({', '.join(f'{k}={v}' for k, v in (environ or {}).items()) or 'defaults'}, "
-        f"services {', '.join(services or [s.name for s in default_services()])})"
+        f"services {', '.join(services if services is not None else [s.name for s in default_services()]) or 'none'})"
     )
     started = time.monotonic()
     failure: list[BaseException] = []
