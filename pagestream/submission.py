@@ -25,7 +25,10 @@ from pagestream.storage import ObjectStore, content_key
 log = logging.getLogger(__name__)
 
 ENCRYPTED_REASON = "PDF is encrypted; resubmit it with the `password` form field (the bytes are kept)"
-WRONG_PASSWORD_REASON = "PDF is encrypted and the given password does not open it; resubmit with the right `password`"  # noqa: S105  # (a message about a password, not one)
+# A message about a password, not one (bandit's S105 looks at the name).
+WRONG_PASSWORD_REASON = (
+    "PDF is encrypted and the given password does not open it; resubmit with the right `password`"  # noqa: S105
+)
 
 
 @dataclass(frozen=True)
