@@ -40,6 +40,25 @@ LONG_AGO = timedelta(days=3650)  # older than anything another test leaves behin
 STALL = float(LONG_AGO.total_seconds() / 2)
 
 
+def publish_three_page_tasks(producer: EventProducer, topic: str) -> list[PageOcrRequestedV1]:
+    """Pages 1–3 of a new document as page tasks on partition 0 of ``topic``; the tasks."""
+    doc = uuid.uuid4()
+    tasks = [
+        PageOcrRequestedV1(
+            page_id=page_id_for(doc, n),
+            document_id=doc,
+            page_number=n,
+            page_count=3,
+            storage_uri="file:///x",
+            media_type="image/png",
+            sha256="0" * 64,
+        )
+        for n in (1, 2, 3)
+    ]
+    producer.publish_all([(t, topic, 0) for t in tasks])
+    return tasks
+
+
 def test_a_record_over_the_size_limit_is_a_permanent_error(migrated: Settings) -> None:
     producer = EventProducer(migrated)
     try:
@@ -55,20 +74,7 @@ def test_consumer_loop_dead_letters_what_its_handler_cannot_handle_and_moves_on(
     dlq = topic + ".dlq"
     ensure_topics(migrated, [topic, dlq])
     producer = EventProducer(migrated)
-    doc = uuid.uuid4()
-    events = [
-        PageOcrRequestedV1(
-            page_id=page_id_for(doc, n),
-            document_id=doc,
-            page_number=n,
-            page_count=3,
-            storage_uri="file:///x",
-            media_type="image/png",
-            sha256="0" * 64,
-        )
-        for n in (1, 2, 3)
-    ]
-    producer.publish_all([(e, topic, 0) for e in events])
+    events = publish_three_page_tasks(producer, topic)
     handled: list[int] = []
 
     class Pages(Handler[PageOcrRequestedV1]):
@@ -118,20 +124,7 @@ def test_consumer_loop_routes_a_handlers_errors_by_class(migrated: Settings) -> 
     retry_topic, dlq, out, failed_topic = topic + ".retry", topic + ".dlq", topic + ".out", topic + ".failed"
     ensure_topics(migrated, [topic, retry_topic, dlq, out, failed_topic])
     producer = EventProducer(migrated)
-    doc = uuid.uuid4()
-    events = [
-        PageOcrRequestedV1(
-            page_id=page_id_for(doc, n),
-            document_id=doc,
-            page_number=n,
-            page_count=3,
-            storage_uri="file:///x",
-            media_type="image/png",
-            sha256="0" * 64,
-        )
-        for n in (1, 2, 3)
-    ]
-    producer.publish_all([(e, topic, 0) for e in events])
+    events = publish_three_page_tasks(producer, topic)
     handled: dict[int, Any] = {}
 
     class Pages(Handler[PageOcrRequestedV1]):
