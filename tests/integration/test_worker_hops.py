@@ -1,4 +1,4 @@
-"""Issue 14: a page task's path is read in two files. ``ConsumerLoop`` owns decode → handle → route;
+"""A page task's path is read in two files. ``ConsumerLoop`` owns decode → handle → route;
 the page worker is a function from a task to its result events and never calls the Kafka, envelope,
 dead-letter, ledger or claim-check code itself, nor climbs back into the loop that called it.
 
@@ -9,19 +9,24 @@ Tesseract, for a page that completes and one that fails.
 
 from __future__ import annotations
 
+import pathlib
 import threading
 import uuid
+from collections.abc import Iterator
 from types import FrameType
 from typing import Any
 
+import pytest
 from sqlalchemy import Engine
 
 from pagestream import metrics
 from pagestream._testing.pages import png_bytes, text_page_image
 from pagestream.events.models import PageOcrRequestedV1, page_id_for
 from pagestream.events.topics import PAGE_OCR_REQUESTED
+from pagestream.kafka.admin import ensure_topics
 from pagestream.kafka.producer import EventProducer
 from pagestream.settings import Settings
+from pagestream.stack.broker import TansuBroker
 from pagestream.storage import open_store
 from pagestream.workers.page_worker import PageWorker
 from tests.integration.test_liveness_core import _insert_document
@@ -106,7 +111,22 @@ def _outcomes(outcome: str) -> float:
     )
 
 
-def test_the_page_worker_only_turns_a_task_into_events(migrated: Settings, engine: Engine) -> None:
+@pytest.fixture
+def own_broker(migrated: Settings, tmp_path: pathlib.Path) -> Iterator[Settings]:
+    """The settings on a broker of this test's own: the page workers' group and topics start empty,
+    so no task an earlier test left on the shared broker (or its retry backoff) runs before ours."""
+    broker = TansuBroker(tmp_path / "broker")
+    broker.start()
+    try:
+        s = migrated.model_copy(update={"kafka_bootstrap_servers": broker.bootstrap_servers})
+        ensure_topics(s)
+        yield s
+    finally:
+        broker.stop()
+
+
+def test_the_page_worker_only_turns_a_task_into_events(own_broker: Settings, engine: Engine) -> None:
+    migrated = own_broker
     store = open_store(migrated)
     uri = store.put(
         f"test/{uuid.uuid4()}.png", png_bytes(text_page_image(["Two files"]), dpi=300), "image/png"
